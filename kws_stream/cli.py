@@ -1,0 +1,163 @@
+"""The `kws-stream` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import config as cfg
+from .errors import InputError, KwsError
+from .events import EventBus
+from .models import default_model_dir, install, load_manifest, resolve, verify, installed_path
+from .sinks import StdoutSink
+
+log = logging.getLogger("kws_stream")
+
+
+def setup_logging(level: str) -> None:
+    """One line per event on stderr: `level=... event=... key=value`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s level=%(levelname)s %(message)s",
+                                           datefmt="%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger("kws_stream")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML config file (see config/kws-stream.toml)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", dest="model.name", metavar="NAME_OR_PATH", help="micronet-l (default), micronet-m, or a .tflite path")
+    g.add_argument("--model-dir", dest="model.dir", metavar="DIR", help="where models are installed")
+    g.add_argument("--model-source", dest="model.source", metavar="DIR_OR_URL", help="install a missing model from here")
+    g.add_argument("--manifest", dest="model.manifest", metavar="FILE", help="an extra manifest with your own models")
+    d = p.add_argument_group("detection")
+    d.add_argument("--stride", dest="detection.stride", type=int, metavar="HOPS", help="run the model every HOPS x 20 ms")
+    d.add_argument("--smoothing", dest="detection.smoothing", type=int, metavar="N", help="average the last N inferences")
+    d.add_argument("--threshold", dest="detection.threshold", type=float, metavar="P", help="score needed to report (0-1)")
+    d.add_argument("--refractory", dest="detection.refractory", type=float, metavar="SECONDS", help="same keyword not reported again within")
+    d.add_argument("--keywords", dest="detection.keywords", type=lambda s: s.split(","), metavar="K1,K2", help="report only these")
+    p.add_argument("--channel", dest="audio.channel", metavar="mix|N", help="mix channels down (default) or take channel N")
+    p.add_argument("--format", dest="output.format", choices=("json", "text"), help="output: JSON lines (default) or text")
+    p.add_argument("--log-level", dest="service.log_level", choices=cfg.LOG_LEVELS)
+
+
+def build_config(args: argparse.Namespace) -> cfg.Config:
+    base = cfg.load(args.config) if getattr(args, "config", None) else cfg.Config()
+    flags = {k: v for k, v in vars(args).items() if "." in k}
+    return cfg.override(base, flags)
+
+
+def model_dir(config: cfg.Config) -> Path:
+    return Path(config.model.dir).expanduser() if config.model.dir else default_model_dir()
+
+
+def open_model(config: cfg.Config) -> tuple[Any, str]:
+    """Resolve, install if needed, verify and load the configured model."""
+    from .backend import KeywordModel
+
+    manifest = load_manifest(tuple(Path(m) for m in [config.model.manifest] if m))
+    spec, path = resolve(config.model.name, model_dir(config), manifest, config.model.source or None,
+                         progress=sys.stderr.isatty())
+    return KeywordModel(path, spec.labels, num_threads=config.model.threads), spec.name
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline
+    from .sources import WavFileSource
+
+    config = build_config(args)
+    setup_logging(config.service.log_level)
+    model, model_name = open_model(config)
+    params = config.detection.pipeline_params()
+    bus = EventBus([StdoutSink(config.output.format)])
+    status = 0
+    try:
+        for name in args.files:
+            if bus.sink_closed.is_set():
+                break
+            try:
+                source = WavFileSource(Path(name), config.audio.channel_index())
+            except InputError as exc:
+                print(f"kws-stream: {exc}", file=sys.stderr)
+                status = exc.exit_code
+                continue
+            pipeline = Pipeline(model, model_name, name, params)
+            for block in source.blocks():
+                for detection in pipeline.feed(block):
+                    bus.publish(detection)
+                if bus.sink_closed.is_set():
+                    break
+            for detection in pipeline.finish():
+                bus.publish(detection)
+    finally:
+        bus.close()
+    return status
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    manifest = load_manifest(tuple(Path(m) for m in [config.model.manifest] if m))
+    directory = model_dir(config)
+    for name, spec in sorted(manifest.models.items()):
+        path = installed_path(spec, directory)
+        if not path.is_file():
+            state = "not installed"
+        else:
+            try:
+                verify(spec, path)
+                state = f"installed  {path}"
+            except KwsError:
+                state = f"CORRUPT    {path}"
+        default = "*" if name == manifest.default else " "
+        print(f"{default} {name:<14} {state:<60} {spec.description}")
+    return 0
+
+
+def cmd_models_install(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    manifest = load_manifest(tuple(Path(m) for m in [config.model.manifest] if m))
+    names = sorted(n for n, s in manifest.models.items() if s.path is None) if args.name == "all" \
+        else [args.name or manifest.default]
+    for name in names:
+        spec = manifest.get(name)
+        path = install(spec, model_dir(config), args.source or config.model.source or None,
+                       progress=sys.stderr.isatty())
+        print(f"installed {name} -> {path} (sha1 {spec.sha1} verified)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kws-stream", description="Always-on keyword spotting with MicroNet.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("detect", help="spot keywords in WAV files, exactly as the live pipeline would")
+    p.add_argument("files", nargs="+", metavar="FILE.wav")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_detect)
+
+    models = sub.add_parser("models", help="list or install models").add_subparsers(dest="models_command", required=True)
+    p = models.add_parser("list", help="models in the manifest and whether they are installed")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_models_list)
+    p = models.add_parser("install", help="install (download or copy) and verify a model")
+    p.add_argument("name", nargs="?", help="model name (default: the manifest default) or 'all'")
+    p.add_argument("--from", dest="source", metavar="DIR_OR_URL", help="a directory or URL holding the .tflite")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_models_install)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KwsError as exc:
+        print(f"kws-stream: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,184 @@
+"""Configuration: frozen dataclasses loaded from TOML, every value validated.
+
+An unknown key or a bad value is one `ConfigError` line naming the key and what is
+allowed. CLI flags override the file by replacing fields (`dataclasses.replace`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .decision import DecisionParams
+from .errors import KwsError
+from .pipeline import PipelineParams
+
+KEYWORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(KwsError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    device: str = ""  # "" = the system default input; else an index or part of a name
+    channel: str = "mix"  # "mix" (average all channels) or a 0-based channel index
+    block_ms: int = 20  # capture block; 20 ms adds ~1 ms latency through PulseAudio
+    no_audio_timeout: float = 3.0  # seconds without audio before the device counts as lost
+
+    def channel_index(self) -> int | None:
+        return None if self.channel == "mix" else int(self.channel)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = ""  # a manifest name or a path to a .tflite listed in a manifest; "" = default
+    dir: str = ""  # where models are installed; "" = $STATE_DIRECTORY/models or the XDG data dir
+    source: str = ""  # where to install a missing model from (dir or URL); "" = the manifest URL
+    manifest: str = ""  # an extra manifest with your own models
+    threads: int = 1  # interpreter threads; 1 keeps a Pi quiet
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    stride: int = 1
+    smoothing: int = 4
+    threshold: float = 0.7
+    refractory: float = 1.0
+    keywords: tuple[str, ...] = ()  # allow-list; empty = all ten
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+
+    def pipeline_params(self) -> PipelineParams:
+        return PipelineParams(
+            stride=self.stride,
+            decision=DecisionParams(
+                smoothing=self.smoothing,
+                threshold=self.threshold,
+                thresholds=dict(self.thresholds),
+                refractory=self.refractory,
+                keywords=frozenset(self.keywords) if self.keywords else None,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    format: str = "json"  # "json" lines or "text"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    log_level: str = "info"
+    status_interval: float = 60.0  # seconds between STATUS= updates and stats log lines
+
+
+@dataclass(frozen=True)
+class Config:
+    audio: AudioConfig = AudioConfig()
+    model: ModelConfig = ModelConfig()
+    detection: DetectionConfig = DetectionConfig()
+    output: OutputConfig = OutputConfig()
+    service: ServiceConfig = ServiceConfig()
+
+
+SECTIONS = tuple(f.name for f in fields(Config))
+
+# What each key accepts, as (check, description). Checks take the raw TOML value.
+_RULES: dict[str, tuple[Any, str]] = {
+    "audio.device": (lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a device index or name"),
+    "audio.channel": (lambda v: v == "mix" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+                      or (isinstance(v, str) and v.isdigit()), '"mix" or a channel index >= 0'),
+    "audio.block_ms": (lambda v: _int(v) and 5 <= v <= 200, "an integer from 5 to 200"),
+    "audio.no_audio_timeout": (lambda v: _num(v) and 0.5 <= v <= 60, "a number of seconds from 0.5 to 60"),
+    "model.name": (lambda v: isinstance(v, str), "a model name or path"),
+    "model.dir": (lambda v: isinstance(v, str), "a directory path"),
+    "model.source": (lambda v: isinstance(v, str), "a directory or URL"),
+    "model.manifest": (lambda v: isinstance(v, str), "a manifest file path"),
+    "model.threads": (lambda v: _int(v) and 1 <= v <= 8, "an integer from 1 to 8"),
+    "detection.stride": (lambda v: _int(v) and 1 <= v <= 25, "an integer from 1 to 25 (hops of 20 ms)"),
+    "detection.smoothing": (lambda v: _int(v) and 1 <= v <= 50, "an integer from 1 to 50 (inferences)"),
+    "detection.threshold": (lambda v: _num(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "detection.refractory": (lambda v: _num(v) and 0 <= v <= 10, "a number of seconds from 0 to 10"),
+    "detection.keywords": (lambda v: isinstance(v, list) and all(k in KEYWORDS for k in v),
+                           f"a list of keywords from {', '.join(KEYWORDS)}"),
+    "detection.thresholds": (lambda v: isinstance(v, dict) and all(k in KEYWORDS and _num(x) and 0 < x <= 1
+                                                                 for k, x in v.items()),
+                             "a table of keyword = number in (0, 1]"),
+    "output.format": (lambda v: v in ("json", "text"), '"json" or "text"'),
+    "service.log_level": (lambda v: v in LOG_LEVELS, " or ".join(f'"{x}"' for x in LOG_LEVELS)),
+    "service.status_interval": (lambda v: _num(v) and 1 <= v <= 3600, "a number of seconds from 1 to 3600"),
+}
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if key == "detection.keywords":
+        return tuple(value)
+    if key == "detection.thresholds":
+        return {k: float(x) for k, x in value.items()}
+    if key in ("audio.device", "audio.channel"):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and key in (
+            "audio.no_audio_timeout", "detection.threshold", "detection.refractory", "service.status_interval"):
+        return float(value)
+    return value
+
+
+def check_value(key: str, value: Any) -> Any:
+    """Validate one `section.key` value; returns it in its config type."""
+    rule = _RULES.get(key)
+    if rule is None:
+        raise ConfigError(f"unknown setting {key!r}; allowed: {', '.join(sorted(_RULES))}")
+    check, allowed = rule
+    if not check(value):
+        raise ConfigError(f"bad value for {key}: {value!r}; expected {allowed}")
+    return _coerce(key, value)
+
+
+def from_mapping(data: Mapping[str, Any], base: Config = Config()) -> Config:
+    """Build a Config from parsed TOML; every key is checked."""
+    sections: dict[str, Any] = {}
+    for section, table in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section [{section}]; allowed: {', '.join(f'[{s}]' for s in SECTIONS)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section} must be a table: write it as [{section}]")
+        values = {key: check_value(f"{section}.{key}", value) for key, value in table.items()}
+        sections[section] = replace(getattr(base, section), **values)
+    return replace(base, **sections)
+
+
+def load(path: Path) -> Config:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot be read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path}: not valid TOML ({exc})") from None
+    try:
+        return from_mapping(data)
+    except ConfigError as exc:
+        raise ConfigError(f"config {path}: {exc}") from None
+
+
+def override(config: Config, values: Mapping[str, Any]) -> Config:
+    """Apply `section.key` overrides (from CLI flags); None values are ignored."""
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        if value is not None:
+            section, name = key.split(".", 1)
+            nested.setdefault(section, {})[name] = value
+    return from_mapping(nested, config)

@@ -1,0 +1,78 @@
+"""Turning a stream of per-window class probabilities into keyword detections.
+
+In the spirit of TFLM's RecognizeCommands: average the posteriors over a short
+history, take the top class, and report it once when it clears its threshold.
+A keyword that fired is disarmed until its smoothed score falls back below a
+release level *and* its refractory period has passed, so one spoken word (which
+stays on top for many consecutive windows) is reported exactly once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+NON_KEYWORDS = frozenset({"_silence_", "_unknown_"})
+DEFAULT_THRESHOLD = 0.7  # Arm's reference application reports a keyword at >= 0.7.
+RELEASE_FRACTION = 0.5  # A fired keyword re-arms once its smoothed score drops below half its threshold.
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    """How posteriors become detections; all times in seconds."""
+
+    smoothing: int = 4  # inferences averaged
+    threshold: float = DEFAULT_THRESHOLD
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # per-keyword overrides
+    refractory: float = 1.0
+    keywords: frozenset[str] | None = None  # allow-list; None reports every keyword
+
+    def threshold_for(self, keyword: str) -> float:
+        return self.thresholds.get(keyword, self.threshold)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A keyword that fired: its name, smoothed score and the stream position it fired at."""
+
+    keyword: str
+    score: float
+    end_sample: int
+
+
+class KeywordDecider:
+    """Smoothing, thresholds and refractory handling for one audio stream."""
+
+    def __init__(self, labels: tuple[str, ...], params: DecisionParams) -> None:
+        self.labels = labels
+        self.params = params
+        self._history: deque[np.ndarray] = deque(maxlen=max(1, params.smoothing))
+        self._reportable = np.array([self._is_reportable(label) for label in labels])
+        self._thresholds = np.array([params.threshold_for(label) for label in labels])
+        self._armed = np.ones(len(labels), dtype=bool)
+        self._last_fired: dict[int, int] = {}
+
+    def _is_reportable(self, label: str) -> bool:
+        if label in NON_KEYWORDS:
+            return False
+        return self.params.keywords is None or label in self.params.keywords
+
+    def update(self, probabilities: np.ndarray, end_sample: int, sample_rate: int) -> Decision | None:
+        """Feed one window's probabilities; returns a Decision when a keyword fires."""
+        self._history.append(probabilities)
+        smoothed = np.mean(self._history, axis=0)
+        release = smoothed < self._thresholds * RELEASE_FRACTION
+        self._armed |= release
+        top = int(np.argmax(smoothed))
+        score = float(smoothed[top])
+        if not (self._reportable[top] and self._armed[top] and score >= self._thresholds[top]):
+            return None
+        last = self._last_fired.get(top)
+        if last is not None and end_sample - last < self.params.refractory * sample_rate:
+            return None
+        self._armed[top] = False
+        self._last_fired[top] = end_sample
+        return Decision(self.labels[top], score, end_sample)

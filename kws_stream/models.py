@@ -1,0 +1,256 @@
+"""Model manifest, install and verification.
+
+The project ships a manifest (URL, SHA-1, size, labels, feature recipe), never the
+third-party .tflite files. Installing copies from a local directory or downloads,
+verifies size and SHA-1, and renames into place atomically: no partial or
+unverified file is ever left under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import IO, Any, Mapping
+
+from .errors import KwsError
+from .features import FeatureParams
+
+MANIFEST_NAME = "manifest.toml"
+USER_MANIFEST = "models.toml"
+DOWNLOAD_TIMEOUT = 30.0
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One manifest entry."""
+
+    name: str
+    file: str
+    labels: tuple[str, ...]
+    features: FeatureParams
+    sha1: str | None = None
+    size: int | None = None
+    url: str | None = None
+    path: Path | None = None  # a user's own model file, used in place
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    default: str
+    models: Mapping[str, ModelSpec]
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise KwsError(f"unknown model {name!r}: choose one of {', '.join(sorted(self.models))} "
+                           "or give a path to a .tflite file listed in a manifest") from None
+
+    def by_sha1(self, sha1: str) -> ModelSpec | None:
+        return next((m for m in self.models.values() if m.sha1 == sha1), None)
+
+
+def packaged_manifest() -> Path:
+    """The committed `models/manifest.toml` (copied into the wheel as kws_stream/manifest.toml)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / MANIFEST_NAME, here.parent / "models" / MANIFEST_NAME):
+        if candidate.is_file():
+            return candidate
+    raise KwsError("the model manifest is missing from the installation: reinstall kws-stream")
+
+
+def user_config_dir() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kws-stream"
+
+
+def default_model_dir() -> Path:
+    """$STATE_DIRECTORY/models under systemd (StateDirectory=), else the XDG data dir."""
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        return Path(state.split(":")[0]) / "models"
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "kws-stream" / "models"
+
+
+def load_manifest(extra: tuple[Path, ...] = ()) -> Manifest:
+    """The packaged manifest, then the user's models.toml, then `extra`; later entries win."""
+    default, models = _parse_manifest(packaged_manifest())
+    sources = [user_config_dir() / USER_MANIFEST, *extra]
+    for path in sources:
+        if path in extra and not path.is_file():
+            raise KwsError(f"manifest {path}: no such file")
+        if path.is_file():
+            user_default, user_models = _parse_manifest(path)
+            models.update(user_models)
+            default = user_default or default
+    if default not in models:
+        raise KwsError(f"the default model {default!r} is not in any manifest")
+    return Manifest(default, models)
+
+
+def _parse_manifest(path: Path) -> tuple[str, dict[str, ModelSpec]]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise KwsError(f"manifest {path}: cannot be read ({exc})") from None
+    models = {name: _parse_entry(path, name, entry) for name, entry in data.get("models", {}).items()}
+    return str(data.get("default", "")), models
+
+
+def _parse_entry(manifest: Path, name: str, entry: Mapping[str, Any]) -> ModelSpec:
+    where = f"manifest {manifest}, model {name!r}"
+    labels = entry.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise KwsError(f"{where}: `labels` must be a non-empty list of strings in output order")
+    known = {f.name for f in fields(FeatureParams)}
+    features = entry.get("features", {})
+    unknown = set(features) - known
+    if unknown:
+        raise KwsError(f"{where}: unknown feature parameter(s) {sorted(unknown)}; allowed: {sorted(known)}")
+    if FeatureParams(**features) != FeatureParams():
+        raise KwsError(f"{where}: kws-stream only implements the MicroNet front end; "
+                       "its `features` must match the packaged manifest")
+    path = entry.get("path")
+    if path is not None:
+        path = (manifest.parent / Path(path).expanduser()).resolve()
+    url = entry.get("url")
+    if path is None and (url is None or entry.get("sha1") is None or entry.get("size") is None):
+        raise KwsError(f"{where}: give either `path`, or `url` with `sha1` and `size`")
+    return ModelSpec(
+        name=name,
+        file=str(entry.get("file") or (path.name if path else f"{name}.tflite")),
+        labels=tuple(labels),
+        features=FeatureParams(**features),
+        sha1=entry.get("sha1"),
+        size=entry.get("size"),
+        url=url,
+        path=path,
+        description=str(entry.get("description", "")),
+    )
+
+
+def sha1_of(path: Path) -> str:
+    digest = hashlib.sha1()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(spec: ModelSpec, path: Path) -> None:
+    """Refuse a file whose size or SHA-1 is not the manifest's."""
+    if spec.size is not None and path.stat().st_size != spec.size:
+        raise KwsError(f"model file {path} is corrupt ({path.stat().st_size} bytes, expected {spec.size}): "
+                       f"reinstall it with `kws-stream models install {spec.name}`")
+    if spec.sha1 is not None and sha1_of(path) != spec.sha1:
+        raise KwsError(f"model file {path} is corrupt (SHA-1 mismatch): "
+                       f"reinstall it with `kws-stream models install {spec.name}`")
+
+
+def installed_path(spec: ModelSpec, model_dir: Path) -> Path:
+    return spec.path if spec.path is not None else model_dir / spec.file
+
+
+def install(spec: ModelSpec, model_dir: Path, source: str | None = None, progress: bool = True) -> Path:
+    """Copy (from a directory) or download (from a URL) one model, verified, atomically."""
+    if spec.path is not None:
+        raise KwsError(f"model {spec.name!r} is a local file ({spec.path}); nothing to install")
+    origin = source if source is not None else spec.url
+    if origin is None:
+        raise KwsError(f"model {spec.name!r} has no url: give --from DIR_OR_URL")
+    final = model_dir / spec.file
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=model_dir, prefix=f".{spec.file}.", suffix=".partial")
+    except OSError as exc:
+        raise KwsError(f"cannot write to model directory {model_dir} ({exc.strerror}): "
+                       "choose another with --model-dir") from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if _is_url(origin):
+                _download(_file_url(origin, spec), out, spec, progress)
+            else:
+                _copy(Path(origin).expanduser() / spec.file if Path(origin).is_dir() else Path(origin), out)
+            out.flush()
+            os.fsync(out.fileno())
+        verify(spec, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def _is_url(origin: str) -> bool:
+    return origin.startswith(("http://", "https://", "file://"))
+
+
+def _file_url(origin: str, spec: ModelSpec) -> str:
+    """A base URL ending in '/' names a directory holding the file."""
+    return origin + spec.file if origin.endswith("/") else origin
+
+
+def _copy(path: Path, out: IO[bytes]) -> None:
+    try:
+        with path.open("rb") as f:
+            shutil.copyfileobj(f, out, CHUNK)
+    except OSError as exc:
+        raise KwsError(f"cannot read model source {path} ({exc.strerror})") from None
+
+
+def _download(url: str, out: IO[bytes], spec: ModelSpec, progress: bool) -> None:
+    from tqdm import tqdm
+
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
+            total = int(response.headers.get("Content-Length") or spec.size or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=spec.file, file=sys.stderr,
+                      disable=not progress, leave=False) as bar:
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise KwsError(f"download of {url} failed ({reason}): check the network or use --from DIR") from None
+
+
+def resolve(name_or_path: str, model_dir: Path, manifest: Manifest, source: str | None = None,
+            progress: bool = True) -> tuple[ModelSpec, Path]:
+    """The spec and verified file for a model name or a .tflite path.
+
+    A named model that is not installed yet is installed on first use from `source`
+    (or its manifest URL). A path must be a file some manifest knows (by SHA-1 or
+    `path`), since the labels come from the manifest.
+    """
+    if name_or_path.endswith(".tflite") or os.sep in name_or_path:
+        path = Path(name_or_path).expanduser().resolve()
+        if not path.is_file():
+            raise KwsError(f"model file {path}: no such file")
+        spec = next((m for m in manifest.models.values() if m.path == path), None) or manifest.by_sha1(sha1_of(path))
+        if spec is None:
+            raise KwsError(f"model file {path} is in no manifest: add an entry with its `path` and `labels` "
+                           f"to {user_config_dir() / USER_MANIFEST} (see models/manifest.toml)")
+        if spec.path is None:
+            return spec, path  # a known model at another path: its SHA-1 already matched
+    else:
+        spec = manifest.get(name_or_path or manifest.default)
+    path = installed_path(spec, model_dir)
+    if not path.is_file():
+        if spec.path is not None:
+            raise KwsError(f"model {spec.name!r}: file {path} does not exist")
+        print(f"kws-stream: installing model {spec.name} into {model_dir}", file=sys.stderr)
+        install(spec, model_dir, source, progress)
+    verify(spec, path)
+    return spec, path

@@ -1,0 +1,56 @@
+"""Sinks: where detections end up. The first one writes JSON lines to stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TextIO
+
+from .events import Detection, SinkClosed
+
+
+class StdoutSink:
+    """One JSON object (or one human line) per detection, flushed at once.
+
+    stdout under systemd or a pipe is block-buffered, so every line is flushed, or
+    detections would arrive seconds late. A reader that went away (`| head -1`)
+    raises `SinkClosed`; stdout is then pointed at /dev/null so that the
+    interpreter's own flush at exit cannot print a BrokenPipeError traceback.
+    """
+
+    name = "stdout"
+
+    def __init__(self, fmt: str = "json", stream: TextIO | None = None) -> None:
+        if fmt not in ("json", "text"):
+            raise ValueError(f"unknown output format {fmt!r}")
+        self._format = fmt
+        self._stream = stream if stream is not None else sys.stdout
+
+    def format(self, detection: Detection) -> str:
+        if self._format == "json":
+            return json.dumps(detection.event(), separators=(", ", ": "))
+        prefix = f"{detection.time} " if detection.time else ""
+        return (f"{prefix}{detection.keyword:<6} {detection.score:.2f}  "
+                f"{detection.start:7.2f}-{detection.end:.2f}s  {detection.source}")
+
+    def handle(self, detection: Detection) -> None:
+        try:
+            self._stream.write(self.format(detection) + "\n")
+            self._stream.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: stream already closed
+            self._detach()
+            raise SinkClosed("stdout closed") from None
+
+    def close(self) -> None:
+        try:
+            self._stream.flush()
+        except (BrokenPipeError, ValueError):
+            self._detach()
+            raise SinkClosed("stdout closed") from None
+
+    def _detach(self) -> None:
+        if self._stream is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
