@@ -11,7 +11,8 @@ from typing import Any, Sequence
 from . import config as cfg
 from .errors import InputError, KwsError
 from .events import EventBus
-from .models import default_model_dir, install, load_manifest, resolve, verify, installed_path
+from . import __version__
+from .models import default_model_dir, install, installed_path, load_manifest, resolve, user_config_dir, verify
 from .sinks import StdoutSink
 
 log = logging.getLogger("kws_stream")
@@ -99,6 +100,52 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import Daemon, utc_now
+    from .pipeline import Pipeline
+    from .service import Notifier
+
+    config = build_config(args)
+    setup_logging(config.service.log_level)
+    model, model_name = open_model(config)
+    d = config.detection
+    log.info("event=start version=%s model=%s runtime=%s stride=%d smoothing=%d threshold=%s keywords=%s device=%r",
+             __version__, model_name, model.runtime, d.stride, d.smoothing, d.threshold,
+             ",".join(d.keywords) or "all", config.audio.device or "default")
+    source = f"mic:{config.audio.device or 'default'}"
+    pipeline = Pipeline(model, model_name, source, d.pipeline_params(), clock=utc_now)
+    return Daemon(config, lambda: build_config(args), pipeline, Notifier()).run()
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .capture import list_input_devices
+
+    devices = list_input_devices()
+    if not devices:
+        print("kws-stream: no input devices found (is the microphone plugged in and the user in the audio group?)",
+              file=sys.stderr)
+        return 1
+    print(f"  {'index':>5}  {'name':<40} {'host API':<12} {'channels':>8} {'default rate':>12}")
+    for dev in devices:
+        mark = "*" if dev["default"] else " "
+        print(f"{mark} {dev['index']:>5}  {dev['name'][:40]:<40} {dev['hostapi'][:12]:<12} "
+              f"{dev['channels']:>8} {dev['default_rate']:>12.0f}")
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = args.file or default_config_path()
+    cfg.load(path)
+    print(f"{path}: ok")
+    return 0
+
+
+def default_config_path() -> Path:
+    """/etc/kws-stream/kws-stream.toml when present, else the user's config dir."""
+    system = Path("/etc/kws-stream/kws-stream.toml")
+    return system if system.is_file() else user_config_dir() / "kws-stream.toml"
+
+
 def cmd_models_list(args: argparse.Namespace) -> int:
     config = build_config(args)
     manifest = load_manifest(tuple(Path(m) for m in [config.model.manifest] if m))
@@ -141,6 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_detect)
 
     models = sub.add_parser("models", help="list or install models").add_subparsers(dest="models_command", required=True)
+    p = sub.add_parser("run", help="listen to the microphone and print detections (the daemon)")
+    _add_config_flags(p)
+    a = p.add_argument_group("audio")
+    a.add_argument("--device", dest="audio.device", metavar="INDEX_OR_NAME", help="input device (see `kws-stream devices`)")
+    a.add_argument("--sample-rate", dest="audio.sample_rate", type=int, metavar="HZ", help="capture rate (default: auto)")
+    a.add_argument("--channels", dest="audio.channels", type=int, metavar="N", help="capture channels (default: auto)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("devices", help="list input devices")
+    p.set_defaults(func=cmd_devices)
+
+    conf = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_command", required=True)
+    p = conf.add_parser("check", help="validate a config file without starting")
+    p.add_argument("file", nargs="?", type=Path, help="default: /etc/kws-stream/kws-stream.toml or ~/.config/kws-stream/kws-stream.toml")
+    p.set_defaults(func=cmd_config_check)
+
     p = models.add_parser("list", help="models in the manifest and whether they are installed")
     _add_config_flags(p)
     p.set_defaults(func=cmd_models_list)

@@ -26,6 +26,8 @@ class ConfigError(KwsError):
 @dataclass(frozen=True)
 class AudioConfig:
     device: str = ""  # "" = the system default input; else an index or part of a name
+    sample_rate: int = 0  # 0 = 16000 if the device can, else its default rate; resampled to 16 kHz
+    channels: int = 0  # 0 = 1 if the device can (else 2); more channels are mixed down or chosen
     channel: str = "mix"  # "mix" (average all channels) or a 0-based channel index
     block_ms: int = 20  # capture block; 20 ms adds ~1 ms latency through PulseAudio
     no_audio_timeout: float = 3.0  # seconds without audio before the device counts as lost
@@ -67,6 +69,7 @@ class DetectionConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
+    stdout: bool = True  # write detections to stdout
     format: str = "json"  # "json" lines or "text"
 
 
@@ -92,6 +95,8 @@ _RULES: dict[str, tuple[Any, str]] = {
     "audio.device": (lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a device index or name"),
     "audio.channel": (lambda v: v == "mix" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
                       or (isinstance(v, str) and v.isdigit()), '"mix" or a channel index >= 0'),
+    "audio.sample_rate": (lambda v: _int(v) and (v == 0 or 8000 <= v <= 192000), "0 (auto) or a rate from 8000 to 192000"),
+    "audio.channels": (lambda v: _int(v) and 0 <= v <= 32, "0 (auto) or a channel count from 1 to 32"),
     "audio.block_ms": (lambda v: _int(v) and 5 <= v <= 200, "an integer from 5 to 200"),
     "audio.no_audio_timeout": (lambda v: _num(v) and 0.5 <= v <= 60, "a number of seconds from 0.5 to 60"),
     "model.name": (lambda v: isinstance(v, str), "a model name or path"),
@@ -108,6 +113,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "detection.thresholds": (lambda v: isinstance(v, dict) and all(k in KEYWORDS and _num(x) and 0 < x <= 1
                                                                  for k, x in v.items()),
                              "a table of keyword = number in (0, 1]"),
+    "output.stdout": (lambda v: isinstance(v, bool), "true or false"),
     "output.format": (lambda v: v in ("json", "text"), '"json" or "text"'),
     "service.log_level": (lambda v: v in LOG_LEVELS, " or ".join(f'"{x}"' for x in LOG_LEVELS)),
     "service.status_interval": (lambda v: _num(v) and 1 <= v <= 3600, "a number of seconds from 1 to 3600"),

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from .events import Detection, SinkClosed
+from .events import Detection, Sink, SinkClosed
+
+if TYPE_CHECKING:
+    from .config import OutputConfig
 
 
 class StdoutSink:
@@ -54,3 +57,8 @@ class StdoutSink:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)
+
+
+def build_sinks(output: OutputConfig) -> list[Sink]:
+    """The sinks the [output] config asks for."""
+    return [StdoutSink(output.format)] if output.stdout else []

@@ -1,0 +1,148 @@
+"""Microphone capture: a sounddevice InputStream whose callback only copies.
+
+The device is opened at 16 kHz when it can do that, else at its native rate (the
+common 44.1/48 kHz USB microphones), with one channel when possible; conversion to
+16 kHz mono happens later, in the worker, with a stateful resampler. PortAudio is
+re-initialised before each reopen so a replugged device is found again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import KwsError
+from .features import SAMPLE_RATE
+from .ringbuffer import RingBuffer
+from .sources import StreamConverter
+
+log = logging.getLogger(__name__)
+
+RING_SECONDS = 4.0  # audio the worker may fall behind before the oldest is dropped
+
+
+class DeviceError(KwsError):
+    """No usable input device (yet): the daemon keeps retrying."""
+
+
+def _sd() -> Any:
+    import sounddevice  # PortAudio enumerates devices at import: import only when needed
+
+    return sounddevice
+
+
+def list_input_devices() -> list[dict[str, Any]]:
+    """Input devices with index, name, host API, channels, default rate and default mark."""
+    sd = _sd()
+    default = sd.default.device[0]
+    apis = sd.query_hostapis()
+    devices = []
+    for info in sd.query_devices():
+        if info["max_input_channels"] > 0:
+            devices.append({
+                "index": info["index"], "name": info["name"], "hostapi": apis[info["hostapi"]]["name"],
+                "channels": info["max_input_channels"], "default_rate": info["default_samplerate"],
+                "default": info["index"] == default,
+            })
+    return devices
+
+
+def find_device(spec: str) -> int | None:
+    """"" = the default input; digits = an index; else the first input whose name contains it."""
+    sd = _sd()
+    if not spec:
+        if not any(d["max_input_channels"] > 0 for d in sd.query_devices()):
+            raise DeviceError("no input device found")
+        return None
+    if spec.isdigit():
+        index = int(spec)
+        try:
+            info = sd.query_devices(index)
+        except (ValueError, sd.PortAudioError):
+            raise DeviceError(f"no device with index {index}") from None
+        if info["max_input_channels"] < 1:
+            raise DeviceError(f"device {index} ({info['name']}) has no input channels")
+        return index
+    for info in sd.query_devices():
+        if info["max_input_channels"] > 0 and spec.lower() in info["name"].lower():
+            return int(info["index"])
+    raise DeviceError(f"no input device named like {spec!r}: see `kws-stream devices`")
+
+
+def choose_format(device: int | None, rate: int, channels: int, channel: int | None) -> tuple[int, int]:
+    """The first (rate, channels) the device accepts: 16 kHz mono preferred."""
+    sd = _sd()
+    info = sd.query_devices(device, "input")
+    rates = [rate] if rate else list(dict.fromkeys([SAMPLE_RATE, int(info["default_samplerate"])]))
+    needed = 1 if channel is None else channel + 1
+    counts = [channels] if channels else list(dict.fromkeys([needed, max(needed, 2)]))
+    for r in rates:
+        for c in counts:
+            try:
+                sd.check_input_settings(device=device, samplerate=r, channels=c, dtype="int16")
+                return r, c
+            except (ValueError, sd.PortAudioError):
+                continue
+    raise DeviceError(f"input device {info['name']!r} accepts none of rates {rates} x channels {counts}")
+
+
+@dataclass
+class CaptureSession:
+    """One open input stream and the ring its callback fills."""
+
+    device_name: str
+    rate: int
+    channels: int
+    ring: RingBuffer
+    converter: StreamConverter
+    stream: Any = None
+    last_callback: float = field(default_factory=time.monotonic)
+    input_overflows: int = 0  # PortAudio's own overflow flags
+
+    def callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        if status.input_overflow:
+            self.input_overflows += 1
+        self.ring.write(indata)
+        self.last_callback = time.monotonic()
+
+    def alive(self, timeout: float) -> bool:
+        """Audio arrived within `timeout` s (an unplugged device just stops calling back)."""
+        return self.stream is not None and self.stream.active and time.monotonic() - self.last_callback < timeout
+
+    def close(self) -> None:
+        if self.stream is not None:
+            try:
+                self.stream.abort(ignore_errors=True)
+                self.stream.close(ignore_errors=True)
+            except Exception as exc:  # a vanished device may fail here too
+                log.debug("event=stream_close_error error=%r", exc)
+            self.stream = None
+        self.ring.wake()
+
+
+def open_capture(device_spec: str, rate: int, channels: int, channel: int | None,
+                 block_ms: int, reinitialise: bool) -> CaptureSession:
+    """Open the input stream; raises DeviceError when no usable device is there."""
+    sd = _sd()
+    if reinitialise:  # see devices plugged in since the last enumeration
+        sd._terminate()
+        sd._initialize()
+    try:
+        device = find_device(device_spec)
+        rate, channels = choose_format(device, rate, channels, channel)
+        name = sd.query_devices(device, "input")["name"]
+        session = CaptureSession(
+            device_name=name, rate=rate, channels=channels,
+            ring=RingBuffer(int(RING_SECONDS * rate), channels),
+            converter=StreamConverter(rate, channels, channel),
+        )
+        session.stream = sd.InputStream(device=device, samplerate=rate, channels=channels, dtype="int16",
+                                        blocksize=max(1, rate * block_ms // 1000), callback=session.callback)
+        session.stream.start()
+    except sd.PortAudioError as exc:
+        raise DeviceError(f"cannot open input device: {exc}") from None
+    return session

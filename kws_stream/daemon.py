@@ -1,0 +1,250 @@
+"""The live daemon: the same Pipeline as `detect`, fed by a capture thread.
+
+Threads, each owned and joined:
+- PortAudio's callback thread copies blocks into the session's ring (capture.py);
+- the worker converts to 16 kHz mono, runs the Pipeline and publishes detections;
+- the main thread supervises: opens and reopens the device with backoff, notices a
+  device that stopped delivering audio, pings the systemd watchdog only while the
+  worker makes progress, reloads the config on SIGHUP and stops on SIGTERM/SIGINT;
+- the event bus gives each sink its own thread and bounded queue (events.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from . import config as cfg
+from .capture import CaptureSession, DeviceError, open_capture
+from .errors import KwsError
+from .events import EventBus
+from .pipeline import Pipeline, PipelineParams
+from .service import Notifier, install_signal_handlers
+from .sinks import build_sinks
+
+log = logging.getLogger(__name__)
+
+SUPERVISOR_TICK = 0.25  # s between health checks; the loop sleeps on an Event, never spins
+WORKER_WAIT = 0.25  # s the worker waits for audio before looking around again
+RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # s between reopen attempts, the last repeats
+STOP_BUDGET = 1.5  # s to finish captured audio and flush sinks (systemd/tests allow 2 s)
+STALL_HOOK = "KWS_STREAM_TEST_STALL_AFTER"  # tests only: worker freezes after N s of audio
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Reconfiguration:
+    params: PipelineParams
+    output: cfg.OutputConfig
+
+
+class Worker:
+    """Takes audio from the current capture session and runs the pipeline on it."""
+
+    def __init__(self, pipeline: Pipeline, bus: EventBus) -> None:
+        self.pipeline = pipeline
+        self.bus = bus
+        self.session: CaptureSession | None = None  # swapped by the supervisor
+        self.heartbeat = time.monotonic()
+        self.audio_flowing = threading.Event()
+        self.stop = threading.Event()
+        self.detections = 0
+        self.ring_overflows = 0
+        self._pending: Reconfiguration | None = None
+        self._stall_after = float(os.environ.get(STALL_HOOK, "0") or 0)
+        # Joined at shutdown; daemon=True only so that a worker stuck in native code cannot
+        # keep the process alive past its stop budget.
+        self._thread = threading.Thread(target=self._run, name="worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def reconfigure(self, change: Reconfiguration) -> None:
+        self._pending = change  # applied by the worker thread between blocks
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        current: CaptureSession | None = None
+        while True:
+            self.heartbeat = time.monotonic()
+            self._apply_pending()
+            latest = self.session
+            if current is not None and latest is not current:
+                self._process(current, current.ring.read(0))  # drain what the old device delivered
+                current = None
+            if latest is None:
+                if self.stop.wait(WORKER_WAIT):
+                    return
+                continue
+            current = latest
+            block = current.ring.read(0 if self.stop.is_set() else WORKER_WAIT)
+            self._process(current, block)
+            if self.stop.is_set() and len(block) == 0:
+                return
+
+    def _process(self, session: CaptureSession, block) -> None:  # type: ignore[no-untyped-def]
+        overflowed = session.ring.overflowed_frames
+        if overflowed > self.ring_overflows:
+            log.warning("event=ring_overflow lost_s=%.3f total_lost_s=%.3f",
+                        (overflowed - self.ring_overflows) / session.rate, overflowed / session.rate)
+            self.ring_overflows = overflowed
+        if len(block) == 0:
+            return
+        for detection in self.pipeline.feed(session.converter.convert(block)):
+            self.detections += 1
+            self.bus.publish(detection)
+        self.audio_flowing.set()
+        if self._stall_after and self.pipeline.samples_seen > self._stall_after * 16000:
+            log.warning("event=test_stall hook=%s", STALL_HOOK)
+            threading.Event().wait()  # test hook: a stuck worker
+
+    def _apply_pending(self) -> None:
+        change, self._pending = self._pending, None
+        if change is None:
+            return
+        self.pipeline.reconfigure(change.params)
+        old, self.bus = self.bus, EventBus(build_sinks(change.output))
+        old.close()
+
+
+class Daemon:
+    def __init__(self, config: cfg.Config, reload_config: Callable[[], cfg.Config],
+                 pipeline: Pipeline, notifier: Notifier) -> None:
+        self.config = config
+        self._reload_config = reload_config
+        self.notifier = notifier
+        self.stop = threading.Event()
+        self.reload = threading.Event()
+        self.worker = Worker(pipeline, EventBus(build_sinks(config.output)))
+        self._session: CaptureSession | None = None
+        self._next_open = 0.0
+        self._failures = 0
+        self._reconnects = 0
+        self._ready_sent = False
+        self._last_ping = 0.0
+        self._last_status = 0.0
+
+    def run(self) -> int:
+        install_signal_handlers(self.stop, self.reload)
+        self.notifier.status("waiting for the input device")
+        self.worker.start()
+        try:
+            while not self.stop.is_set():
+                self._supervise()
+                self.stop.wait(SUPERVISOR_TICK)
+        finally:
+            clean = self._shutdown()
+        return 0 if clean else 1
+
+    def _supervise(self) -> None:
+        now = time.monotonic()
+        if self.reload.is_set():
+            self.reload.clear()
+            self._apply_reload()
+        if self._session is not None and not self._session.alive(self.config.audio.no_audio_timeout):
+            log.error("event=device_lost device=%r action=reconnecting", self._session.device_name)
+            self.notifier.status(f"device lost: {self._session.device_name}; reconnecting")
+            self._close_session()
+            self._next_open = now
+        if self._session is None and now >= self._next_open:
+            self._try_open(now)
+        if not self._ready_sent and self.worker.audio_flowing.is_set():
+            self._ready_sent = True
+            self.notifier.ready(self._status_text())
+            log.info("event=ready device=%r", self._session.device_name if self._session else "")
+        self._watchdog(now)
+        if now - self._last_status >= min(self.config.service.status_interval, 10.0):
+            self._last_status = now
+            self.notifier.status(self._status_text())
+            log.debug("event=stats %s", self._status_text())
+
+    def _try_open(self, now: float) -> None:
+        a = self.config.audio
+        try:
+            session = open_capture(a.device, a.sample_rate, a.channels, a.channel_index(), a.block_ms,
+                                   reinitialise=self._failures > 0 or self._reconnects > 0)
+        except (DeviceError, KwsError) as exc:
+            delay = RECONNECT_BACKOFF[min(self._failures, len(RECONNECT_BACKOFF) - 1)]
+            if self._failures == 0:
+                log.error("event=device_unavailable error=%r action=retrying", str(exc))
+                self.notifier.status(f"waiting for the input device: {exc}")
+            self._failures += 1
+            self._next_open = now + delay
+            return
+        if self._failures or self._reconnects:
+            log.warning("event=device_back device=%r after_attempts=%d", session.device_name, self._failures)
+        log.info("event=capture_started device=%r rate=%d channels=%d resampling=%s",
+                 session.device_name, session.rate, session.channels, session.rate != 16000)
+        self._failures = 0
+        self._session = session
+        self.worker.session = session
+
+    def _close_session(self) -> None:
+        if self._session is not None:
+            self._reconnects += 1
+            self._session.close()
+            self._session = None
+
+    def _watchdog(self, now: float) -> None:
+        """Ping only while the worker loop is alive: a stuck worker gets restarted by systemd."""
+        interval = self.notifier.watchdog_interval
+        if interval is None or now - self._last_ping < interval:
+            return
+        if now - self.worker.heartbeat < max(interval, 2 * WORKER_WAIT + SUPERVISOR_TICK):
+            self.notifier.watchdog()
+            self._last_ping = now
+        else:
+            log.error("event=worker_stalled seconds=%.1f action=watchdog_pings_stopped",
+                      now - self.worker.heartbeat)
+            self._last_ping = now  # log once per interval, not every tick
+
+    def _apply_reload(self) -> None:
+        try:
+            new = self._reload_config()
+        except KwsError as exc:
+            log.error("event=reload_rejected error=%r action=keeping_old_config", str(exc))
+            return
+        restart_only = [s for s in ("audio", "model") if getattr(new, s) != getattr(self.config, s)]
+        if restart_only:
+            log.warning("event=reload_partial sections=%s note=these_apply_after_a_restart", ",".join(restart_only))
+        self.config = cfg.Config(audio=self.config.audio, model=self.config.model, detection=new.detection,
+                                 output=new.output, service=new.service)
+        logging.getLogger("kws_stream").setLevel(new.service.log_level.upper())
+        self.worker.reconfigure(Reconfiguration(new.detection.pipeline_params(), new.output))
+        log.info("event=reloaded threshold=%s keywords=%s", new.detection.threshold,
+                 ",".join(new.detection.keywords) or "all")
+
+    def _status_text(self) -> str:
+        device = self._session.device_name if self._session else "none"
+        seconds = self.worker.pipeline.samples_seen / 16000
+        return (f"listening device={device} audio_s={seconds:.0f} detections={self.worker.detections} "
+                f"overflows={self.worker.ring_overflows + (self._session.input_overflows if self._session else 0)} "
+                f"reconnects={self._reconnects}")
+
+    def _shutdown(self) -> bool:
+        deadline = time.monotonic() + STOP_BUDGET
+        self.notifier.stopping()
+        log.info("event=stopping %s", self._status_text())
+        if self._session is not None:
+            self._session.stream.stop(ignore_errors=True)  # no new audio; the ring keeps what arrived
+        self.worker.stop.set()
+        clean = self.worker.join(max(0.1, deadline - time.monotonic() - 0.3))
+        if not clean:
+            log.error("event=worker_not_stopped action=exiting")
+        if self._session is not None:
+            self._session.close()
+        self.worker.bus.close(timeout=max(0.1, deadline - time.monotonic()))
+        self.notifier.close()
+        return clean

@@ -1,0 +1,97 @@
+from pathlib import Path
+
+import pytest
+
+from kws_stream import config as cfg
+
+REPO = Path(__file__).resolve().parents[1]
+
+# One bad value for every key; each must be rejected with a message naming the key.
+BAD_VALUES = {
+    "audio.device": [1.5, True],
+    "audio.sample_rate": [-1, 4000, "48000"],
+    "audio.channels": [-1, 33, 1.0],
+    "audio.channel": ["left", -1],
+    "audio.block_ms": [0, 1000, "20"],
+    "audio.no_audio_timeout": [0, 100, "3"],
+    "model.name": [3],
+    "model.dir": [False],
+    "model.source": [["a"]],
+    "model.manifest": [1],
+    "model.threads": [0, 9, 1.5],
+    "detection.stride": [0, 26, 2.0],
+    "detection.smoothing": [0, 51],
+    "detection.threshold": [0, 1.5, "0.7", True],
+    "detection.refractory": [-1, 11],
+    "detection.keywords": ["yes", ["yes", "marvin"], [1]],
+    "detection.thresholds": [{"marvin": 0.5}, {"up": 2}, 0.5],
+    "output.stdout": ["yes", 1],
+    "output.format": ["xml"],
+    "service.log_level": ["verbose", 10],
+    "service.status_interval": [0, 99999],
+}
+
+
+def test_every_key_has_a_bad_value_case():
+    assert set(BAD_VALUES) == set(cfg._RULES)
+
+
+@pytest.mark.parametrize("key, value", [(k, v) for k, vs in BAD_VALUES.items() for v in vs])
+def test_bad_values_are_rejected_naming_the_key(key, value):
+    section, name = key.split(".")
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.from_mapping({section: {name: value}})
+    message = str(err.value)
+    assert f"bad value for {key}" in message and "expected" in message
+    assert "\n" not in message
+
+
+def test_unknown_keys_and_sections_are_named():
+    with pytest.raises(cfg.ConfigError, match="unknown setting 'detection.treshold'"):
+        cfg.from_mapping({"detection": {"treshold": 0.5}})
+    with pytest.raises(cfg.ConfigError, match=r"unknown section \[detector\]"):
+        cfg.from_mapping({"detector": {}})
+
+
+def test_the_shipped_file_documents_every_key_with_its_default():
+    text = (REPO / "config" / "kws-stream.toml").read_text()
+    assert cfg.load(REPO / "config" / "kws-stream.toml") == cfg.Config()
+    for key in cfg._RULES:
+        section, name = key.split(".")
+        assert f"[{section}" in text and (f"\n{name} =" in text or f"[{section}.{name}]" in text), key
+
+
+def test_values_and_overrides():
+    config = cfg.from_mapping({"detection": {"threshold": 1, "keywords": ["up"], "thresholds": {"up": 0.9}},
+                               "audio": {"channel": 1}})
+    assert config.detection.threshold == 1.0 and config.detection.keywords == ("up",)
+    assert config.audio.channel_index() == 1
+    params = config.detection.pipeline_params().decision
+    assert params.threshold_for("up") == 0.9 and params.keywords == frozenset({"up"})
+    overridden = cfg.override(config, {"detection.threshold": 0.8, "model.name": None})
+    assert overridden.detection.threshold == 0.8 and overridden.detection.keywords == ("up",)
+
+
+def test_broken_toml_is_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[detection\nthreshold = ")
+    with pytest.raises(cfg.ConfigError, match="not valid TOML"):
+        cfg.load(bad)
+
+
+def test_config_check_command(run_cli, tmp_path):
+    good = run_cli("config", "check", REPO / "config" / "kws-stream.toml")
+    assert good.returncode == 0 and good.stdout.strip().endswith(": ok")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[detection]\nstride = 0\n")
+    result = run_cli("config", "check", bad)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"kws-stream: config {bad}: bad value for detection.stride: 0; expected an integer from 1 to 25 (hops of 20 ms)"]
+
+
+def test_a_bad_flag_value_is_one_line(run_cli):
+    from conftest import AUDIO
+    result = run_cli("detect", "--threshold", "2", AUDIO / "keywords/yes.wav")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "kws-stream: bad value for detection.threshold: 2.0; expected a number in (0, 1]"

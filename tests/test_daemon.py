@@ -1,0 +1,216 @@
+"""End to end through the real audio stack: PulseAudio pipe source -> PortAudio -> `kws-stream run`."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from conftest import kws_command, read_clip
+from daemon_process import DaemonProcess, write_config
+from vmic import VirtualMic
+
+RLU = ["right", "left", "up"]
+
+
+@pytest.fixture
+def mic16(tmp_path: Path) -> Iterator[VirtualMic]:
+    with VirtualMic(tmp_path / "vmic", rate=16000, channels=1) as mic:
+        yield mic
+
+
+def start(mic: VirtualMic, cli_env: dict[str, str], *args: str, env: dict[str, str] | None = None) -> DaemonProcess:
+    full_env = {**mic.env, **{k: cli_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}, **(env or {})}
+    daemon = DaemonProcess([*kws_command(), "run", *args], full_env)
+    daemon.wait_log("event=ready", timeout=20)
+    return daemon
+
+
+def play_clip(mic: VirtualMic, name: str) -> tuple[float, float]:
+    """Play a clip in real time; returns (monotonic start, end) of its audio."""
+    rate, audio = read_clip(name)
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1).astype(np.int16)
+    end = mic.play(audio).wait(len(audio) / rate + 10)
+    assert end is not None, "the virtual microphone did not play the clip"
+    return end - len(audio) / rate, end
+
+
+def assert_words_on_time(found: list[tuple[float, dict]], start: float, words: list[str]) -> None:
+    assert [d["keyword"] for _, d in found] == words
+    for k, (read_at, d) in enumerate(found):  # word k of a joined clip ends by second k + 1
+        assert read_at - (start + k + 1) <= 1.0, f"{d['keyword']} read {read_at - start - k - 1:.2f} s after its word"
+        assert d["source"].startswith("mic:") and d["time"].endswith("Z")
+
+
+def test_keywords_from_the_microphone_in_order_within_a_second(mic16, cli_env):
+    daemon = start(mic16, cli_env)
+    try:
+        start_t, _ = play_clip(mic16, "keywords/right_left_up.wav")
+        assert_words_on_time(daemon.detections(3, timeout=10), start_t, RLU)
+        for name in ("negatives/silence_1000ms.wav", "negatives/noise_1000ms.wav",
+                     "negatives/near_silence.wav", "negatives/marvin_617de221_0.wav"):
+            play_clip(mic16, name)
+        assert daemon.no_detection_within(1.0) == []
+    finally:
+        assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("args", [(), ("--sample-rate", "48000", "--channels", "2")],
+                         ids=["pulse-converts", "kws-stream-resamples"])
+def test_a_48k_stereo_microphone(tmp_path, cli_env, args):
+    with VirtualMic(tmp_path / "vmic", rate=48000, channels=2) as mic:
+        daemon = start(mic, cli_env, *args)
+        try:
+            if args:
+                daemon.wait_log("rate=48000 channels=2 resampling=True", timeout=1)
+            _, audio = read_clip("keywords/right_left_up.wav")
+            import soxr
+            up = soxr.resample(audio.astype(np.float32) / 32768, 16000, 48000)
+            stereo = np.round(np.stack([up, up * 0.8], axis=1) * 32767).astype(np.int16)
+            end = mic.play(stereo).wait(15)
+            assert_words_on_time(daemon.detections(3, timeout=10), end - 3.0, RLU)
+        finally:
+            assert daemon.stop() == 0
+
+
+def test_unplug_and_replug_the_microphone(mic16, cli_env):
+    daemon = start(mic16, cli_env, "--log-level", "info")
+    try:
+        play_clip(mic16, "keywords/yes.wav")
+        assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+        mark = daemon.log_mark()
+        mic16.unplug()
+        daemon.wait_log("event=device_lost", timeout=15, start=mark)
+        mic16.replug()
+        daemon.wait_log("event=device_back", timeout=30, start=mark)
+        start_t, _ = play_clip(mic16, "keywords/right_left_up.wav")
+        assert_words_on_time(daemon.detections(3, timeout=10), start_t, RLU)
+        assert daemon.proc.poll() is None
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_sigterm_exits_zero_within_two_seconds(mic16, cli_env):
+    daemon = start(mic16, cli_env)
+    t0 = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc.wait(5) == 0
+    assert time.monotonic() - t0 <= 2.0
+    daemon.stop()
+    assert "Traceback" not in daemon.stderr
+
+
+def test_sighup_reloads_a_changed_threshold(mic16, cli_env, tmp_path):
+    # 1.0 is unreachable: int8 logits span at most 255 x 0.051 = 13, so every other class
+    # keeps >= e^-13 of the softmax mass and the top score stays below 0.99998.
+    conf = write_config(tmp_path / "k.toml", "[detection]\nthreshold = 1.0\n")
+    daemon = start(mic16, cli_env, "--config", str(conf))
+    try:
+        play_clip(mic16, "keywords/right_left_up.wav")
+        assert daemon.no_detection_within(1.0) == []
+        mark = daemon.log_mark()
+        write_config(conf, "[detection]\nthreshold = 0.7\n")
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("event=reloaded threshold=0.7", start=mark)
+        start_t, _ = play_clip(mic16, "keywords/right_left_up.wav")
+        assert_words_on_time(daemon.detections(3, timeout=10), start_t, RLU)
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_sighup_with_a_broken_file_keeps_the_old_config(mic16, cli_env, tmp_path):
+    conf = write_config(tmp_path / "k.toml", '[detection]\nkeywords = ["yes"]\n')
+    daemon = start(mic16, cli_env, "--config", str(conf))
+    try:
+        mark = daemon.log_mark()
+        write_config(conf, "[detection]\nthreshold = 7\n")
+        daemon.signal(signal.SIGHUP)
+        line = daemon.wait_log("event=reload_rejected", start=mark)
+        assert "detection.threshold" in line
+        play_clip(mic16, "keywords/right_left_up.wav")  # not in the old allow-list
+        play_clip(mic16, "keywords/yes.wav")
+        assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+    finally:
+        assert daemon.stop() == 0
+
+
+class NotifySocket:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+
+    def next(self, timeout: float) -> str | None:
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(4096).decode()
+        except TimeoutError:
+            return None
+
+    def wait_for(self, key: str, timeout: float) -> list[tuple[float, str]]:
+        """Messages until one containing `key` (inclusive), with arrival times."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            msg = self.next(remaining)
+            if msg is None:
+                break
+            seen.append((time.monotonic(), msg))
+            if key in msg.splitlines():
+                return seen
+        raise AssertionError(f"no {key} within {timeout} s; got {seen}")
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    sock = NotifySocket(Path(f"/tmp/kws-notify-{tmp_path.name}.sock"))
+    yield sock
+    sock.sock.close()
+    sock.path.unlink(missing_ok=True)
+
+
+def test_sd_notify_ready_watchdog_stopping(mic16, cli_env, notify):
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}  # ping every 0.5 s
+    daemon = DaemonProcess([*kws_command(), "run"],
+                           {**mic16.env, **{k: cli_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}, **env})
+    try:
+        ready = notify.wait_for("READY=1", timeout=20)
+        assert any(line.startswith("STATUS=listening") for line in ready[-1][1].splitlines())
+        pings = [notify.wait_for("WATCHDOG=1", timeout=2)[-1][0] for _ in range(4)]
+        gaps = np.diff(pings)
+        assert 0.3 <= gaps.min() and gaps.max() <= 1.0, gaps
+        daemon.signal(signal.SIGTERM)
+        notify.wait_for("STOPPING=1", timeout=3)
+        assert daemon.proc.wait(5) == 0
+    finally:
+        daemon.stop()
+
+
+def test_a_stalled_worker_stops_the_watchdog_pings(mic16, cli_env, notify):
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000", "KWS_STREAM_TEST_STALL_AFTER": "3"}
+    daemon = DaemonProcess([*kws_command(), "run"],
+                           {**mic16.env, **{k: cli_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}, **env})
+    try:
+        notify.wait_for("READY=1", timeout=20)
+        notify.wait_for("WATCHDOG=1", timeout=2)
+        daemon.wait_log("event=test_stall", timeout=10)
+        # Pings in flight may still arrive just after the stall; after that: silence.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            notify.next(max(0.01, deadline - time.monotonic()))
+        later = []
+        end = time.monotonic() + 2.5
+        while (remaining := end - time.monotonic()) > 0:
+            msg = notify.next(remaining)
+            if msg is not None:
+                later.append(msg)
+        assert not any("WATCHDOG=1" in m.splitlines() for m in later), later
+        daemon.wait_log("event=worker_stalled", timeout=1)
+    finally:
+        daemon.stop()
