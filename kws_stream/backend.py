@@ -56,10 +56,10 @@ class KeywordModel:
                            "a keyword model needs exactly one of each")
         inp, out = inputs[0], outputs[0]
         if tuple(inp["shape"]) != INPUT_SHAPE or inp["dtype"] != np.int8:
-            raise KwsError(f"model {path} takes {np.dtype(inp['dtype']).name} {list(inp['shape'])}; "
+            raise KwsError(f"model {path} takes {np.dtype(inp['dtype']).name} {_shape(inp)}; "
                            f"the MFCC front end produces int8 {list(INPUT_SHAPE)}")
         if out["dtype"] != np.int8 or tuple(out["shape"]) != (1, len(labels)):
-            raise KwsError(f"model {path} outputs {np.dtype(out['dtype']).name} {list(out['shape'])} "
+            raise KwsError(f"model {path} outputs {np.dtype(out['dtype']).name} {_shape(out)} "
                            f"but its manifest lists {len(labels)} labels; fix the labels list")
         self.labels = labels
         self._input_index = inp["index"]
@@ -109,3 +109,7 @@ def _native_stderr_silenced() -> Iterator[None]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _shape(details: dict[str, Any]) -> list[int]:
+    return [int(x) for x in details["shape"]]
