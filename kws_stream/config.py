@@ -74,6 +74,28 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = 1883
+    username: str = ""
+    password: str = ""
+    password_file: str = ""  # read at start; keeps the secret out of the config file
+    tls: bool = False
+    ca_file: str = ""  # "" = the system CA store when tls = true
+    client_id: str = "kws-stream"
+    qos: int = 1
+    topic_prefix: str = "kws-stream"  # detections on <prefix>/detection
+    site_id: str = "default"  # Hermes siteId
+    queue_size: int = 100  # detections kept while the broker is away; overflow counted
+
+
+@dataclass(frozen=True)
+class WyomingConfig:
+    uri: str = "tcp://127.0.0.1:10400"  # `kws-stream serve wyoming` listens here
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     log_level: str = "info"
     status_interval: float = 60.0  # seconds between STATUS= updates and stats log lines
@@ -85,6 +107,8 @@ class Config:
     model: ModelConfig = ModelConfig()
     detection: DetectionConfig = DetectionConfig()
     output: OutputConfig = OutputConfig()
+    mqtt: MqttConfig = MqttConfig()
+    wyoming: WyomingConfig = WyomingConfig()
     service: ServiceConfig = ServiceConfig()
 
 
@@ -115,6 +139,22 @@ _RULES: dict[str, tuple[Any, str]] = {
                              "a table of keyword = number in (0, 1]"),
     "output.stdout": (lambda v: isinstance(v, bool), "true or false"),
     "output.format": (lambda v: v in ("json", "text"), '"json" or "text"'),
+    "mqtt.enabled": (lambda v: isinstance(v, bool), "true or false"),
+    "mqtt.host": (lambda v: isinstance(v, str) and v != "", "a host name or address"),
+    "mqtt.port": (lambda v: _int(v) and 1 <= v <= 65535, "a port from 1 to 65535"),
+    "mqtt.username": (lambda v: isinstance(v, str), "a string"),
+    "mqtt.password": (lambda v: isinstance(v, str), "a string"),
+    "mqtt.password_file": (lambda v: isinstance(v, str), "a file path"),
+    "mqtt.tls": (lambda v: isinstance(v, bool), "true or false"),
+    "mqtt.ca_file": (lambda v: isinstance(v, str), "a file path"),
+    "mqtt.client_id": (lambda v: isinstance(v, str) and 0 < len(v) <= 64, "1 to 64 characters"),
+    "mqtt.qos": (lambda v: _int(v) and v in (0, 1, 2), "0, 1 or 2"),
+    "mqtt.topic_prefix": (lambda v: isinstance(v, str) and v != "" and not any(c in v for c in "#+"),
+                          "a topic without wildcards"),
+    "mqtt.site_id": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "mqtt.queue_size": (lambda v: _int(v) and 1 <= v <= 100000, "an integer from 1 to 100000"),
+    "wyoming.uri": (lambda v: isinstance(v, str) and v.startswith(("tcp://", "unix://")),
+                    "tcp://HOST:PORT or unix://PATH"),
     "service.log_level": (lambda v: v in LOG_LEVELS, " or ".join(f'"{x}"' for x in LOG_LEVELS)),
     "service.status_interval": (lambda v: _num(v) and 1 <= v <= 3600, "a number of seconds from 1 to 3600"),
 }
