@@ -117,6 +117,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return Daemon(config, lambda: build_config(args), pipeline, Notifier()).run()
 
 
+def cmd_serve_wyoming(args: argparse.Namespace) -> int:
+    from .service import Notifier
+    from .wyoming_server import serve
+
+    config = build_config(args)
+    setup_logging(config.service.log_level)
+    model, model_name = open_model(config)
+    return serve(config, model, model_name, Notifier())
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     from .capture import list_input_devices
 
@@ -195,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--sample-rate", dest="audio.sample_rate", type=int, metavar="HZ", help="capture rate (default: auto)")
     a.add_argument("--channels", dest="audio.channels", type=int, metavar="N", help="capture channels (default: auto)")
     p.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="network services").add_subparsers(dest="serve_command", required=True)
+    p = serve.add_parser("wyoming", help="a Wyoming wake-word service (Home Assistant) on --uri")
+    p.add_argument("--uri", dest="wyoming.uri", metavar="URI",
+                   help="tcp://HOST:PORT or unix://PATH (default tcp://127.0.0.1:10400)")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_serve_wyoming)
 
     p = sub.add_parser("devices", help="list input devices")
     p.set_defaults(func=cmd_devices)

@@ -1,0 +1,269 @@
+"""`kws-stream serve wyoming` end to end: the real command on 127.0.0.1, the `wyoming`
+library's own client, the shared clips."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import soxr
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
+from wyoming.info import Describe, Info
+from wyoming.ping import Ping, Pong
+from wyoming.wake import Detect, Detection, NotDetected
+
+from conftest import kws_command, read_clip
+
+KEYWORDS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes"]
+TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self._log_file = log.open("w")
+        self.proc = subprocess.Popen([*kws_command(), "serve", "wyoming", "--uri", f"tcp://127.0.0.1:{self.port}"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log_file,
+                                     env=env)
+        deadline = time.monotonic() + 30
+        while "event=listening" not in self.text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                pytest.fail(f"the Wyoming server did not start (exit {self.proc.poll()}):\n{self.text()}")
+            time.sleep(0.05)
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def client(self) -> AsyncTcpClient:
+        return AsyncTcpClient("127.0.0.1", self.port, connect_timeout=TIMEOUT, read_timeout=TIMEOUT)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=TIMEOUT)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self._log_file.close()
+
+
+@pytest.fixture(scope="module")
+def server(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(cli_env, tmp_path_factory.mktemp("wyoming") / "server.log")
+    yield srv
+    status = srv.stop()
+    assert status == 0, srv.text()
+    assert "Traceback" not in srv.text()
+
+
+def pcm(samples: np.ndarray, width: int) -> bytes:
+    """int16 samples (frames[, channels]) -> little-endian PCM of the given width."""
+    s = samples.astype(np.int32)
+    if width == 1:
+        return ((s >> 8) + 128).astype(np.uint8).tobytes()
+    if width == 2:
+        return s.astype("<i2").tobytes()
+    if width == 3:
+        return (s << 8).astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()  # 24-bit = int16 << 8
+    return (s << 16).astype("<i4").tobytes()
+
+
+def clip(name: str, rate: int = 16000, channels: int = 1) -> np.ndarray:
+    clip_rate, samples = read_clip(name)
+    assert clip_rate == 16000 and samples.dtype == np.int16
+    if rate != clip_rate:
+        x = soxr.resample(samples.astype(np.float32) / 32768.0, clip_rate, rate)
+        samples = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+    return np.stack([samples] * channels, axis=1) if channels > 1 else samples
+
+
+async def until_pong(client: AsyncTcpClient) -> list[Event]:
+    """Ping and collect everything the server sent before the pong (it answers in order)."""
+    await client.write_event(Ping(text="end").event())
+    events = []
+    while True:
+        event = await client.read_event()
+        assert event is not None, "the server closed the connection"
+        if Pong.is_type(event.type):
+            return events
+        events.append(event)
+
+
+async def stream(client: AsyncTcpClient, samples: np.ndarray, rate: int = 16000, width: int = 2,
+                 chunk_bytes: int = 3200, names: list[str] | None = None, pause: bool = False) -> list[Event]:
+    """detect, audio-start, chunks, audio-stop; returns the events answered."""
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    if names is not None:
+        await client.write_event(Detect(names=names).event())
+    await client.write_event(AudioStart(rate=rate, width=width, channels=channels, timestamp=0).event())
+    data = pcm(samples, width)
+    for i in range(0, len(data), chunk_bytes):
+        await client.write_event(AudioChunk(rate=rate, width=width, channels=channels,
+                                            audio=data[i : i + chunk_bytes]).event())
+        if pause:
+            await asyncio.sleep(0.001)  # let the other client's chunks interleave
+    await client.write_event(AudioStop().event())
+    return await until_pong(client)
+
+
+def summary(events: list[Event]) -> list[tuple[str, int | None] | str]:
+    out: list[tuple[str, int | None] | str] = []
+    for event in events:
+        if Detection.is_type(event.type):
+            d = Detection.from_event(event)
+            assert d.name is not None
+            out.append((d.name, d.timestamp))
+        else:
+            assert NotDetected.is_type(event.type), event
+            out.append("not-detected")
+    return out
+
+
+def names(events: list[Event]) -> list[str]:
+    return [x if isinstance(x, str) else x[0] for x in summary(events)]
+
+
+def run(coro):  # noqa: ANN001, ANN201
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_describe_answers_info_with_one_wake_model_per_keyword(server: Server) -> None:
+    async def go() -> Info:
+        async with server.client() as client:
+            await client.write_event(Describe().event())
+            event = await client.read_event()
+            assert event is not None and Info.is_type(event.type)
+            return Info.from_event(event)
+
+    info = run(go())
+    assert [p.name for p in info.wake] == ["kws-stream"]
+    models = info.wake[0].models
+    assert [m.name for m in models] == KEYWORDS
+    assert all(m.phrase == m.name and m.installed and m.version == "micronet-l" and m.languages == ["en"]
+               for m in models)
+
+
+def test_clip_gives_its_keywords_with_audio_timestamps(server: Server) -> None:
+    async def go() -> list[Event]:
+        async with server.client() as client:
+            return await stream(client, clip("keywords/right_left_up.wav"))
+
+    result = summary(run(go()))
+    assert [r[0] for r in result] == ["right", "left", "up"]
+    # ms of audio at the end of the window that fired, as `kws-stream detect` reports it (1.0, 1.66, 2.52 s)
+    assert [r[1] for r in result] == [1000, 1660, 2520]
+
+
+@pytest.mark.parametrize(("rate", "width", "channels", "chunk_bytes"), [
+    (48000, 2, 2, 19200),  # a 48 kHz stereo USB microphone
+    (16000, 4, 1, 6400),
+    (8000, 1, 1, 800),  # unsigned 8-bit at 8 kHz (telephone quality)
+    (44100, 3, 1, 3333),  # 24-bit, and chunks that split frames
+])
+def test_any_rate_width_and_channels_are_converted(server: Server, rate: int, width: int, channels: int,
+                                                    chunk_bytes: int) -> None:
+    samples = clip("keywords/right_left_up.wav", rate, channels)
+
+    async def go() -> list[Event]:
+        async with server.client() as client:
+            return await stream(client, samples, rate, width, chunk_bytes)
+
+    assert names(run(go())) == ["right", "left", "up"]
+
+
+def test_silence_gives_not_detected_at_audio_stop(server: Server) -> None:
+    async def go() -> list[Event]:
+        async with server.client() as client:
+            first = await stream(client, clip("negatives/silence_1000ms.wav"))
+            # the same connection, a second stream: state starts afresh at audio-start
+            second = await stream(client, clip("keywords/yes_1000ms.wav"))
+            return first + second
+
+    assert names(run(go())) == ["not-detected", "yes"]
+
+
+def test_detect_names_restricts_what_is_reported(server: Server) -> None:
+    async def go() -> tuple[list[Event], list[Event]]:
+        async with server.client() as client:
+            only_up = await stream(client, clip("keywords/right_left_up.wav"), names=["up"])
+            only_stop = await stream(client, clip("keywords/right_left_up.wav"), names=["stop", "marvin"])
+            return only_up, only_stop
+
+    only_up, only_stop = run(go())
+    assert names(only_up) == ["up"]
+    assert names(only_stop) == ["not-detected"]
+    assert "event=unknown_wake_names" in server.text()
+
+
+def test_two_clients_at_once_each_get_their_own_results(server: Server) -> None:
+    async def one(name: str, rate: int, channels: int) -> list[str]:
+        async with server.client() as client:
+            return names(await stream(client, clip(name, rate, channels), rate, chunk_bytes=1600 * channels,
+                                      pause=True))
+
+    async def go() -> list[list[str]]:
+        return list(await asyncio.gather(one("keywords/right_left_up.wav", 16000, 1),
+                                         one("keywords/yes_no_go_stop.wav", 48000, 2),
+                                         one("negatives/silence_1000ms.wav", 16000, 1)))
+
+    assert run(go()) == [["right", "left", "up"], ["yes", "no", "go", "stop"], ["not-detected"]]
+
+
+def test_bad_input_closes_that_client_only(server: Server) -> None:
+    async def go() -> tuple[Event | None, list[str]]:
+        async with server.client() as good, server.client() as bad:
+            await good.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            await bad.write_event(AudioStart(rate=16000, width=5, channels=1).event())
+            closed = await bad.read_event()
+            rest = names(await stream(good, clip("keywords/right_left_up.wav")))
+            return closed, rest
+
+    closed, rest = run(go())
+    assert closed is None  # the server hung up on the bad client
+    assert rest == ["right", "left", "up"]
+    lines = [line for line in server.text().splitlines() if "unsupported width 5" in line]
+    assert len(lines) == 1 and "event=client_rejected" in lines[0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sighup_is_ignored_and_sigterm_or_sigint_stop_cleanly_with_a_client_connected(
+        cli_env: dict[str, str], tmp_path: Path, sig: int) -> None:
+    srv = Server(cli_env, tmp_path / "server.log")
+
+    async def go() -> Event | None:
+        async with srv.client() as client:
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=bytes(3200)).event())
+            assert await until_pong(client) == []
+            srv.proc.send_signal(signal.SIGHUP)  # no reload: logged, and the server keeps serving
+            deadline = time.monotonic() + TIMEOUT
+            while "event=reload_ignored" not in srv.text() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert await until_pong(client) == []
+            assert srv.stop(sig) == 0
+            return await client.read_event()
+
+    try:
+        assert run(go()) is None  # the connection was closed by the server
+    finally:
+        srv.stop()
+    text = srv.text()
+    assert "event=stop" in text and "Traceback" not in text, text
