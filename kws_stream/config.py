@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from .decision import DecisionParams
 from .errors import KwsError
+from .command import CommandParams
 from .pipeline import PipelineParams
 
 KEYWORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
@@ -54,9 +55,10 @@ class DetectionConfig:
     keywords: tuple[str, ...] = ()  # allow-list; empty = all ten
     thresholds: Mapping[str, float] = field(default_factory=dict)
 
-    def pipeline_params(self) -> PipelineParams:
+    def pipeline_params(self, command: CommandConfig | None = None) -> PipelineParams:
         return PipelineParams(
             stride=self.stride,
+            command=(command or CommandConfig()).params(),
             decision=DecisionParams(
                 smoothing=self.smoothing,
                 threshold=self.threshold,
@@ -65,6 +67,21 @@ class DetectionConfig:
                 keywords=frozenset(self.keywords) if self.keywords else None,
             ),
         )
+
+
+@dataclass(frozen=True)
+class CommandConfig:
+    """Command mode: report a keyword only when spoken as a command (see command.py)."""
+
+    enabled: bool = True
+    max_word: float = 1.0
+    pre_silence: float = 0.5
+    post_silence: float = 0.2
+    speech_margin_db: float = 10.0
+
+    def params(self) -> CommandParams:
+        return CommandParams(enabled=self.enabled, max_word=self.max_word, pre_silence=self.pre_silence,
+                             post_silence=self.post_silence, speech_margin_db=self.speech_margin_db)
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,13 @@ class WyomingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"  # "0.0.0.0" to let another machine's Prometheus scrape it
+    port: int = 9464
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     log_level: str = "info"
     status_interval: float = 60.0  # seconds between STATUS= updates and stats log lines
@@ -106,9 +130,11 @@ class Config:
     audio: AudioConfig = AudioConfig()
     model: ModelConfig = ModelConfig()
     detection: DetectionConfig = DetectionConfig()
+    command: CommandConfig = CommandConfig()
     output: OutputConfig = OutputConfig()
     mqtt: MqttConfig = MqttConfig()
     wyoming: WyomingConfig = WyomingConfig()
+    metrics: MetricsConfig = MetricsConfig()
     service: ServiceConfig = ServiceConfig()
 
 
@@ -137,6 +163,11 @@ _RULES: dict[str, tuple[Any, str]] = {
     "detection.thresholds": (lambda v: isinstance(v, dict) and all(k in KEYWORDS and _num(x) and 0 < x <= 1
                                                                  for k, x in v.items()),
                              "a table of keyword = number in (0, 1]"),
+    "command.enabled": (lambda v: isinstance(v, bool), "true or false"),
+    "command.max_word": (lambda v: _num(v) and 0.2 <= v <= 3.0, "a number of seconds from 0.2 to 3"),
+    "command.pre_silence": (lambda v: _num(v) and 0 <= v <= 1.5, "a number of seconds from 0 to 1.5"),
+    "command.post_silence": (lambda v: _num(v) and 0.06 <= v <= 1.0, "a number of seconds from 0.06 to 1"),
+    "command.speech_margin_db": (lambda v: _num(v) and 3 <= v <= 30, "a number of dB from 3 to 30"),
     "output.stdout": (lambda v: isinstance(v, bool), "true or false"),
     "output.format": (lambda v: v in ("json", "text"), '"json" or "text"'),
     "mqtt.enabled": (lambda v: isinstance(v, bool), "true or false"),
@@ -155,6 +186,9 @@ _RULES: dict[str, tuple[Any, str]] = {
     "mqtt.queue_size": (lambda v: _int(v) and 1 <= v <= 100000, "an integer from 1 to 100000"),
     "wyoming.uri": (lambda v: isinstance(v, str) and v.startswith(("tcp://", "unix://")),
                     "tcp://HOST:PORT or unix://PATH"),
+    "metrics.enabled": (lambda v: isinstance(v, bool), "true or false"),
+    "metrics.host": (lambda v: isinstance(v, str) and v != "", "an address to listen on"),
+    "metrics.port": (lambda v: _int(v) and 0 <= v <= 65535, "a port from 1 to 65535 (0 = any free port)"),
     "service.log_level": (lambda v: v in LOG_LEVELS, " or ".join(f'"{x}"' for x in LOG_LEVELS)),
     "service.status_interval": (lambda v: _num(v) and 1 <= v <= 3600, "a number of seconds from 1 to 3600"),
 }
@@ -175,10 +209,14 @@ def _coerce(key: str, value: Any) -> Any:
         return {k: float(x) for k, x in value.items()}
     if key in ("audio.device", "audio.channel"):
         return str(value)
-    if isinstance(value, int) and not isinstance(value, bool) and key in (
-            "audio.no_audio_timeout", "detection.threshold", "detection.refractory", "service.status_interval"):
+    if _int(value) and key in _FLOAT_KEYS:
         return float(value)
     return value
+
+
+_FLOAT_KEYS = frozenset({"audio.no_audio_timeout", "detection.threshold", "detection.refractory",
+                         "service.status_interval", "command.max_word", "command.pre_silence",
+                         "command.post_silence", "command.speech_margin_db"})
 
 
 def check_value(key: str, value: Any) -> Any:

@@ -7,12 +7,14 @@ object from its capture thread's ring buffer.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from .backend import KeywordModel
+from .command import CommandGate, CommandParams
 from .decision import Decision, DecisionParams, KeywordDecider
 from .events import Detection
 from .features import FeatureWindow, MfccExtractor
@@ -22,10 +24,18 @@ from .features import FeatureWindow, MfccExtractor
 class PipelineParams:
     stride: int = 1  # run the model every `stride` hops (20 ms each)
     decision: DecisionParams = DecisionParams()
+    command: CommandParams = CommandParams()  # command mode (on by default); enabled=False: plain spotting
 
 
 class Pipeline:
-    """Streaming keyword spotting over one stream; not thread-safe, one per stream."""
+    """Streaming keyword spotting over one stream; not thread-safe, one per stream.
+
+    With command mode on (the default) the decider's detections pass through a
+    `CommandGate`: a keyword is reported only when spoken as a command, once the short
+    silence after it has been heard (so `feed` may return it a few blocks later, and
+    `finish` flushes what the end of the stream completes). A detection's `start`/`end`
+    stay those of the 1 s window that fired, in both modes.
+    """
 
     def __init__(self, model: KeywordModel, model_name: str, source: str,
                  params: PipelineParams = PipelineParams(),
@@ -41,11 +51,23 @@ class Pipeline:
         self._rate = self.features.params.sample_rate
         self._evaluated_frame = -1  # frames_total at the last inference
         self.inferences = 0
+        self.inference_observer: Callable[[float], None] | None = None
+        """Called with each model invoke's duration in seconds (metrics)."""
+        self.gate = self._new_gate(params.command)
+        self._tail = np.zeros(0, dtype=np.int16)  # audio after the newest frame's end
+
+    def _new_gate(self, command: CommandParams) -> CommandGate | None:
+        if not command.enabled:
+            return None
+        return CommandGate(command, self._rate, self.features.params.window_samples)
 
     def reconfigure(self, params: PipelineParams) -> None:
         """New thresholds/keywords/stride without losing the audio already seen."""
+        old = self.params
         self.params = params
         self.decider = KeywordDecider(self.model.labels, params.decision)
+        if params.command != old.command:
+            self.gate = self._new_gate(params.command)
 
     @property
     def samples_seen(self) -> int:
@@ -53,26 +75,47 @@ class Pipeline:
 
     def feed(self, samples: np.ndarray) -> list[Detection]:
         """Process a block of 16 kHz mono int16 audio; returns any detections."""
+        samples = np.asarray(samples, dtype=np.int16).reshape(-1)
+        gate = self.gate
         detections: list[Detection] = []
         num_frames = self.features.params.num_frames
+        hop = self.features.params.frame_step
+        audio = np.concatenate((self._tail, samples)) if gate is not None else samples
+        audio_start = self.features.samples_covered  # stream position of audio[0]
         for frames_total in self.features.push(samples):
             due = frames_total >= num_frames and (frames_total - num_frames) % self.params.stride == 0
-            if due:
-                detections.extend(self._infer())
+            decisions = self._infer() if due else []
+            if gate is None:
+                detections.extend(self._detection(d) for d in decisions)
+                continue
+            end = self.features.samples_covered
+            newest = audio[max(0, end - hop - audio_start): end - audio_start]
+            detections.extend(self._detection(d) for d in gate.push(newest, end, decisions))
+        if gate is not None:
+            self._tail = audio[self.features.samples_covered - audio_start:]
         return detections
 
     def finish(self) -> list[Detection]:
-        """End of stream: evaluate the last window if the stride skipped it."""
+        """End of stream: evaluate the last window if the stride skipped it; in command
+        mode the end of the stream counts as the silence after the last word."""
+        decisions = []
         if self.features.ready and self._evaluated_frame != self.features.frames_total:
-            return self._infer()
-        return []
+            decisions = self._infer()
+        if self.gate is not None:
+            decisions = self.gate.finish(decisions)
+        return [self._detection(d) for d in decisions]
 
-    def _infer(self) -> list[Detection]:
+    def _infer(self) -> list[Decision]:
         self._evaluated_frame = self.features.frames_total
         self.inferences += 1
-        probabilities = self.model.probabilities(self.features.window())
+        if self.inference_observer is None:
+            probabilities = self.model.probabilities(self.features.window())
+        else:
+            started = time.perf_counter()
+            probabilities = self.model.probabilities(self.features.window())
+            self.inference_observer(time.perf_counter() - started)
         decision = self.decider.update(probabilities, self.features.samples_covered, self._rate)
-        return [self._detection(decision)] if decision else []
+        return [decision] if decision else []
 
     def _detection(self, decision: Decision) -> Detection:
         end = decision.end_sample / self._rate

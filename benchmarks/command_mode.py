@@ -1,0 +1,382 @@
+"""Plain keyword spotting vs command mode, on the synthetic corpus and the shared clips.
+
+Measures, for the plain decider and for `CommandGate` after it:
+
+* false accepts per hour on keyword-free continuous speech: the synthetic prose
+  (``prose/*.wav``) and the four shared LibriSpeech sentences (as they are, and with
+  0.5 s of room tone on each side);
+* recall on isolated keywords: the synthetic keyword clips (as they are, padded with
+  0.5 s of room tone, and joined back to back per voice, i.e. commands 0.2-1.3 s apart)
+  and the shared keyword clips padded with room tone (every word in order);
+* added latency after the end of the word (offline, from stream positions: the hop at
+  which the accept is emitted minus ``word_end_s``), p50/p95;
+* the gate's CPU time per 20 ms hop;
+* a trade-off curve over the main knobs.
+
+Room tone is ``negatives/noise_1000ms.wav`` (a real background recording) tiled and
+scaled to ROOM_TONE_DBFS (-60 dBFS RMS, a quiet room), not digital zeros.
+
+The model runs once per stream (one window per hop) and its probabilities are cached
+(``--cache``); the plain decider and the gate are then replayed, which makes sweeps cheap.
+
+Usage::
+
+    python -m benchmarks.command_mode [--corpus /tmp/kws-corpus] [--model micronet-l]
+        [--sweep] [--markdown out.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np
+import scipy.io.wavfile
+
+from kws_stream.command import HOP_SAMPLES, CommandGate, CommandParams, hop_level_db
+from kws_stream.decision import Decision, DecisionParams, KeywordDecider
+from kws_stream.features import FeatureParams, MfccExtractor
+
+SHARED = Path(os.environ.get("KWS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+AUDIO = SHARED / "audio"
+LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
+MODEL_FILES = {"micronet-l": "kws_micronet_l.tflite", "micronet-m": "kws_micronet_m.tflite"}
+RATE = 16000
+PAD_S = 0.5
+ROOM_TONE_DBFS = -60.0
+LIBRISPEECH = ("another_door.wav", "another_engineer.wav", "i_tell_you.wav", "testing_routine.wav")
+SHARED_KEYWORDS = {
+    "down.wav": ["down"], "no_1000ms.wav": ["no"], "right.wav": ["right"],
+    "right_left_up.wav": ["right", "left", "up"], "yes.wav": ["yes"], "yes_1000ms.wav": ["yes"],
+    "yes_no_go_stop.wav": ["yes", "no", "go", "stop"],
+}
+
+
+# ----------------------------------------------------------------------------- audio sets
+
+@dataclass
+class Stream:
+    """One audio stream and what it should yield: `words` (keyword, word_end_s) in order."""
+
+    name: str
+    audio: np.ndarray
+    words: list[tuple[str, float]] = field(default_factory=list)
+    group: str = ""
+
+
+def read_wav(path: Path) -> np.ndarray:
+    rate, x = scipy.io.wavfile.read(path)
+    if x.ndim == 2:
+        x = x.mean(axis=1).astype(np.int16)
+    assert rate == RATE, path
+    return x.astype(np.int16)
+
+
+def hop_levels(x: np.ndarray) -> np.ndarray:
+    """Level (dBFS) of hop i = samples [320 i, 320 (i + 1))."""
+    n = len(x) // HOP_SAMPLES
+    return np.array([hop_level_db(x[i * HOP_SAMPLES:(i + 1) * HOP_SAMPLES]) for i in range(n)])
+
+
+def room_tone(seconds: float, level_dbfs: float = ROOM_TONE_DBFS) -> np.ndarray:
+    """Tiled real background noise (negatives/noise_1000ms.wav) at `level_dbfs` RMS."""
+    noise = read_wav(AUDIO / "negatives" / "noise_1000ms.wav").astype(np.float64)
+    n = int(round(seconds * RATE))
+    tiled = np.tile(noise, n // len(noise) + 1)[:n]
+    gain = 10 ** (level_dbfs / 20) / (math.sqrt(float(np.mean(noise ** 2))) / 32768.0)
+    return np.clip(np.round(tiled * gain), -32768, 32767).astype(np.int16)
+
+
+def padded(x: np.ndarray, seconds: float = PAD_S) -> np.ndarray:
+    """`x` with `seconds` of room tone before and after: a command spoken in a room."""
+    return np.concatenate([room_tone(seconds), x, room_tone(seconds)])
+
+
+def load_sets(corpus: Path) -> dict[str, list[Stream]]:
+    sets: dict[str, list[Stream]] = {}
+    sets["prose"] = [Stream(p.name, read_wav(p)) for p in sorted((corpus / "prose").glob("*.wav"))]
+    libri = [read_wav(AUDIO / "negatives" / f) for f in LIBRISPEECH]
+    sets["librispeech"] = [Stream(f, x) for f, x in zip(LIBRISPEECH, libri)]
+    sets["librispeech_padded"] = [Stream(f + "+pad", padded(x)) for f, x in zip(LIBRISPEECH, libri)]
+    rows = list(csv.DictReader(open(corpus / "keywords.csv")))
+    clips = [(r, read_wav(corpus / r["path"])) for r in rows]
+    sets["synthetic_keywords"] = [Stream(r["path"], x, [(r["keyword"], float(r["word_end_s"]))], r["voice"])
+                                  for r, x in clips]
+    sets["synthetic_keywords_padded"] = [
+        Stream(r["path"] + "+pad", padded(x), [(r["keyword"], float(r["word_end_s"]) + PAD_S)], r["voice"])
+        for r, x in clips]
+    by_voice: dict[str, list[tuple[dict, np.ndarray]]] = {}
+    for r, x in clips:
+        by_voice.setdefault(r["voice"], []).append((r, x))
+    joined = []
+    for voice, items in sorted(by_voice.items()):
+        order = np.random.default_rng(len(joined)).permutation(len(items))
+        parts, words, t = [room_tone(PAD_S)], [], PAD_S
+        for k in order:
+            r, x = items[k]
+            parts.append(x)
+            words.append((r["keyword"], t + float(r["word_end_s"])))
+            t += len(x) / RATE
+        parts.append(room_tone(PAD_S))
+        joined.append(Stream(f"joined:{voice}", np.concatenate(parts), words, voice))
+    sets["synthetic_joined"] = joined
+    shared = []
+    for clip, kws in SHARED_KEYWORDS.items():
+        x = read_wav(AUDIO / "keywords" / clip)
+        # word k of a joined clip ends inside second k; the end time is unknown (nan)
+        shared.append(Stream(clip + "+pad", padded(x), [(k, math.nan) for k in kws]))
+    sets["shared_keywords_padded"] = shared
+    sets["shared_keywords"] = [Stream(c, read_wav(AUDIO / "keywords" / c), [(k, math.nan) for k in kws])
+                               for c, kws in SHARED_KEYWORDS.items()]
+    return sets
+
+
+NEGATIVE_SETS = ("prose", "librispeech", "librispeech_padded")
+POSITIVE_SETS = ("synthetic_keywords", "synthetic_keywords_padded", "synthetic_joined",
+                 "shared_keywords", "shared_keywords_padded")
+
+
+# ----------------------------------------------------------------------------- model pass
+
+@dataclass
+class Trace:
+    """Per-hop data of one stream: levels[i] for hop i, probs[i] for the window ending
+    with hop i (NaN rows before the first full window)."""
+
+    levels: np.ndarray
+    probs: np.ndarray
+
+
+def compute_trace(x: np.ndarray, model) -> Trace:
+    p = FeatureParams()
+    extractor = MfccExtractor(p)
+    frames_total = (len(x) - p.frame_length) // p.frame_step + 1 if len(x) >= p.frame_length else 0
+    idx = np.arange(frames_total)[:, None] * p.frame_step + np.arange(p.frame_length)
+    mfcc = extractor.frames(x[idx]) if frames_total else np.zeros((0, p.num_mfcc))
+    n_hops = frames_total + 1  # frame F (1-based) ends at 320 (F + 1): hop index F
+    probs = np.full((n_hops, len(LABELS)), np.nan, dtype=np.float32)
+    for f in range(p.num_frames, frames_total + 1):
+        probs[f] = model.probabilities(mfcc[f - p.num_frames:f])
+    return Trace(hop_levels(x[: n_hops * HOP_SAMPLES]), probs)
+
+
+def traces_for(sets: dict[str, list[Stream]], model_name: str, cache: Path) -> dict[str, Trace]:
+    from kws_stream.backend import KeywordModel
+
+    cache.mkdir(parents=True, exist_ok=True)
+    model = None
+    out = {}
+    for streams in sets.values():
+        for s in streams:
+            key = hashlib.sha1(model_name.encode() + s.audio.tobytes()).hexdigest()[:20]
+            path = cache / f"{key}.npz"
+            if path.exists():
+                data = np.load(path)
+                out[s.name] = Trace(data["levels"], data["probs"])
+                continue
+            if model is None:
+                model = KeywordModel(SHARED / "models" / MODEL_FILES[model_name], LABELS)
+            trace = compute_trace(s.audio, model)
+            np.savez(path, levels=trace.levels, probs=trace.probs)
+            out[s.name] = trace
+    return out
+
+
+# ----------------------------------------------------------------------------- replay
+
+@dataclass
+class Fired:
+    keyword: str
+    window_end: float  # end of the window that fired (s)
+    emitted: float  # stream position at which it was reported (s)
+
+
+def replay(trace: Trace, decision: DecisionParams, command: CommandParams) -> list[Fired]:
+    decider = KeywordDecider(LABELS, decision)
+    gate = CommandGate(command) if command.enabled else None
+    out: list[Fired] = []
+    first_window = FeatureParams().num_frames
+    for i, level in enumerate(trace.levels):
+        if i == 0:
+            continue
+        end = (i + 1) * HOP_SAMPLES
+        fired: list[Decision] = []
+        if i >= first_window:
+            d = decider.update(trace.probs[i], end, RATE)
+            if d is not None:
+                fired.append(d)
+        if gate is None:
+            out.extend(Fired(d.keyword, d.end_sample / RATE, end / RATE) for d in fired)
+        else:
+            out.extend(Fired(d.keyword, d.end_sample / RATE, end / RATE)
+                       for d in gate.push_level(float(level), end, fired))
+    if gate is not None:
+        end = len(trace.levels) * HOP_SAMPLES / RATE
+        out.extend(Fired(d.keyword, d.end_sample / RATE, end) for d in gate.finish())
+    return out
+
+
+@dataclass
+class Result:
+    fa: dict[str, int] = field(default_factory=dict)
+    hours: dict[str, float] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+    total: dict[str, int] = field(default_factory=dict)
+    wrong: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def match(words: list[tuple[str, float]], fired: list[Fired], joined: bool) -> tuple[int, int, list[float]]:
+    """Greedy in-order matching; returns (hits, wrong detections, latencies)."""
+    hits, lat, used = 0, [], set()
+    for k, (kw, end) in enumerate(words):
+        for j, f in enumerate(fired):
+            if j in used or f.keyword != kw:
+                continue
+            if joined and not math.isnan(end) and not (end - 1.5 <= f.window_end <= end + 1.5):
+                continue
+            used.add(j)
+            hits += 1
+            if not math.isnan(end):
+                lat.append(f.emitted - end)
+            break
+    return hits, len(fired) - len(used), lat
+
+
+def evaluate(sets, traces, decision: DecisionParams, command: CommandParams,
+             names: Iterable[str] | None = None) -> Result:
+    res = Result()
+    for set_name in names or sets:
+        streams = sets[set_name]
+        for s in streams:
+            fired = replay(traces[s.name], decision, command)
+            if set_name in NEGATIVE_SETS:
+                res.fa[set_name] = res.fa.get(set_name, 0) + len(fired)
+                res.hours[set_name] = res.hours.get(set_name, 0.0) + len(s.audio) / RATE / 3600
+                if fired and set_name != "prose":
+                    res.failures.append(f"{s.name}: {[f.keyword for f in fired]}")
+            else:
+                hits, wrong, lat = match(s.words, fired, joined=len(s.words) > 1)
+                res.hits[set_name] = res.hits.get(set_name, 0) + hits
+                res.total[set_name] = res.total.get(set_name, 0) + len(s.words)
+                res.wrong[set_name] = res.wrong.get(set_name, 0) + wrong
+                if set_name in ("synthetic_keywords_padded", "synthetic_joined"):
+                    res.latencies.extend(lat)
+                if set_name.startswith("shared") and [f.keyword for f in fired] != [w for w, _ in s.words]:
+                    res.failures.append(f"{s.name}: {[f.keyword for f in fired]}")
+    return res
+
+
+def gate_cpu_us(sets, command: CommandParams, seconds: float = 300.0) -> float:
+    """Mean wall time of CommandGate.push per hop (levels computed from the samples)."""
+    x = np.concatenate([s.audio for s in sets["prose"]])[: int(seconds * RATE)]
+    gate = CommandGate(command)
+    hops = [x[i:i + HOP_SAMPLES] for i in range(0, len(x) - HOP_SAMPLES + 1, HOP_SAMPLES)]
+    t0 = time.perf_counter()
+    for i, hop in enumerate(hops):
+        gate.push(hop, (i + 1) * HOP_SAMPLES)
+    return (time.perf_counter() - t0) / len(hops) * 1e6
+
+
+# ----------------------------------------------------------------------------- report
+
+def row(label: str, res: Result) -> dict[str, str]:
+    def fah(name: str) -> str:
+        return f"{res.fa.get(name, 0) / res.hours[name]:.1f}" if res.hours.get(name) else "-"
+
+    def rec(name: str) -> str:
+        return f"{res.hits.get(name, 0)}/{res.total.get(name, 0)}"
+
+    lat = np.array(res.latencies) if res.latencies else np.array([math.nan])
+    return {
+        "setting": label,
+        "prose FA/h": fah("prose"),
+        "LibriSpeech FA (raw/pad)": f"{res.fa.get('librispeech', 0)}/{res.fa.get('librispeech_padded', 0)}",
+        "synth kw": rec("synthetic_keywords"),
+        "synth kw padded": rec("synthetic_keywords_padded"),
+        "synth joined": rec("synthetic_joined"),
+        "shared kw (raw/pad)": f"{rec('shared_keywords')} / {rec('shared_keywords_padded')}",
+        "wrong kw": str(sum(res.wrong.values())),
+        "lat p50/p95 ms": f"{np.percentile(lat, 50) * 1000:.0f}/{np.percentile(lat, 95) * 1000:.0f}",
+    }
+
+
+def table(rows: Sequence[dict[str, str]], markdown: bool) -> str:
+    cols = list(rows[0])
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in cols]
+    if markdown:
+        lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+        lines += ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows]
+    else:
+        lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+        lines += ["  ".join(r[c].ljust(w) for c, w in zip(cols, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def sweep_settings(base: CommandParams) -> list[tuple[str, CommandParams]]:
+    out = []
+    for v in (0.15, 0.2, 0.25, 0.3):
+        out.append((f"post_silence={v}", dataclasses.replace(base, post_silence=v)))
+    for v in (0.1, 0.2, 0.3, 0.4, 0.5):
+        out.append((f"pre_silence={v}", dataclasses.replace(base, pre_silence=v)))
+    for v in (0.7, 0.8, 0.9, 1.0, 1.2, 1.5):
+        out.append((f"max_word={v}", dataclasses.replace(base, max_word=v)))
+    for v in (6.0, 8.0, 10.0, 12.0, 15.0):
+        out.append((f"speech_margin_db={v}", dataclasses.replace(base, speech_margin_db=v)))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--corpus", type=Path, default=Path("/tmp/kws-corpus"))
+    ap.add_argument("--model", choices=sorted(MODEL_FILES), default="micronet-l")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/kws-command-cache"))
+    ap.add_argument("--sweep", action="store_true", help="also vary each knob around the defaults")
+    ap.add_argument("--markdown", type=Path, help="write the tables as markdown to this file")
+    ap.add_argument("--failures", action="store_true", help="list shared clips that went wrong")
+    args = ap.parse_args(argv)
+
+    sets = load_sets(args.corpus)
+    t0 = time.perf_counter()
+    traces = traces_for(sets, args.model, args.cache)
+    print(f"model pass: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    decision = DecisionParams()
+    rows = []
+    plain = evaluate(sets, traces, decision, CommandParams(enabled=False))
+    rows.append(row("plain", plain))
+    default = evaluate(sets, traces, decision, CommandParams())
+    rows.append(row("command (defaults)", default))
+    cpu = gate_cpu_us(sets, CommandParams())
+    out = [f"model {args.model}; prose {plain.hours['prose'] * 60:.1f} min; "
+           f"gate CPU {cpu:.1f} us per 20 ms hop", table(rows, False)]
+    if args.failures:
+        out += ["plain failures:", *plain.failures, "command failures:", *default.failures]
+    curve = []
+    if args.sweep:
+        for label, params in sweep_settings(CommandParams()):
+            curve.append(row(label, evaluate(sets, traces, decision, params)))
+        out += ["", "trade-off (one knob at a time, others at defaults):", table(curve, False)]
+    print("\n".join(out))
+    if args.markdown:
+        md = [f"Model {args.model}, prose {plain.hours['prose'] * 60:.1f} min, "
+              f"gate CPU {cpu:.1f} µs per 20 ms hop.", "", table(rows, True)]
+        if curve:
+            md += ["", table(curve, True)]
+        args.markdown.write_text("\n".join(md) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""Command mode: report a keyword only when it was spoken as a command.
+
+MicroNet was trained on isolated one-second words. In running speech it finds "up",
+"left", "off", "right" in ordinary syllables all the time (hundreds of false accepts
+per hour on read sentences), and no threshold separates those from real commands
+without also losing real commands. What does separate them is the *shape of the
+speech around the word*: a command is a short burst of speech with a pause before it
+and a pause after it; a syllable inside a sentence is part of a long stretch of speech.
+
+`CommandGate` sits after the plain `KeywordDecider` and judges each of its candidate
+decisions from the loudness contour of the last few seconds (one level per 20 ms hop):
+
+1. The loudest hop of the window that fired is taken as the word's peak. A hop counts
+   as speech for this word if it is above the adaptive noise floor by `speech_margin_db`
+   *and* no more than `CORE_DROP_DB` below the peak. The peak-relative part is what makes
+   the rule work on real recordings: a word's own noisy tail, or a quieter word before
+   it, is 20+ dB down and does not glue two commands together.
+2. From the peak, the word's burst ("core") extends in both directions across gaps
+   shorter than `post_silence` (the closure in "stop", a pause between syllables).
+3. The candidate is accepted once `post_silence` of non-speech follows the core, if the
+   core is at most `max_word` long and at least `pre_silence` of non-speech precedes it.
+   The stream start counts as preceding silence and its end (`finish`) as following
+   silence, so a clip that starts or ends right at the word still works.
+
+It is causal: the only wait is the `post_silence` after the word (the latency a user
+accepts for a command). Per hop it costs one dot product and a few float operations;
+the contour scan (at most a few seconds of hops) runs only while a candidate waits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .decision import Decision
+
+HOP_SAMPLES = 320  # 20 ms at 16 kHz: one MFCC frame step
+SAMPLE_RATE = 16000
+WINDOW_SAMPLES = 16000  # audio seen by one model window (1 s)
+
+FULL_SCALE_DB = 20.0 * math.log10(32768.0)  # int16 full scale -> 0 dBFS
+SILENCE_DBFS = -100.0  # level given to digital silence (avoids log(0))
+MIN_NOISE_FLOOR_DBFS = -70.0  # never trust a floor below this: after digital silence any click is "speech"
+DIGITAL_SILENCE_DBFS = -90.0  # no microphone is this quiet: a muted/gated source, not the room's floor
+NOISE_FLOOR_BLOCK_S = 0.5  # minimum statistics: the floor is the quietest smoothed level of the last
+NOISE_FLOOR_BLOCKS = 4  # ... 4-5 blocks of 0.5 s, so it follows the room up within about 2-2.5 s
+LEVEL_SMOOTHING_HOPS = 3  # levels are the mean power of the last 60 ms: real room noise swings
+#                           +-5 dB from hop to hop, its 60 ms mean much less
+LATEST_WORD_DB = 20.0  # the word that fired is the *latest* speech in the window: the last hop
+#                       within 20 dB of the window's maximum (a louder word at the start of the
+#                       window is its predecessor; speech still going on is the word) ...
+PEAK_SEARCH_S = 0.3  # ... and the word's peak is the loudest hop in the 0.3 s up to it
+SAME_WORD_S = 0.3  # candidates whose peaks are closer than this are one word (keep the best)
+CORE_DROP_DB = 20.0  # a hop this far below the word's peak is not part of the word
+HISTORY_S = 4.0  # loudness contour kept: > window (1 s) + max_word + pre_silence + post_silence
+
+
+@dataclass(frozen=True)
+class CommandParams:
+    """Command mode knobs; times in seconds.
+
+    enabled: False gives plain keyword spotting (keywords inside sentences too).
+    max_word: the longest burst of speech accepted as a command (word or short phrase).
+    pre_silence: non-speech required between running speech and the burst (the stream
+        start counts); after another short burst (commands in a row) post_silence is enough.
+    post_silence: non-speech that ends a burst; also the added latency after the word.
+    speech_margin_db: how far above the adaptive noise floor a hop counts as speech.
+    """
+
+    enabled: bool = True
+    max_word: float = 1.0
+    pre_silence: float = 0.5
+    post_silence: float = 0.2
+    speech_margin_db: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0.2 <= self.max_word <= 3.0:
+            raise ValueError(f"command max_word must be 0.2-3.0 s, not {self.max_word}")
+        if not 0.0 <= self.pre_silence <= 1.5:
+            raise ValueError(f"command pre_silence must be 0-1.5 s, not {self.pre_silence}")
+        if not 0.06 <= self.post_silence <= 1.0:
+            raise ValueError(f"command post_silence must be 0.06-1.0 s, not {self.post_silence}")
+        if not 3.0 <= self.speech_margin_db <= 30.0:
+            raise ValueError(f"command speech_margin_db must be 3-30 dB, not {self.speech_margin_db}")
+
+
+def hop_level_db(hop: np.ndarray) -> float:
+    """Level of one hop of int16 samples in dBFS (digital silence -> SILENCE_DBFS)."""
+    x = hop.astype(np.float32)
+    power = float(np.dot(x, x)) / max(1, len(x))
+    if power <= 0.0:
+        return SILENCE_DBFS
+    return max(SILENCE_DBFS, 10.0 * math.log10(power) - FULL_SCALE_DB)
+
+
+class NoiseFloor:
+    """Smoothed hop levels and an adaptive noise floor (minimum statistics).
+
+    The floor is the quietest smoothed level over the last ~2 s, kept in 0.5 s blocks so
+    an update is O(1). It follows the room down at once and up within a couple of
+    seconds, and speech does not raise it (speech always has dips between syllables).
+    """
+
+    def __init__(self, hop_seconds: float = HOP_SAMPLES / SAMPLE_RATE) -> None:
+        self._block_hops = max(1, round(NOISE_FLOOR_BLOCK_S / hop_seconds))
+        self._blocks: deque[float] = deque(maxlen=NOISE_FLOOR_BLOCKS)
+        self._block_min = math.inf
+        self._block_count = 0
+        self._powers: deque[float] = deque(maxlen=LEVEL_SMOOTHING_HOPS)
+        self.floor_db = MIN_NOISE_FLOOR_DBFS
+
+    def update(self, level_db: float) -> float:
+        """Feed one hop's level (dBFS); returns its smoothed level (updates `floor_db`)."""
+        self._powers.append(10.0 ** (level_db / 10.0))
+        level = 10.0 * math.log10(max(sum(self._powers) / len(self._powers), 1e-10))
+        if level > DIGITAL_SILENCE_DBFS:
+            self._block_min = min(self._block_min, level)
+        self._block_count += 1
+        if self._block_count >= self._block_hops:
+            self._blocks.append(self._block_min)
+            self._block_min = math.inf
+            self._block_count = 0
+        floor = min(self._block_min, min(self._blocks, default=math.inf))
+        self.floor_db = max(floor, MIN_NOISE_FLOOR_DBFS)
+        return level
+
+
+@dataclass
+class _Pending:
+    decision: Decision
+    hop: int  # index of the hop at which the window that fired ends
+
+
+@dataclass(frozen=True)
+class _Word:
+    peak: int  # hop of the loudest point
+    accepted: bool
+
+@dataclass(frozen=True)
+class _Verdict:
+    """The outcome of judging one burst of speech, or None while it is still going on."""
+
+    accepted: bool
+    peak: int  # hop of the word's loudest point
+    start: int  # first and last hop of its burst
+    end: int
+
+
+class CommandGate:
+    """Accepts the plain decider's candidates only when they are isolated commands.
+
+    Drive it once per hop: `push(hop, end_sample, candidates)`, where `hop` holds the
+    newest 320 samples (ending at stream position `end_sample`) and `candidates` the
+    plain decisions made at this hop (usually none). It returns the decisions accepted
+    now: possibly ones that fired a few hops earlier, once their trailing silence has
+    been heard. A decision keeps its own `end_sample` (the end of the window that fired).
+    At most one keyword is reported per word (candidates whose peaks are within
+    `SAME_WORD_S` are one word), but a short burst may hold several words ("left up").
+    `finish()` treats the end of the stream as silence.
+    """
+
+    def __init__(self, params: CommandParams = CommandParams(), sample_rate: int = SAMPLE_RATE,
+                 window_samples: int = WINDOW_SAMPLES) -> None:
+        self.params = params
+        hop_s = HOP_SAMPLES / sample_rate
+        self.floor = NoiseFloor(hop_s)
+        self._size = int(round(HISTORY_S / hop_s))
+        self._levels = np.full(self._size, SILENCE_DBFS)
+        self._window_hops = int(round(window_samples / HOP_SAMPLES))
+        self._search_hops = int(round(PEAK_SEARCH_S / hop_s))
+        self._same_word_hops = int(round(SAME_WORD_S / hop_s))
+        self._gap_hops = max(1, int(round(params.post_silence / hop_s)))
+        self._pre_hops = int(round(params.pre_silence / hop_s))
+        self._max_hops = int(round(params.max_word / hop_s))
+        self._hops = 0  # hops seen; hop k (0-based) is stored at k % size
+        self._pending: list[_Pending] = []
+        self._recent: deque[_Word] = deque(maxlen=8)  # words judged lately, to report each once
+        self.rejected = 0
+        """Candidates rejected so far (not commands, or a second keyword in one burst)."""
+
+    def push(self, hop: np.ndarray, end_sample: int, candidates: Sequence[Decision] = ()) -> list[Decision]:
+        return self.push_level(hop_level_db(hop), end_sample, candidates)
+
+    def push_level(self, level_db: float, end_sample: int,
+                   candidates: Sequence[Decision] = ()) -> list[Decision]:
+        """`push` with the hop's level already measured (the benchmark replays levels)."""
+        self._levels[self._hops % self._size] = self.floor.update(level_db)
+        self._hops += 1
+        for decision in candidates:
+            self._pending.append(_Pending(decision, self._hops - 1))
+        if not self._pending:
+            return []
+        return self._judge(final=False)
+
+    def finish(self, candidates: Sequence[Decision] = ()) -> list[Decision]:
+        """End of stream: it counts as silence, so every waiting candidate (and
+        `candidates`, decisions made on the last window) is judged now."""
+        for decision in candidates:
+            self._pending.append(_Pending(decision, max(0, self._hops - 1)))
+        return self._judge(final=True) if self._pending else []
+
+    def _judge(self, final: bool) -> list[Decision]:
+        accepted: list[tuple[_Word, Decision]] = []
+        waiting: list[_Pending] = []
+        for item in self._pending:
+            # judged in firing order: a later word waits for an earlier one still open
+            verdict = None if waiting else self._verdict(item.hop, final)
+            if verdict is None:
+                waiting.append(item)
+                continue
+            word = _Word(verdict.peak, verdict.accepted)
+            if any(abs(w.peak - word.peak) < self._same_word_hops for w in self._recent):
+                self.rejected += 1  # this word was judged already (a later, second guess)
+                continue
+            same = [k for k, (w, _) in enumerate(accepted) if abs(w.peak - word.peak) < self._same_word_hops]
+            if not word.accepted:
+                self.rejected += 1
+                self._recent.append(word)
+            elif same:  # two keywords for one word in the same hop: keep the more confident
+                self.rejected += 1
+                k = same[0]
+                if accepted[k][1].score < item.decision.score:
+                    accepted[k] = (word, item.decision)
+            else:
+                accepted.append((word, item.decision))
+        self._pending = waiting
+        self._recent.extend(w for w, _ in accepted)
+        return sorted((d for _, d in accepted), key=lambda d: d.end_sample)
+
+    def _level(self, k: int) -> float:
+        return float(self._levels[k % self._size])
+
+    def _burst_start(self, hop: int, threshold: float, oldest: int) -> tuple[int, int]:
+        """Walk back from speech hop `hop` across gaps shorter than post_silence.
+
+        Returns the burst's first hop and the last speech hop before the gap that ends
+        it (`oldest - 1` if the history ran out first)."""
+        start, run, k = hop, 0, hop - 1
+        while k >= oldest:
+            if self._levels[k % self._size] >= threshold:
+                if run >= self._gap_hops:
+                    return start, k
+                start, run = k, 0
+            else:
+                run += 1
+            k -= 1
+        return start, oldest - 1
+
+    def _verdict(self, hop: int, final: bool) -> _Verdict | None:
+        """Judge the burst of speech inside the window ending at `hop`; None: wait."""
+        now = self._hops - 1
+        oldest = max(0, now - self._size + 1)
+        first = max(oldest, hop - self._window_hops + 1)
+        loudest = max(self._level(k) for k in range(first, hop + 1))
+        speech = self.floor.floor_db + self.params.speech_margin_db
+        audible = max(loudest - LATEST_WORD_DB, speech)
+        latest = next((k for k in range(hop, first - 1, -1) if self._level(k) >= audible), hop)
+        peak_hop = max(range(max(first, latest - self._search_hops), latest + 1), key=self._level)
+        while True:
+            peak = self._level(peak_hop)
+            threshold = max(speech, peak - CORE_DROP_DB)
+            if peak < threshold:  # nothing above the noise floor (yet: a stream that starts
+                # with speech learns its floor from the pause after it): wait up to a window
+                if final or now - hop >= self._window_hops:
+                    return _Verdict(False, peak_hop, peak_hop, peak_hop)
+                return None
+            # forward: the burst ends at the first gap of post_silence
+            end, run, k = peak_hop, 0, peak_hop + 1
+            while k <= now and run < self._gap_hops:
+                if self._level(k) >= threshold:
+                    end, run = k, 0
+                    if end - peak_hop >= self._max_hops:  # already too long, no need to wait
+                        return _Verdict(False, peak_hop, peak_hop, end)
+                else:
+                    run += 1
+                k += 1
+            if end >= latest:
+                break
+            # the burst ended before the window's latest speech: that later speech is
+            # what fired, so judge the burst it belongs to
+            later = max(range(end + 1, latest + 1), key=self._level)
+            if self._level(later) < speech:
+                break
+            peak_hop = later
+        if run < self._gap_hops and not final:
+            return None
+        # backward: the burst starts after a gap of post_silence. After running speech
+        # it needs pre_silence; after another short burst (a command in a row of
+        # commands: "left ... up") the gap of post_silence is enough.
+        start, before = self._burst_start(peak_hop, threshold, oldest)
+        if before < oldest:  # reached the stream start (or, for absurdly long bursts, the history start)
+            isolated = oldest == 0
+        elif start - before - 1 >= self._pre_hops:
+            isolated = True
+        else:
+            previous, earlier = self._burst_start(before, threshold, oldest)
+            isolated = (earlier >= oldest or oldest == 0) and before - previous < self._max_hops
+        accepted = isolated and end - start + 1 <= self._max_hops
+        return _Verdict(accepted, peak_hop, start, end)

@@ -1,0 +1,196 @@
+"""Command mode: keywords only when spoken as commands, not inside running speech."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from conftest import AUDIO, LABELS, read_clip
+from kws_stream.command import HOP_SAMPLES, CommandGate, CommandParams
+from kws_stream.decision import Decision
+from kws_stream.pipeline import Pipeline, PipelineParams
+
+LIBRISPEECH = ["another_door.wav", "another_engineer.wav", "i_tell_you.wav", "testing_routine.wav"]
+KEYWORD_CLIPS = {
+    "down.wav": ["down"], "no_1000ms.wav": ["no"], "right.wav": ["right"],
+    "right_left_up.wav": ["right", "left", "up"], "yes.wav": ["yes"], "yes_1000ms.wav": ["yes"],
+    "yes_no_go_stop.wav": ["yes", "no", "go", "stop"],
+}
+ROOM_TONE_DBFS = -60.0  # a quiet room; the same level benchmarks/command_mode.py pads with
+PLAIN = PipelineParams(command=CommandParams(enabled=False))
+
+
+# ----------------------------------------------------------------------------- the gate alone
+
+def run_levels(levels_db, candidates: dict[int, str], params=CommandParams()):
+    """Drive the gate with one level per hop; candidates fire at the given hop indices.
+    Returns [(keyword, hop at which it was accepted)] (finish() = len(levels))."""
+    gate = CommandGate(params)
+    out = []
+    for i, level in enumerate(levels_db):
+        end = (i + 1) * HOP_SAMPLES
+        fired = [Decision(candidates[i], 0.9, end)] if i in candidates else []
+        out += [(d.keyword, i) for d in gate.push_level(level, end, fired)]
+    out += [(d.keyword, len(levels_db)) for d in gate.finish()]
+    return out
+
+
+def contour(*parts):
+    """(seconds, dBFS) pieces -> one level per 20 ms hop."""
+    return [level for seconds, level in parts for _ in range(round(seconds / 0.02))]
+
+
+def test_an_isolated_word_is_accepted_once_its_trailing_silence_is_heard():
+    levels = contour((1.0, -60), (0.5, -20), (1.0, -60))
+    fired_at = 70  # the decider fires near the end of the word (hop 75)
+    accepted = run_levels(levels, {fired_at: "yes"})
+    assert [k for k, _ in accepted] == ["yes"]
+    delay = (accepted[0][1] - 75) * 0.02
+    assert 0.15 <= delay <= 0.3  # post_silence (0.2 s) plus the 60 ms level smoothing at most
+
+
+def test_a_keyword_inside_running_speech_is_rejected():
+    # four seconds of speech-level syllables with short dips, as in a sentence
+    sentence = contour(*[(0.25, -20), (0.06, -45)] * 13)
+    levels = contour((1.0, -60)) + sentence + contour((1.0, -60))
+    assert run_levels(levels, {50 + 100: "up"}) == []
+
+
+def test_a_short_phrase_right_after_running_speech_is_rejected_but_after_a_pause_accepted():
+    speech = contour(*[(0.25, -20), (0.06, -45)] * 8)
+    tail = contour((0.3, -60), (0.4, -20), (1.0, -60))  # 0.3 s pause < pre_silence (0.5 s)
+    levels = contour((1.0, -60)) + speech + tail
+    fired = len(levels) - 55
+    assert run_levels(levels, {fired: "right"}) == []
+    levels = contour((1.0, -60)) + speech + contour((0.6, -60), (0.4, -20), (1.0, -60))
+    fired = len(levels) - 55
+    assert [k for k, _ in run_levels(levels, {fired: "right"})] == ["right"]
+
+
+def test_commands_in_a_row_need_only_the_short_gap():
+    levels = contour((1.0, -60), (0.4, -20), (0.25, -60), (0.4, -22), (1.0, -60))
+    accepted = run_levels(levels, {50 + 18: "left", 50 + 20 + 12 + 18: "up"})
+    assert [k for k, _ in accepted] == ["left", "up"]
+
+
+def test_a_candidate_over_noise_alone_is_rejected():
+    rng = np.random.default_rng(0)
+    levels = list(-60 + rng.normal(0, 2, 150))
+    assert run_levels(levels, {100: "off"}) == []
+
+
+def test_stream_start_counts_as_silence_before_and_stream_end_as_silence_after():
+    levels = contour((0.4, -20), (0.06, -50))  # the word starts with the stream, which ends 60 ms after it
+    assert [k for k, _ in run_levels(levels, {19: "go"})] == ["go"]
+
+
+def test_a_word_longer_than_max_word_is_rejected_without_waiting_for_its_end():
+    levels = contour((1.0, -60), *[(0.25, -20), (0.06, -45)] * 6, (1.0, -60))  # 1.9 s of speech
+    assert run_levels(levels, {70: "down"}) == []
+    params = CommandParams(max_word=2.5)
+    assert [k for k, _ in run_levels(levels, {70: "down"}, params)] == ["down"]
+
+
+def test_two_guesses_for_one_word_give_one_report_the_more_confident():
+    gate = CommandGate()
+    levels = contour((1.0, -60), (0.5, -20), (1.0, -60))
+    out = []
+    for i, level in enumerate(levels):
+        end = (i + 1) * HOP_SAMPLES
+        fired = {68: [Decision("off", 0.8, end)], 72: [Decision("on", 0.95, end)]}.get(i, [])
+        out += gate.push_level(level, end, fired)
+    out += gate.finish()
+    assert [d.keyword for d in out] == ["on"]
+
+
+@pytest.mark.parametrize("field, value", [("max_word", 0.1), ("pre_silence", -1.0), ("post_silence", 0.0),
+                                          ("speech_margin_db", 50.0)])
+def test_params_out_of_range_are_refused(field, value):
+    with pytest.raises(ValueError):
+        CommandParams(**{field: value})
+
+
+def test_the_gate_is_cheap():
+    import time
+
+    gate = CommandGate()
+    hop = (np.random.default_rng(1).normal(0, 300, HOP_SAMPLES)).astype(np.int16)
+    t0 = time.perf_counter()
+    for i in range(5000):
+        gate.push(hop, (i + 1) * HOP_SAMPLES)
+    assert (time.perf_counter() - t0) / 5000 < 50e-6  # a few µs typical; generous for slow CI
+
+
+# ----------------------------------------------------------------------------- real clips
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    from kws_stream.backend import KeywordModel
+
+    return KeywordModel(model_dir / "kws_micronet_l.tflite", LABELS)
+
+
+def room_tone(seconds: float) -> np.ndarray:
+    """negatives/noise_1000ms.wav (a real background recording) tiled, at ROOM_TONE_DBFS."""
+    _, noise = read_clip("negatives/noise_1000ms.wav")
+    noise = noise.astype(np.float64)
+    n = round(seconds * 16000)
+    tiled = np.tile(noise, n // len(noise) + 1)[:n]
+    gain = 10 ** (ROOM_TONE_DBFS / 20) / (np.sqrt(np.mean(noise ** 2)) / 32768)
+    return np.round(tiled * gain).astype(np.int16)
+
+
+def spot(model, audio: np.ndarray, params=PipelineParams(), block: int = 1600):
+    pipeline = Pipeline(model, "micronet-l", "test", params)
+    found = []
+    for i in range(0, len(audio), block):
+        found += pipeline.feed(audio[i:i + block])
+    return found + pipeline.finish()
+
+
+@pytest.mark.parametrize("clip", LIBRISPEECH)
+@pytest.mark.parametrize("pad", [False, True])
+def test_librispeech_sentences_give_nothing_in_command_mode(model, clip, pad):
+    _, audio = read_clip(f"negatives/{clip}")
+    if pad:
+        audio = np.concatenate([room_tone(0.5), audio, room_tone(0.5)])
+    assert [d.keyword for d in spot(model, audio)] == []
+
+
+@pytest.mark.parametrize("clip", KEYWORD_CLIPS)
+def test_keyword_clips_in_room_tone_yield_their_keywords_in_order(model, clip):
+    _, audio = read_clip(f"keywords/{clip}")
+    audio = np.concatenate([room_tone(0.5), audio, room_tone(0.5)])
+    found = spot(model, audio)
+    assert [d.keyword for d in found] == KEYWORD_CLIPS[clip]
+    for k, d in enumerate(found):  # the window that fired, as in plain mode
+        assert 0.5 + k <= d.end <= 0.5 + k + 1.0 + 1e-6
+        assert d.end - d.start == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("block", [320, 1600, 4999])
+def test_block_size_does_not_change_what_is_accepted(model, block):
+    _, audio = read_clip("keywords/yes_no_go_stop.wav")
+    audio = np.concatenate([room_tone(0.5), audio, room_tone(0.5)])
+    assert [(d.keyword, d.end) for d in spot(model, audio, block=block)] == \
+        [(d.keyword, d.end) for d in spot(model, audio, block=16000)]
+
+
+def test_with_command_mode_off_the_plain_behaviour_holds(model):
+    _, audio = read_clip("negatives/i_tell_you.wav")
+    assert [d.keyword for d in spot(model, audio, PLAIN)] == ["right"]
+    _, audio = read_clip("keywords/right_left_up.wav")
+    assert [d.keyword for d in spot(model, audio, PLAIN)] == ["right", "left", "up"]
+
+
+def test_reconfigure_switches_command_mode(model):
+    _, audio = read_clip("negatives/i_tell_you.wav")
+    pipeline = Pipeline(model, "micronet-l", "test", PipelineParams())
+    pipeline.reconfigure(PLAIN)
+    found = pipeline.feed(audio) + pipeline.finish()
+    assert [d.keyword for d in found] == ["right"]
+    pipeline = Pipeline(model, "micronet-l", "test", PLAIN)
+    pipeline.reconfigure(dataclasses.replace(PLAIN, command=CommandParams()))
+    assert [d.keyword for d in pipeline.feed(audio) + pipeline.finish()] == []
