@@ -15,7 +15,8 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -24,6 +25,7 @@ from . import config as cfg
 from .capture import CaptureSession, DeviceError, open_capture
 from .errors import KwsError
 from .events import EventBus
+from .metrics import DaemonStats, Metrics
 from .pipeline import Pipeline, PipelineParams
 from .service import Notifier, install_signal_handlers
 from .sinks import build_sinks
@@ -34,6 +36,7 @@ SUPERVISOR_TICK = 0.25  # s between health checks; the loop sleeps on an Event, 
 WORKER_WAIT = 0.25  # s the worker waits for audio before looking around again
 RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # s between reopen attempts, the last repeats
 STOP_BUDGET = 1.5  # s to finish captured audio and flush sinks (systemd/tests allow 2 s)
+RESTART_ONLY = ("audio", "model", "metrics")  # config sections a SIGHUP cannot change in place
 STALL_HOOK = "KWS_STREAM_TEST_STALL_AFTER"  # tests only: worker freezes after N s of audio
 
 
@@ -58,7 +61,9 @@ class Worker:
         self.audio_flowing = threading.Event()
         self.stop = threading.Event()
         self.detections = 0
-        self.ring_overflows = 0
+        self.detections_by_keyword: Counter[str] = Counter()
+        self.ring_overflows = 0  # frames lost, at the device rate
+        self.ring_overflow_seconds = 0.0
         self._pending: Reconfiguration | None = None
         self._stall_after = float(os.environ.get(STALL_HOOK, "0") or 0)
         # Joined at shutdown; daemon=True only so that a worker stuck in native code cannot
@@ -97,13 +102,15 @@ class Worker:
     def _process(self, session: CaptureSession, block) -> None:  # type: ignore[no-untyped-def]
         overflowed = session.ring.overflowed_frames
         if overflowed > self.ring_overflows:
-            log.warning("event=ring_overflow lost_s=%.3f total_lost_s=%.3f",
-                        (overflowed - self.ring_overflows) / session.rate, overflowed / session.rate)
+            lost = (overflowed - self.ring_overflows) / session.rate
+            self.ring_overflow_seconds += lost
+            log.warning("event=ring_overflow lost_s=%.3f total_lost_s=%.3f", lost, self.ring_overflow_seconds)
             self.ring_overflows = overflowed
         if len(block) == 0:
             return
         for detection in self.pipeline.feed(session.converter.convert(block)):
             self.detections += 1
+            self.detections_by_keyword[detection.keyword] += 1
             self.bus.publish(detection)
         self.audio_flowing.set()
         if self._stall_after and self.pipeline.samples_seen > self._stall_after * 16000:
@@ -135,10 +142,17 @@ class Daemon:
         self._ready_sent = False
         self._last_ping = 0.0
         self._last_status = 0.0
+        self._input_overflows_closed = 0  # PortAudio overflows of sessions already closed
+        self.metrics: Metrics | None = None
 
     def run(self) -> int:
         install_signal_handlers(self.stop, self.reload)
         self.notifier.status("waiting for the input device")
+        if self.config.metrics.enabled:
+            self.metrics = Metrics(self.stats)
+            self.worker.pipeline.inference_observer = self.metrics.inference_seconds.observe
+            port = self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
+            log.info("event=metrics_listening address=%s:%d", self.config.metrics.host, port)
         self.worker.start()
         try:
             while not self.stop.is_set():
@@ -194,6 +208,7 @@ class Daemon:
     def _close_session(self) -> None:
         if self._session is not None:
             self._reconnects += 1
+            self._input_overflows_closed += self._session.input_overflows
             self._session.close()
             self._session = None
 
@@ -216,21 +231,36 @@ class Daemon:
         except KwsError as exc:
             log.error("event=reload_rejected error=%r action=keeping_old_config", str(exc))
             return
-        restart_only = [s for s in ("audio", "model") if getattr(new, s) != getattr(self.config, s)]
+        restart_only = [s for s in RESTART_ONLY if getattr(new, s) != getattr(self.config, s)]
         if restart_only:
             log.warning("event=reload_partial sections=%s note=these_apply_after_a_restart", ",".join(restart_only))
-        self.config = cfg.Config(audio=self.config.audio, model=self.config.model, detection=new.detection,
-                                 output=new.output, service=new.service)
+        self.config = replace(new, **{s: getattr(self.config, s) for s in RESTART_ONLY})
         logging.getLogger("kws_stream").setLevel(new.service.log_level.upper())
-        self.worker.reconfigure(Reconfiguration(new.detection.pipeline_params(), new.output))
+        self.worker.reconfigure(Reconfiguration(new.detection.pipeline_params(new.command), new.output))
         log.info("event=reloaded threshold=%s keywords=%s", new.detection.threshold,
                  ",".join(new.detection.keywords) or "all")
+
+    def stats(self) -> DaemonStats:
+        session = self._session
+        input_overflows = self._input_overflows_closed + (session.input_overflows if session else 0)
+        errors, dropped = self.worker.bus.sink_counts()
+        return DaemonStats(
+            detections=dict(self.worker.detections_by_keyword),
+            audio_seconds=self.worker.pipeline.samples_seen / 16000,
+            ring_overflow_seconds=self.worker.ring_overflow_seconds,
+            input_overflows=input_overflows,
+            reconnects=self._reconnects,
+            sink_errors=errors,
+            sink_dropped=dropped,
+            device_up=session is not None and session.alive(self.config.audio.no_audio_timeout),
+        )
 
     def _status_text(self) -> str:
         device = self._session.device_name if self._session else "none"
         seconds = self.worker.pipeline.samples_seen / 16000
+        stats = self.stats()
         return (f"listening device={device} audio_s={seconds:.0f} detections={self.worker.detections} "
-                f"overflows={self.worker.ring_overflows + (self._session.input_overflows if self._session else 0)} "
+                f"ring_overflow_s={stats.ring_overflow_seconds:.2f} input_overflows={stats.input_overflows} "
                 f"reconnects={self._reconnects}")
 
     def _shutdown(self) -> bool:
@@ -246,5 +276,7 @@ class Daemon:
         if self._session is not None:
             self._session.close()
         self.worker.bus.close(timeout=max(0.1, deadline - time.monotonic()))
+        if self.metrics is not None:
+            self.metrics.close()
         self.notifier.close()
         return clean

@@ -124,6 +124,10 @@ class EventBus:
     def dropped(self) -> int:
         return sum(w.dropped for w in self._workers)
 
+    def sink_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(errors, dropped) per sink name, for metrics."""
+        return ({w.sink.name: w.errors for w in self._workers}, {w.sink.name: w.dropped for w in self._workers})
+
     def close(self, timeout: float = 2.0) -> None:
         """Deliver what is queued, then close every sink."""
         for worker in self._workers:

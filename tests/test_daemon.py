@@ -214,3 +214,27 @@ def test_a_stalled_worker_stops_the_watchdog_pings(mic16, cli_env, notify):
         daemon.wait_log("event=worker_stalled", timeout=1)
     finally:
         daemon.stop()
+
+
+def test_prometheus_metrics_are_scraped_during_a_run(mic16, cli_env, tmp_path):
+    import re
+    import urllib.request
+
+    conf = write_config(tmp_path / "k.toml", "[metrics]\nenabled = true\nport = 0\n")
+    daemon = start(mic16, cli_env, "--config", str(conf))
+    try:
+        port = int(re.search(r"address=127\.0\.0\.1:(\d+)", daemon.wait_log("event=metrics_listening")).group(1))
+        play_clip(mic16, "keywords/yes.wav")
+        assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                  for line in text.splitlines() if line and not line.startswith("#")}
+        assert values['kws_detections_total{keyword="yes"}'] == 1.0
+        assert values["kws_audio_seconds_total"] > 1.0
+        assert values["kws_device_up"] == 1.0
+        assert values["kws_ring_overflow_seconds_total"] == 0.0
+        # One inference per 20 ms hop once the first 1 s window is full (scraped a bit later).
+        assert values["kws_inference_seconds_count"] >= int(50 * (values["kws_audio_seconds_total"] - 1.0)) > 0
+        assert values['kws_sink_errors_total{sink="stdout"}'] == 0.0
+    finally:
+        assert daemon.stop() == 0
