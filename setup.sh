@@ -12,7 +12,7 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 apt_packages=(libportaudio2 python3-venv)
-[ "$dev" = 1 ] && apt_packages+=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng flite sox systemd mosquitto)
+[ "$dev" = 1 ] && apt_packages+=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng flite sox systemd mosquitto openssl)
 
 missing=()
 for p in "${apt_packages[@]}"; do

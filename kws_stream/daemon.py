@@ -24,7 +24,7 @@ from typing import Callable
 from . import config as cfg
 from .capture import CaptureSession, DeviceError, open_capture
 from .errors import KwsError
-from .events import EventBus
+from .events import EventBus, Sink
 from .metrics import DaemonStats, Metrics
 from .pipeline import Pipeline, PipelineParams
 from .service import Notifier, install_signal_handlers
@@ -47,7 +47,7 @@ def utc_now() -> str:
 @dataclass(frozen=True)
 class Reconfiguration:
     params: PipelineParams
-    output: cfg.OutputConfig
+    sinks: list[Sink]
 
 
 class Worker:
@@ -122,7 +122,7 @@ class Worker:
         if change is None:
             return
         self.pipeline.reconfigure(change.params)
-        old, self.bus = self.bus, EventBus(build_sinks(change.output))
+        old, self.bus = self.bus, EventBus(change.sinks)
         old.close()
 
 
@@ -134,7 +134,7 @@ class Daemon:
         self.notifier = notifier
         self.stop = threading.Event()
         self.reload = threading.Event()
-        self.worker = Worker(pipeline, EventBus(build_sinks(config.output)))
+        self.worker = Worker(pipeline, EventBus(build_sinks(config, pipeline.model_name)))
         self._session: CaptureSession | None = None
         self._next_open = 0.0
         self._failures = 0
@@ -228,6 +228,7 @@ class Daemon:
     def _apply_reload(self) -> None:
         try:
             new = self._reload_config()
+            sinks = build_sinks(new, self.worker.pipeline.model_name)
         except KwsError as exc:
             log.error("event=reload_rejected error=%r action=keeping_old_config", str(exc))
             return
@@ -236,7 +237,7 @@ class Daemon:
             log.warning("event=reload_partial sections=%s note=these_apply_after_a_restart", ",".join(restart_only))
         self.config = replace(new, **{s: getattr(self.config, s) for s in RESTART_ONLY})
         logging.getLogger("kws_stream").setLevel(new.service.log_level.upper())
-        self.worker.reconfigure(Reconfiguration(new.detection.pipeline_params(new.command), new.output))
+        self.worker.reconfigure(Reconfiguration(new.pipeline_params(), sinks))
         log.info("event=reloaded threshold=%s keywords=%s", new.detection.threshold,
                  ",".join(new.detection.keywords) or "all")
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 from .events import Detection, Sink, SinkClosed
 
 if TYPE_CHECKING:
-    from .config import OutputConfig
+    from .config import Config
 
 
 class StdoutSink:
@@ -59,6 +59,14 @@ class StdoutSink:
             os.close(devnull)
 
 
-def build_sinks(output: OutputConfig) -> list[Sink]:
-    """The sinks the [output] config asks for."""
-    return [StdoutSink(output.format)] if output.stdout else []
+def build_sinks(config: Config, model_name: str) -> list[Sink]:
+    """The sinks the config asks for; a bad sink setting raises KwsError before any starts."""
+    sinks: list[Sink] = []
+    if config.mqtt.enabled:
+        from .mqtt import MqttSink  # paho only loads when MQTT is used
+
+        sinks.append(MqttSink(config.mqtt, model_name, threshold=config.detection.threshold,
+                              thresholds=config.detection.thresholds))
+    if config.output.stdout:
+        sinks.append(StdoutSink(config.output.format))
+    return sinks

@@ -1,0 +1,407 @@
+"""The MQTT sink against a real mosquitto broker started by the test on 127.0.0.1.
+
+The subscriber keeps a persistent session (clean_session=False, QoS 1) on a broker with
+persistence on, and brokers are stopped with SIGTERM (which saves that session): so whatever
+the sink publishes after a restart is held for the subscriber even if the sink reconnects
+first, and no test depends on which client reconnects first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+paho = pytest.importorskip("paho.mqtt.client")
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+from kws_stream.config import MqttConfig  # noqa: E402
+from kws_stream.errors import KwsError  # noqa: E402
+from kws_stream.events import Detection  # noqa: E402
+from kws_stream.mqtt import MqttSink  # noqa: E402
+
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt install mosquitto)")
+
+PREFIX = "kws-test"
+TOPICS = (f"{PREFIX}/#", "hermes/hotword/+/detected")
+WAIT = 10.0  # s: generous upper bounds; the tests finish as soon as the condition holds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
+    """Poll a state the code under test exposes only as a value (a counter, a flag)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+class Broker:
+    """One mosquitto on 127.0.0.1:port; start/stop (SIGTERM, by PID) as often as needed."""
+
+    def __init__(self, root: Path, port: int, settings: str = "allow_anonymous true\n") -> None:
+        self.root, self.port = root, port
+        (root / "db").mkdir(parents=True, exist_ok=True)
+        self.log = root / "mosquitto.log"
+        self.conf = root / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {port} 127.0.0.1\n{settings}"
+            f"persistence true\npersistence_location {root / 'db'}/\n"
+            f"log_dest file {self.log}\nlog_type all\n"
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    log = self.log.read_text() if self.log.exists() else ""
+                    raise RuntimeError(f"mosquitto exited ({self.proc.returncode}): {err}{log}") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError("mosquitto did not start listening") from None
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+
+
+class Subscriber:
+    """A paho client with a persistent session on TOPICS; collects (topic, payload) in order."""
+
+    def __init__(self, port: int, username: str = "", password: str = "", ca: str = "") -> None:
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.redelivered = 0
+        self._seen: set[tuple[str, bytes]] = set()
+        self._cond = threading.Condition()
+        self._subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-subscriber", clean_session=False)
+        if username:
+            self.client.username_pw_set(username, password)
+        if ca:
+            self.client.tls_set(ca_certs=ca)
+        self.client.reconnect_delay_set(0.2, 0.5)  # type: ignore[arg-type]  # floats work
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self._subscribed.wait(WAIT), "subscriber never subscribed"
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if not reason.is_failure:
+            client.subscribe([(t, 2) for t in TOPICS])
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self._cond:
+            if msg.dup and (msg.topic, msg.payload) in self._seen:
+                # QoS 1 to us is at least once: a broker stopped before it read our PUBACK
+                # resends the message (DUP set) when our session resumes.
+                self.redelivered += 1
+                return
+            self._seen.add((msg.topic, msg.payload))
+            self.messages.append((msg.topic, json.loads(msg.payload)))
+            self._cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float = WAIT) -> list[tuple[str, dict[str, Any]]]:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: len(self.messages) >= count, timeout)
+            got = list(self.messages)
+        assert ok, f"got {len(got)} of {count} messages: {got}"
+        return got
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(tmp_path / "broker", free_port())
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def closing() -> Iterator[list[Any]]:
+    """Everything appended here (sinks, subscribers, brokers) is closed at the end, even on
+    failure, newest first; closing twice is harmless."""
+    things: list[Any] = []
+    yield things
+    for thing in reversed(things):
+        thing.stop() if isinstance(thing, Broker) else thing.close()
+
+
+def det(keyword: str, end: float) -> Detection:
+    return Detection(keyword, 0.912345, end - 1.0, end, "mic:test", "micronet-l", time="2026-01-01T00:00:00.000Z")
+
+
+def config(port: int, **kw: Any) -> MqttConfig:
+    settings: dict[str, Any] = dict(enabled=True, host="127.0.0.1", port=port, topic_prefix=PREFIX,
+                                    client_id=f"kws-test-{port}", site_id="kitchen")
+    return replace(MqttConfig(), **{**settings, **kw})
+
+
+def detections_of(messages: list[tuple[str, dict[str, Any]]]) -> list[float]:
+    return [payload["end"] for topic, payload in messages if topic == f"{PREFIX}/detection"]
+
+
+def timed_handle(sink: MqttSink, detection: Detection) -> float:
+    t0 = time.monotonic()
+    sink.handle(detection)
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_detections_arrive_on_both_topics(broker: Broker, closing: list[Any], qos: int) -> None:
+    sub = Subscriber(broker.port)
+    closing.append(sub)
+    sink = MqttSink(config(broker.port, qos=qos), "micronet-l", "5ac522fadfc7",
+                    threshold=0.7, thresholds={"left": 0.8})
+    closing.append(sink)
+    for i, kw in enumerate(("left", "up", "left")):
+        sink.handle(det(kw, float(i + 1)))
+    got = sub.wait_for(6)
+    assert got[0] == (f"{PREFIX}/detection", det("left", 1.0).event())
+    assert got[1] == ("hermes/hotword/left/detected", {
+        "modelId": "left", "modelVersion": "micronet-l@5ac522fadfc7", "modelType": "universal",
+        "currentSensitivity": 0.8, "siteId": "kitchen"})
+    assert got[3] == ("hermes/hotword/up/detected", {
+        "modelId": "up", "modelVersion": "micronet-l@5ac522fadfc7", "modelType": "universal",
+        "currentSensitivity": 0.7, "siteId": "kitchen"})
+    assert [t for t, _ in got] == [f"{PREFIX}/detection", "hermes/hotword/left/detected",
+                                   f"{PREFIX}/detection", "hermes/hotword/up/detected",
+                                   f"{PREFIX}/detection", "hermes/hotword/left/detected"]
+    assert detections_of(got) == [1.0, 2.0, 3.0]
+    closing.remove(sink)
+    sink.close()
+    assert (sink.published, sink.dropped, sink.reconnects, sink.queued) == (3, 0, 0, 0)
+
+
+def test_password_file_auth(tmp_path: Path, closing: list[Any], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    mosquitto_passwd = shutil.which("mosquitto_passwd")
+    if mosquitto_passwd is None:
+        pytest.skip("mosquitto_passwd is not installed")
+    passwords = tmp_path / "passwd"
+    subprocess.run([mosquitto_passwd, "-b", "-c", str(passwords), "kws", "s3cret pass"], check=True)
+    broker = Broker(tmp_path / "broker", free_port(), f"allow_anonymous false\npassword_file {passwords}\n")
+    closing.append(broker)
+    broker.start()
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret pass\n")
+    secret.chmod(0o600)
+    sub = Subscriber(broker.port, username="kws", password="s3cret pass")
+    closing.append(sub)
+
+    sink = MqttSink(config(broker.port, username="kws", password_file=str(secret)), "micronet-l")
+    closing.append(sink)
+    sink.handle(det("yes", 1.0))
+    got = sub.wait_for(2)
+    assert detections_of(got) == [1.0] and got[1][1]["modelVersion"] == "micronet-l"
+
+    # A wrong password: refused, logged once, retried with backoff; handle() still returns at once.
+    wrong = tmp_path / "wrong"
+    wrong.write_text("nope\n")
+    bad = MqttSink(config(broker.port, username="kws", password_file=str(wrong), client_id="kws-bad"), "micronet-l")
+    closing.append(bad)
+    wait_until(lambda: "event=mqtt_refused" in caplog.text, what="the refusal to be logged")
+    assert timed_handle(bad, det("no", 2.0)) < 0.05
+    assert not bad.connected and bad.queued == 1
+    t0 = time.monotonic()
+    bad.close()
+    assert time.monotonic() - t0 < 2.5
+    refusals = [r.getMessage() for r in caplog.records if "event=mqtt_refused" in r.getMessage()]
+    assert len(refusals) == 1 and 'reason="Not authorized"' in refusals[0], refusals
+    assert "event=mqtt_closed published=0 undelivered=1" in caplog.text
+
+
+def test_bad_secrets_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(KwsError) as err:
+        MqttSink(config(1883, username="kws", password_file=str(tmp_path / "missing")), "micronet-l")
+    assert str(err.value) == f"mqtt password_file {tmp_path / 'missing'}: cannot be read (No such file or directory)"
+    with pytest.raises(KwsError, match=r"^mqtt ca_file .*missing.pem: cannot be read"):
+        MqttSink(config(8883, tls=True, ca_file=str(tmp_path / "missing.pem")), "micronet-l")
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    with pytest.raises(KwsError, match=r"^mqtt ca_file .*junk.pem: not a usable CA certificate"):
+        MqttSink(config(8883, tls=True, ca_file=str(tmp_path / "junk.pem")), "micronet-l")
+    with pytest.raises(KwsError, match="needs a username"):
+        MqttSink(config(1883, password="x"), "micronet-l")
+
+
+def test_broker_down_at_start_then_started(tmp_path: Path, closing: list[Any],
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    broker = Broker(tmp_path / "broker", free_port())
+    closing.append(broker)
+    broker.start()  # once, so that the subscriber's session exists; then down
+    sub = Subscriber(broker.port)
+    closing.append(sub)
+    broker.stop()
+
+    sink = MqttSink(config(broker.port), "micronet-l")
+    closing.append(sink)
+    wait_until(lambda: "event=mqtt_unreachable" in caplog.text, what="the broker to be found down")
+    n = 30  # 60 messages: more than the sink keeps unacknowledged at once (WINDOW)
+    times = [timed_handle(sink, det("go", float(i + 1))) for i in range(n)]
+    assert max(times) < 0.05, times
+    assert sink.queued == n and not sink.connected
+    broker.start()
+    got = sub.wait_for(2 * n)
+    assert detections_of(got) == [float(i + 1) for i in range(n)]
+    assert [t for t, _ in got[1::2]] == ["hermes/hotword/go/detected"] * n
+    wait_until(lambda: sink.published == n, what=f"{n} acknowledged detections")
+    assert (sink.dropped, sink.reconnects, sink.queued) == (0, 0, 0)
+    assert caplog.text.count("event=mqtt_unreachable") == 1  # not once per retry
+
+
+def test_broker_restart_mid_run(tmp_path: Path, closing: list[Any], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    broker = Broker(tmp_path / "broker", free_port())
+    closing.append(broker)
+    broker.start()
+    sub = Subscriber(broker.port)
+    closing.append(sub)
+    sink = MqttSink(config(broker.port), "micronet-l")
+    closing.append(sink)
+    sink.handle(det("on", 1.0))
+    sink.handle(det("off", 2.0))
+    assert detections_of(sub.wait_for(4)) == [1.0, 2.0]
+    wait_until(lambda: sink.published == 2, what="2 acknowledged detections")
+
+    broker.stop()
+    wait_until(lambda: not sink.connected, what="the sink to notice the broker is gone")
+    times = [timed_handle(sink, det("stop", float(i))) for i in (3, 4, 5)]
+    assert max(times) < 0.05, times
+    assert sink.queued == 3
+
+    broker.start()  # same port
+    got = sub.wait_for(10)
+    assert detections_of(got) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    wait_until(lambda: sink.published == 5, what="5 acknowledged detections")
+    assert (sink.reconnects, sink.dropped, sink.connected) == (1, 0, True)
+    text = caplog.text
+    assert text.count("event=mqtt_disconnected") == 1 and text.count("event=mqtt_reconnected") == 1
+    assert "event=mqtt_unreachable" not in text  # the loss is logged once, not every retry
+
+
+def test_queue_overflow_is_counted_and_close_does_not_wait(closing: list[Any],
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    sink = MqttSink(config(free_port(), queue_size=3), "micronet-l")  # nothing listens there
+    closing.append(sink)
+    wait_until(lambda: "event=mqtt_unreachable" in caplog.text, what="the broker to be found down")
+    times = [timed_handle(sink, det("up", float(i + 1))) for i in range(5)]
+    assert max(times) < 0.05, times
+    assert (sink.dropped, sink.queued, sink.published) == (2, 3, 0)
+    overflows = [r.getMessage() for r in caplog.records if "event=mqtt_queue_overflow" in r.getMessage()]
+    assert overflows == ["event=mqtt_queue_overflow dropped=1 queue_size=3 kept=newest",
+                         "event=mqtt_queue_overflow dropped=2 queue_size=3 kept=newest"]
+    closing.remove(sink)
+    t0 = time.monotonic()
+    sink.close()
+    assert time.monotonic() - t0 < 1.5
+    assert "event=mqtt_closed published=0 undelivered=3 dropped=2" in caplog.text
+    assert not any(t.name == "mqtt-flusher" for t in threading.enumerate())
+
+
+def test_overflow_keeps_the_newest_in_order(tmp_path: Path, closing: list[Any]) -> None:
+    broker = Broker(tmp_path / "broker", free_port())
+    closing.append(broker)
+    broker.start()
+    sub = Subscriber(broker.port)
+    closing.append(sub)
+    broker.stop()
+    sink = MqttSink(config(broker.port, queue_size=3), "micronet-l")
+    closing.append(sink)
+    for i in range(5):
+        sink.handle(det("right", float(i + 1)))
+    broker.start()
+    assert detections_of(sub.wait_for(6)) == [3.0, 4.0, 5.0]
+    assert sink.dropped == 2
+
+
+def test_tls_with_ca_file(tmp_path: Path, closing: list[Any]) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=tmp_path)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=kws test CA", "-days", "1")
+    run("req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
+    broker = Broker(tmp_path / "broker", free_port(),
+                    f"allow_anonymous true\ncafile {tmp_path / 'ca.crt'}\n"
+                    f"certfile {tmp_path / 'server.crt'}\nkeyfile {tmp_path / 'server.key'}\n")
+    closing.append(broker)
+    broker.start()
+    sub = Subscriber(broker.port, ca=str(tmp_path / "ca.crt"))
+    closing.append(sub)
+    sink = MqttSink(config(broker.port, tls=True, ca_file=str(tmp_path / "ca.crt")), "micronet-l")
+    closing.append(sink)
+    sink.handle(det("down", 1.0))
+    assert detections_of(sub.wait_for(2)) == [1.0]
+    assert sink.connected
+
+
+def test_the_daemon_publishes_live_detections(broker: Broker, closing: list[Any], tmp_path: Path,
+                                              cli_env: dict[str, str]) -> None:
+    """End to end: virtual microphone -> `kws-stream run` with [mqtt] on -> real mosquitto."""
+    from daemon_process import DaemonProcess, write_config
+    from test_daemon import play_clip, start
+    from vmic import VirtualMic
+
+    subscriber = Subscriber(broker.port)
+    closing.append(subscriber)
+    conf = write_config(tmp_path / "k.toml", f"[mqtt]\nenabled = true\nport = {broker.port}\n"
+                        f"site_id = \"kitchen\"\ntopic_prefix = \"{PREFIX}\"\n")
+    with VirtualMic(tmp_path / "vmic") as mic:
+        daemon = start(mic, cli_env, "--config", str(conf))
+        try:
+            play_clip(mic, "keywords/yes.wav")
+            assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+            messages = subscriber.wait_for(2)
+        finally:
+            assert daemon.stop() == 0
+    topics = {topic: payload for topic, payload in messages}
+    assert topics[f"{PREFIX}/detection"]["keyword"] == "yes"
+    hermes = topics["hermes/hotword/yes/detected"]
+    assert hermes["siteId"] == "kitchen" and hermes["modelId"] == "yes"
