@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
@@ -238,3 +239,26 @@ def test_prometheus_metrics_are_scraped_during_a_run(mic16, cli_env, tmp_path):
         assert values['kws_sink_errors_total{sink="stdout"}'] == 0.0
     finally:
         assert daemon.stop() == 0
+
+
+def test_devices_lists_the_virtual_microphone_and_marks_the_default(mic16, run_cli, cli_env):
+    result = run_cli("devices", env={**mic16.env, **{k: cli_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "index" in lines[0] and "host API" in lines[0] and "default rate" in lines[0]
+    defaults = [line for line in lines[1:] if line.startswith("*")]
+    assert len(defaults) == 1 and "default" in defaults[0]
+
+
+def test_a_device_that_never_appears_leaves_the_daemon_waiting(mic16, cli_env):
+    env = {**mic16.env, **{k: cli_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}}
+    daemon = DaemonProcess([*kws_command(), "run", "--device", "no-such-microphone"], env)
+    try:
+        line = daemon.wait_log("event=device_unavailable", timeout=20)
+        assert "no-such-microphone" in line
+        daemon.wait_log("event=start", timeout=1)
+        with pytest.raises(subprocess.TimeoutExpired):  # still waiting after several retries
+            daemon.proc.wait(timeout=3)
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.stderr
