@@ -142,7 +142,71 @@ def load_sets(corpus: Path) -> dict[str, list[Stream]]:
     return sets
 
 
+TV_LEVELS_DB = (10, 20, 30)  # background speech this far below the keyword's level
+AFTER_SPEECH_GAPS_S = (0.5, 0.75, 1.0)  # pause between talking and the command
+
+
+def speech_level_db(x: np.ndarray) -> float:
+    """Active speech level: mean power of the hops within 20 dB of the loudest hop (dBFS)."""
+    lv = hop_levels(x)
+    loud = lv[lv >= lv.max() - 20.0]
+    return 10 * math.log10(float(np.mean(10 ** (loud / 10))))
+
+
+def scaled(x: np.ndarray, gain_db: float) -> np.ndarray:
+    return np.clip(np.round(x.astype(np.float64) * 10 ** (gain_db / 20)), -32768, 32767).astype(np.int16)
+
+
+def add_scenarios(sets: dict[str, list[Stream]], corpus: Path) -> None:
+    """What a user should expect: "with a TV on" (keywords over continuous synthetic prose
+    TV_LEVELS_DB below the keyword's level; the prose alone at those levels gives the TV's
+    own false accepts) and "after talking" (a keyword AFTER_SPEECH_GAPS_S after 2 s of
+    prose at the keyword's level: what pre_silence costs)."""
+    rng = np.random.default_rng(1234)
+    prose = [s.audio for s in sets["prose"]]
+    prose_level = [speech_level_db(x) for x in prose]
+    rows = list(csv.DictReader(open(corpus / "keywords.csv")))
+    clips = [(r, read_wav(corpus / r["path"])) for r in rows]
+    levels = [speech_level_db(x) for _, x in clips]
+    ref = float(np.median(levels))
+
+    def excerpt(n: int) -> tuple[np.ndarray, float]:
+        k = int(rng.integers(len(prose)))
+        start = int(rng.integers(0, len(prose[k]) - n))
+        return prose[k][start:start + n], prose_level[k]
+
+    for db in TV_LEVELS_DB:
+        streams = []
+        for (r, x), level in zip(clips, levels):
+            clip = padded(x)
+            bg, bg_level = excerpt(len(clip))
+            mix = np.clip(clip.astype(np.int32) + scaled(bg, level - db - bg_level), -32768, 32767).astype(np.int16)
+            streams.append(Stream(f"{r['path']}+tv-{db}", mix, [(r["keyword"], float(r["word_end_s"]) + PAD_S)]))
+        sets[f"tv_keywords_-{db}dB"] = streams
+        sets[f"tv_alone_-{db}dB"] = [
+            Stream(f"{s.name}+tv-{db}", np.clip(scaled(s.audio, ref - db - lv).astype(np.int32)
+                                                  + room_tone(len(s.audio) / RATE), -32768, 32767).astype(np.int16))
+            for s, lv in zip(sets["prose"], prose_level)]
+    for gap in AFTER_SPEECH_GAPS_S:
+        streams = []
+        for (r, x), level in zip(clips, levels):
+            a = max(0, int((float(r["word_start_s"]) - 0.05) * RATE))
+            b = min(len(x), int((float(r["word_end_s"]) + 0.05) * RATE))
+            word = x[a:b]
+            talk, talk_level = excerpt(2 * RATE)
+            parts = [room_tone(PAD_S), scaled(talk, level - talk_level), room_tone(gap), word, room_tone(PAD_S)]
+            end = PAD_S + 2.0 + gap + (b - a) / RATE - 0.05
+            streams.append(Stream(f"{r['path']}+after{gap}", np.concatenate(parts), [(r["keyword"], end)]))
+        sets[f"after_speech_{gap}s"] = streams
+
+
+def is_negative(set_name: str) -> bool:
+    return set_name in NEGATIVE_SETS or set_name.startswith("tv_alone")
+
+
 NEGATIVE_SETS = ("prose", "librispeech", "librispeech_padded")
+SCENARIO_SETS = tuple([f"tv_keywords_-{db}dB" for db in TV_LEVELS_DB]
+                      + [f"after_speech_{g}s" for g in AFTER_SPEECH_GAPS_S])
 POSITIVE_SETS = ("synthetic_keywords", "synthetic_keywords_padded", "synthetic_joined",
                  "shared_keywords", "shared_keywords_padded")
 
@@ -204,7 +268,7 @@ class Fired:
 
 def replay(trace: Trace, decision: DecisionParams, command: CommandParams) -> list[Fired]:
     decider = KeywordDecider(LABELS, decision)
-    gate = CommandGate(command) if command.enabled else None
+    gate = CommandGate(command, labels=LABELS, decision=decision) if command.enabled else None
     out: list[Fired] = []
     first_window = FeatureParams().num_frames
     for i, level in enumerate(trace.levels):
@@ -212,15 +276,17 @@ def replay(trace: Trace, decision: DecisionParams, command: CommandParams) -> li
             continue
         end = (i + 1) * HOP_SAMPLES
         fired: list[Decision] = []
+        smoothed = None
         if i >= first_window:
             d = decider.update(trace.probs[i], end, RATE)
+            smoothed = decider.smoothed
             if d is not None:
                 fired.append(d)
         if gate is None:
             out.extend(Fired(d.keyword, d.end_sample / RATE, end / RATE) for d in fired)
         else:
             out.extend(Fired(d.keyword, d.end_sample / RATE, end / RATE)
-                       for d in gate.push_level(float(level), end, fired))
+                       for d in gate.push_level(float(level), end, fired, smoothed))
     if gate is not None:
         end = len(trace.levels) * HOP_SAMPLES / RATE
         out.extend(Fired(d.keyword, d.end_sample / RATE, end) for d in gate.finish())
@@ -262,13 +328,13 @@ def evaluate(sets, traces, decision: DecisionParams, command: CommandParams,
         streams = sets[set_name]
         for s in streams:
             fired = replay(traces[s.name], decision, command)
-            if set_name in NEGATIVE_SETS:
+            if is_negative(set_name):
                 res.fa[set_name] = res.fa.get(set_name, 0) + len(fired)
                 res.hours[set_name] = res.hours.get(set_name, 0.0) + len(s.audio) / RATE / 3600
                 if fired and set_name != "prose":
                     res.failures.append(f"{s.name}: {[f.keyword for f in fired]}")
             else:
-                hits, wrong, lat = match(s.words, fired, joined=len(s.words) > 1)
+                hits, wrong, lat = match(s.words, fired, joined=len(s.words) > 1 or set_name in SCENARIO_SETS)
                 res.hits[set_name] = res.hits.get(set_name, 0) + hits
                 res.total[set_name] = res.total.get(set_name, 0) + len(s.words)
                 res.wrong[set_name] = res.wrong.get(set_name, 0) + wrong
@@ -329,51 +395,101 @@ def sweep_settings(base: CommandParams) -> list[tuple[str, CommandParams]]:
     out = []
     for v in (0.15, 0.2, 0.25, 0.3):
         out.append((f"post_silence={v}", dataclasses.replace(base, post_silence=v)))
-    for v in (0.1, 0.2, 0.3, 0.4, 0.5):
+    for v in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
         out.append((f"pre_silence={v}", dataclasses.replace(base, pre_silence=v)))
     for v in (0.7, 0.8, 0.9, 1.0, 1.2, 1.5):
         out.append((f"max_word={v}", dataclasses.replace(base, max_word=v)))
     for v in (6.0, 8.0, 10.0, 12.0, 15.0):
         out.append((f"speech_margin_db={v}", dataclasses.replace(base, speech_margin_db=v)))
+    for v in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2):
+        out.append((f"word_score_ratio={v}", dataclasses.replace(base, word_score_ratio=v)))
+    for v in (0.0, 15.0, 20.0, 25.0):
+        out.append((f"min_snr_db={v}", dataclasses.replace(base, min_snr_db=v)))
     return out
+
+
+def scenario_rows(sets, traces, decision: DecisionParams, command: CommandParams) -> list[dict[str, str]]:
+    """Quiet room / TV / after talking / conversation: recall (command vs plain) and FA/h."""
+    plain_p = CommandParams(enabled=False)
+
+    def recall(name: str, params: CommandParams) -> tuple[int, int]:
+        r = evaluate(sets, traces, decision, params, [name])
+        return r.hits[name], r.total[name]
+
+    def fah(name: str, params: CommandParams) -> float:
+        r = evaluate(sets, traces, decision, params, [name])
+        return r.fa[name] / r.hours[name]
+
+    def rec_row(label: str, name: str, fa_name: str | None) -> dict[str, str]:
+        (hp, n), (hc, _) = recall(name, plain_p), recall(name, command)
+        out = {"scenario": label, "keywords found (plain)": f"{hp}/{n}",
+               "keywords found (command)": f"{hc}/{n} ({100 * hc / max(hp, 1):.0f}% of plain)",
+               "false accepts/h (plain)": "-", "false accepts/h (command)": "-"}
+        if fa_name:
+            out["false accepts/h (plain)"] = f"{fah(fa_name, plain_p):.0f}"
+            out["false accepts/h (command)"] = f"{fah(fa_name, command):.1f}"
+        return out
+
+    rows = [rec_row("quiet room (keyword padded with -60 dBFS room tone)", "synthetic_keywords_padded", None)]
+    for db in TV_LEVELS_DB:
+        rows.append(rec_row(f"TV on, {db} dB below the keyword", f"tv_keywords_-{db}dB", f"tv_alone_-{db}dB"))
+    for gap in AFTER_SPEECH_GAPS_S:
+        rows.append(rec_row(f"command {gap} s after talking", f"after_speech_{gap}s", None))
+    conv = {"scenario": "in conversation (keyword-free prose, full level)", "keywords found (plain)": "-",
+            "keywords found (command)": "-", "false accepts/h (plain)": f"{fah('prose', plain_p):.0f}",
+            "false accepts/h (command)": f"{fah('prose', command):.1f}"}
+    rows.append(conv)
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, default=Path("/tmp/kws-corpus"))
-    ap.add_argument("--model", choices=sorted(MODEL_FILES), default="micronet-l")
+    ap.add_argument("--model", choices=[*sorted(MODEL_FILES), "all"], default="micronet-l")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/kws-command-cache"))
     ap.add_argument("--sweep", action="store_true", help="also vary each knob around the defaults")
+    ap.add_argument("--scenarios", action="store_true",
+                    help="also quiet room / TV on / after talking / conversation (more audio through the model)")
     ap.add_argument("--markdown", type=Path, help="write the tables as markdown to this file")
     ap.add_argument("--failures", action="store_true", help="list shared clips that went wrong")
     args = ap.parse_args(argv)
 
     sets = load_sets(args.corpus)
-    t0 = time.perf_counter()
-    traces = traces_for(sets, args.model, args.cache)
-    print(f"model pass: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    if args.scenarios:
+        add_scenarios(sets, args.corpus)
+    models = sorted(MODEL_FILES) if args.model == "all" else [args.model]
+    models.sort(key=lambda m: m != "micronet-l")
     decision = DecisionParams()
-    rows = []
-    plain = evaluate(sets, traces, decision, CommandParams(enabled=False))
-    rows.append(row("plain", plain))
-    default = evaluate(sets, traces, decision, CommandParams())
-    rows.append(row("command (defaults)", default))
     cpu = gate_cpu_us(sets, CommandParams())
-    out = [f"model {args.model}; prose {plain.hours['prose'] * 60:.1f} min; "
-           f"gate CPU {cpu:.1f} us per 20 ms hop", table(rows, False)]
-    if args.failures:
-        out += ["plain failures:", *plain.failures, "command failures:", *default.failures]
-    curve = []
-    if args.sweep:
-        for label, params in sweep_settings(CommandParams()):
-            curve.append(row(label, evaluate(sets, traces, decision, params)))
-        out += ["", "trade-off (one knob at a time, others at defaults):", table(curve, False)]
+    out: list[str] = []
+    md: list[str] = []
+    head = None
+    for model in models:
+        t0 = time.perf_counter()
+        traces = traces_for(sets, model, args.cache)
+        print(f"{model} model pass: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        plain = evaluate(sets, traces, decision, CommandParams(enabled=False), NEGATIVE_SETS + POSITIVE_SETS)
+        default = evaluate(sets, traces, decision, CommandParams(), NEGATIVE_SETS + POSITIVE_SETS)
+        rows = [row(f"{model} plain", plain), row(f"{model} command (defaults)", default)]
+        head = (f"prose {plain.hours['prose'] * 60:.1f} min (+ 4 LibriSpeech sentences); "
+                f"gate CPU {cpu:.1f} us per 20 ms hop; defaults {CommandParams()}")
+        out += [f"== {model}: {head}", table(rows, False)]
+        md += [f"### {model} at defaults", "", head, "", table(rows, True), ""]
+        if args.failures:
+            out += ["plain failures:", *plain.failures, "command failures:", *default.failures]
+        if args.sweep:
+            curve = [row(label, evaluate(sets, traces, decision, params, NEGATIVE_SETS + POSITIVE_SETS))
+                     for label, params in sweep_settings(CommandParams())]
+            out += ["", f"{model} trade-off (one knob at a time, others at defaults):", table(curve, False)]
+            md += [f"### {model} trade-off curve (one knob at a time, others at defaults)", "",
+                   table(curve, True), ""]
+        if args.scenarios:
+            sc = scenario_rows(sets, traces, decision, CommandParams())
+            out += ["", f"{model} what to expect:", table(sc, False)]
+            md += [f"### {model}: what to expect", "", table(sc, True), ""]
+        out.append("")
     print("\n".join(out))
     if args.markdown:
-        md = [f"Model {args.model}, prose {plain.hours['prose'] * 60:.1f} min, "
-              f"gate CPU {cpu:.1f} µs per 20 ms hop.", "", table(rows, True)]
-        if curve:
-            md += ["", table(curve, True)]
         args.markdown.write_text("\n".join(md) + "\n")
     return 0
 

@@ -74,7 +74,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     config = build_config(args)
     setup_logging(config.service.log_level)
     model, model_name = open_model(config)
-    params = config.detection.pipeline_params(config.command)
+    params = config.pipeline_params()
     bus = EventBus([StdoutSink(config.output.format)])
     status = 0
     try:
@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
              __version__, model_name, model.runtime, d.stride, d.smoothing, d.threshold,
              ",".join(d.keywords) or "all", config.audio.device or "default")
     source = f"mic:{config.audio.device or 'default'}"
-    pipeline = Pipeline(model, model_name, source, d.pipeline_params(config.command), clock=utc_now)
+    pipeline = Pipeline(model, model_name, source, config.pipeline_params(), clock=utc_now)
     return Daemon(config, lambda: build_config(args), pipeline, Notifier()).run()
 
 

@@ -15,6 +15,7 @@ from .decision import DecisionParams
 from .errors import KwsError
 from .command import CommandParams
 from .pipeline import PipelineParams
+from .silence import SilenceParams
 
 KEYWORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -55,10 +56,12 @@ class DetectionConfig:
     keywords: tuple[str, ...] = ()  # allow-list; empty = all ten
     thresholds: Mapping[str, float] = field(default_factory=dict)
 
-    def pipeline_params(self, command: CommandConfig | None = None) -> PipelineParams:
+    def pipeline_params(self, command: CommandConfig | None = None,
+                        silence: SilenceConfig | None = None) -> PipelineParams:
         return PipelineParams(
             stride=self.stride,
             command=(command or CommandConfig()).params(),
+            silence=(silence or SilenceConfig()).params(),
             decision=DecisionParams(
                 smoothing=self.smoothing,
                 threshold=self.threshold,
@@ -75,13 +78,25 @@ class CommandConfig:
 
     enabled: bool = True
     max_word: float = 1.0
-    pre_silence: float = 0.5
+    pre_silence: float = 0.6
     post_silence: float = 0.2
     speech_margin_db: float = 10.0
+    word_score_ratio: float = 0.7
+    min_snr_db: float = 20.0
 
     def params(self) -> CommandParams:
-        return CommandParams(enabled=self.enabled, max_word=self.max_word, pre_silence=self.pre_silence,
-                             post_silence=self.post_silence, speech_margin_db=self.speech_margin_db)
+        return CommandParams(**{f.name: getattr(self, f.name) for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class SilenceConfig:
+    """The silence gate: skip inference while every hop of the window is below the floor."""
+
+    enabled: bool = False
+    floor_dbfs: float = -50.0
+
+    def params(self) -> SilenceParams:
+        return SilenceParams(enabled=self.enabled, floor_dbfs=self.floor_dbfs)
 
 
 @dataclass(frozen=True)
@@ -127,15 +142,21 @@ class ServiceConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration; one frozen dataclass per TOML section."""
+
     audio: AudioConfig = AudioConfig()
     model: ModelConfig = ModelConfig()
     detection: DetectionConfig = DetectionConfig()
     command: CommandConfig = CommandConfig()
+    silence: SilenceConfig = SilenceConfig()
     output: OutputConfig = OutputConfig()
     mqtt: MqttConfig = MqttConfig()
     wyoming: WyomingConfig = WyomingConfig()
     metrics: MetricsConfig = MetricsConfig()
     service: ServiceConfig = ServiceConfig()
+
+    def pipeline_params(self) -> PipelineParams:
+        return self.detection.pipeline_params(self.command, self.silence)
 
 
 SECTIONS = tuple(f.name for f in fields(Config))
@@ -168,6 +189,10 @@ _RULES: dict[str, tuple[Any, str]] = {
     "command.pre_silence": (lambda v: _num(v) and 0 <= v <= 1.5, "a number of seconds from 0 to 1.5"),
     "command.post_silence": (lambda v: _num(v) and 0.06 <= v <= 1.0, "a number of seconds from 0.06 to 1"),
     "command.speech_margin_db": (lambda v: _num(v) and 3 <= v <= 30, "a number of dB from 3 to 30"),
+    "command.word_score_ratio": (lambda v: _num(v) and 0.3 <= v <= 1.5, "a number from 0.3 to 1.5"),
+    "command.min_snr_db": (lambda v: _num(v) and 0 <= v <= 40, "a number of dB from 0 to 40"),
+    "silence.enabled": (lambda v: isinstance(v, bool), "true or false"),
+    "silence.floor_dbfs": (lambda v: _num(v) and -90 <= v <= -10, "a level in dBFS from -90 to -10"),
     "output.stdout": (lambda v: isinstance(v, bool), "true or false"),
     "output.format": (lambda v: v in ("json", "text"), '"json" or "text"'),
     "mqtt.enabled": (lambda v: isinstance(v, bool), "true or false"),
@@ -216,7 +241,8 @@ def _coerce(key: str, value: Any) -> Any:
 
 _FLOAT_KEYS = frozenset({"audio.no_audio_timeout", "detection.threshold", "detection.refractory",
                          "service.status_interval", "command.max_word", "command.pre_silence",
-                         "command.post_silence", "command.speech_margin_db"})
+                         "command.post_silence", "command.speech_margin_db", "command.word_score_ratio",
+                         "command.min_snr_db", "silence.floor_dbfs"})
 
 
 def check_value(key: str, value: Any) -> Any:

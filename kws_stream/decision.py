@@ -54,16 +54,24 @@ class KeywordDecider:
         self._thresholds = np.array([params.threshold_for(label) for label in labels])
         self._armed = np.ones(len(labels), dtype=bool)
         self._last_fired: dict[int, int] = {}
+        self.smoothed: np.ndarray | None = None
+        """The smoothed probability vector of the latest window (None before the first);
+        command mode re-scores whole words from these."""
 
     def _is_reportable(self, label: str) -> bool:
         if label in NON_KEYWORDS:
             return False
         return self.params.keywords is None or label in self.params.keywords
 
+    def forget(self) -> None:
+        """Drop the smoothing history (after a stretch the model did not see)."""
+        self._history.clear()
+
     def update(self, probabilities: np.ndarray, end_sample: int, sample_rate: int) -> Decision | None:
         """Feed one window's probabilities; returns a Decision when a keyword fires."""
         self._history.append(probabilities)
         smoothed = np.mean(self._history, axis=0)
+        self.smoothed = smoothed
         release = smoothed < self._thresholds * RELEASE_FRACTION
         self._armed |= release
         top = int(np.argmax(smoothed))

@@ -18,6 +18,7 @@ from .command import CommandGate, CommandParams
 from .decision import Decision, DecisionParams, KeywordDecider
 from .events import Detection
 from .features import FeatureWindow, MfccExtractor
+from .silence import SilenceGate, SilenceParams
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class PipelineParams:
     stride: int = 1  # run the model every `stride` hops (20 ms each)
     decision: DecisionParams = DecisionParams()
     command: CommandParams = CommandParams()  # command mode (on by default); enabled=False: plain spotting
+    silence: SilenceParams = SilenceParams()  # skip inference while quiet (off by default)
 
 
 class Pipeline:
@@ -54,20 +56,27 @@ class Pipeline:
         self.inference_observer: Callable[[float], None] | None = None
         """Called with each model invoke's duration in seconds (metrics)."""
         self.gate = self._new_gate(params.command)
+        self.silence = self._new_silence(params.silence)
         self._tail = np.zeros(0, dtype=np.int16)  # audio after the newest frame's end
 
     def _new_gate(self, command: CommandParams) -> CommandGate | None:
         if not command.enabled:
             return None
-        return CommandGate(command, self._rate, self.features.params.window_samples)
+        return CommandGate(command, self._rate, self.features.params.window_samples,
+                           self.model.labels, self.params.decision)
+
+    def _new_silence(self, silence: SilenceParams) -> SilenceGate | None:
+        return SilenceGate(silence, self.features.params.num_frames) if silence.enabled else None
 
     def reconfigure(self, params: PipelineParams) -> None:
         """New thresholds/keywords/stride without losing the audio already seen."""
         old = self.params
         self.params = params
         self.decider = KeywordDecider(self.model.labels, params.decision)
-        if params.command != old.command:
-            self.gate = self._new_gate(params.command)
+        if params.command != old.command or (params.command.enabled and params.decision != old.decision):
+            self.gate = self._new_gate(params.command)  # the gate re-scores with the decision's thresholds
+        if params.silence != old.silence:
+            self.silence = self._new_silence(params.silence)
 
     @property
     def samples_seen(self) -> int:
@@ -76,33 +85,41 @@ class Pipeline:
     def feed(self, samples: np.ndarray) -> list[Detection]:
         """Process a block of 16 kHz mono int16 audio; returns any detections."""
         samples = np.asarray(samples, dtype=np.int16).reshape(-1)
-        gate = self.gate
+        gate, silence = self.gate, self.silence
+        per_hop_audio = gate is not None or silence is not None
         detections: list[Detection] = []
         num_frames = self.features.params.num_frames
         hop = self.features.params.frame_step
-        audio = np.concatenate((self._tail, samples)) if gate is not None else samples
+        audio = np.concatenate((self._tail, samples)) if per_hop_audio else samples
         audio_start = self.features.samples_covered  # stream position of audio[0]
         for frames_total in self.features.push(samples):
+            end = self.features.samples_covered
+            newest = audio[max(0, end - hop - audio_start): end - audio_start] if per_hop_audio else audio
             due = frames_total >= num_frames and (frames_total - num_frames) % self.params.stride == 0
+            if silence is not None and not silence.push(newest):
+                if due:
+                    silence.skipped += 1
+                    self.decider.forget()  # no stale scores from before the silence
+                due = False
             decisions = self._infer() if due else []
             if gate is None:
                 detections.extend(self._detection(d) for d in decisions)
                 continue
-            end = self.features.samples_covered
-            newest = audio[max(0, end - hop - audio_start): end - audio_start]
-            detections.extend(self._detection(d) for d in gate.push(newest, end, decisions))
-        if gate is not None:
+            smoothed = self.decider.smoothed if due else None
+            detections.extend(self._detection(d) for d in gate.push(newest, end, decisions, smoothed))
+        if per_hop_audio:
             self._tail = audio[self.features.samples_covered - audio_start:]
         return detections
 
     def finish(self) -> list[Detection]:
         """End of stream: evaluate the last window if the stride skipped it; in command
         mode the end of the stream counts as the silence after the last word."""
-        decisions = []
-        if self.features.ready and self._evaluated_frame != self.features.frames_total:
-            decisions = self._infer()
+        decisions, inferred = [], False
+        quiet = self.silence is not None and not self.silence.active
+        if self.features.ready and self._evaluated_frame != self.features.frames_total and not quiet:
+            decisions, inferred = self._infer(), True
         if self.gate is not None:
-            decisions = self.gate.finish(decisions)
+            decisions = self.gate.finish(decisions, self.decider.smoothed if inferred else None)
         return [self._detection(d) for d in decisions]
 
     def _infer(self) -> list[Decision]:

@@ -325,5 +325,5 @@ async def _serve(uri: str, service: WakeService, notifier: Any = None) -> int:
 
 def serve(config: Any, model: Any, model_name: str, notifier: Any = None) -> int:
     """Run the Wyoming wake service until SIGTERM/SIGINT; returns the exit status (0)."""
-    service = WakeService(model, model_name, config.detection.pipeline_params(config.command), config.detection.keywords)
+    service = WakeService(model, model_name, config.pipeline_params(), config.detection.keywords)
     return asyncio.run(_serve(config.wyoming.uri, service, notifier))

@@ -60,11 +60,11 @@ def test_a_keyword_inside_running_speech_is_rejected():
 
 def test_a_short_phrase_right_after_running_speech_is_rejected_but_after_a_pause_accepted():
     speech = contour(*[(0.25, -20), (0.06, -45)] * 8)
-    tail = contour((0.3, -60), (0.4, -20), (1.0, -60))  # 0.3 s pause < pre_silence (0.5 s)
+    tail = contour((0.3, -60), (0.4, -20), (1.0, -60))  # 0.3 s pause < pre_silence (0.6 s)
     levels = contour((1.0, -60)) + speech + tail
     fired = len(levels) - 55
     assert run_levels(levels, {fired: "right"}) == []
-    levels = contour((1.0, -60)) + speech + contour((0.6, -60), (0.4, -20), (1.0, -60))
+    levels = contour((1.0, -60)) + speech + contour((0.8, -60), (0.4, -20), (1.0, -60))
     fired = len(levels) - 55
     assert [k for k, _ in run_levels(levels, {fired: "right"})] == ["right"]
 
@@ -105,8 +105,47 @@ def test_two_guesses_for_one_word_give_one_report_the_more_confident():
     assert [d.keyword for d in out] == ["on"]
 
 
+def run_scored(levels_db, probs_at, fired_at: int, fired_keyword: str, params=CommandParams()):
+    """Like run_levels, with the decider's smoothed probabilities: probs_at(hop) -> the
+    top label of the window ending at that hop (score 0.9), one candidate at `fired_at`."""
+    gate = CommandGate(params, labels=LABELS)
+    out = []
+    for i, level in enumerate(levels_db):
+        end = (i + 1) * HOP_SAMPLES
+        p = np.full(len(LABELS), 0.1 / (len(LABELS) - 1))
+        p[LABELS.index(probs_at(i))] = 0.9
+        fired = [Decision(fired_keyword, 0.9, end)] if i == fired_at else []
+        out += gate.push_level(level, end, fired, p)
+    return out + gate.finish()
+
+
+def test_the_word_as_a_whole_corrects_an_onset_confusion():
+    # "on": the windows that saw only its onset say `off`, those that hold all of it `on`
+    levels = contour((1.0, -60), (0.4, -20), (1.0, -60))
+    out = run_scored(levels, lambda i: "off" if i < 70 else "on", 66, "off")
+    assert [d.keyword for d in out] == ["on"]
+    assert out[0].end_sample > 70 * HOP_SAMPLES  # the window where `on` scored, not the one that fired
+
+
+def test_a_candidate_the_whole_word_does_not_support_is_rejected():
+    # the first syllable of a longer word: once all of it is in the window, it is `_unknown_`
+    levels = contour((1.0, -60), (0.6, -20), (1.0, -60))
+    assert run_scored(levels, lambda i: "left" if i < 66 else "_unknown_", 62, "left") == []
+    # a confirmed candidate is reported as the decider made it
+    out = run_scored(levels, lambda i: "left", 62, "left")
+    assert [(d.keyword, d.end_sample) for d in out] == [("left", 63 * HOP_SAMPLES)]
+
+
+def test_a_word_barely_above_the_noise_floor_is_rejected():
+    # a TV across the room: its syllables clear the speech margin (10 dB) but not min_snr_db
+    quiet = contour((1.0, -60), (0.3, -45), (1.0, -60))
+    assert run_levels(quiet, {60: "up"}) == []
+    assert [k for k, _ in run_levels(quiet, {60: "up"}, CommandParams(min_snr_db=10.0))] == ["up"]
+
+
 @pytest.mark.parametrize("field, value", [("max_word", 0.1), ("pre_silence", -1.0), ("post_silence", 0.0),
-                                          ("speech_margin_db", 50.0)])
+                                          ("speech_margin_db", 50.0), ("word_score_ratio", 0.1),
+                                          ("min_snr_db", 41.0)])
 def test_params_out_of_range_are_refused(field, value):
     with pytest.raises(ValueError):
         CommandParams(**{field: value})

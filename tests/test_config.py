@@ -30,6 +30,10 @@ BAD_VALUES = {
     "command.pre_silence": [-0.1, 2],
     "command.post_silence": [0.01, 2],
     "command.speech_margin_db": [1, 40],
+    "command.word_score_ratio": [0.1, 2],
+    "command.min_snr_db": [-1, 50],
+    "silence.enabled": [0],
+    "silence.floor_dbfs": [-100, 0, "x"],
     "output.stdout": ["yes", 1],
     "output.format": ["xml"],
     "mqtt.enabled": ["yes"],
@@ -81,6 +85,12 @@ def test_the_shipped_file_documents_every_key_with_its_default():
     for key in cfg._RULES:
         section, name = key.split(".")
         assert f"[{section}" in text and (f"\n{name} =" in text or f"[{section}.{name}]" in text), key
+
+
+def test_command_config_maps_onto_the_gate_parameters():
+    from kws_stream.command import CommandParams
+
+    assert cfg.CommandConfig().params() == CommandParams()
 
 
 def test_values_and_overrides():

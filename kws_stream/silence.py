@@ -1,0 +1,50 @@
+"""The silence gate: skip inference while the room is quiet (off by default).
+
+MFCC frames keep flowing at every hop (they cost ~1 ms per second of audio); only
+the model (~16 ms per second with MicroNet-L) is skipped, and only while *every* hop
+of the current 1 s window is below the floor. The first loud hop is inside the
+very next window the model sees, so the first word after silence is not cut.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+FULL_SCALE_POWER = 32768.0 ** 2
+
+
+@dataclass(frozen=True)
+class SilenceParams:
+    enabled: bool = False
+    floor_dbfs: float = -50.0  # hop RMS level (dBFS) below which a 20 ms hop counts as silent
+
+
+class SilenceGate:
+    def __init__(self, params: SilenceParams, window_hops: int) -> None:
+        self.params = params
+        self._window_hops = window_hops
+        self._floor_power = FULL_SCALE_POWER * 10.0 ** (params.floor_dbfs / 10.0)
+        self._quiet_hops = window_hops  # hops since the last loud one; a new stream starts quiet
+        self.skipped = 0  # inferences not run, for benchmarks and metrics
+
+    def push(self, hop: np.ndarray) -> bool:
+        """Feed one hop of int16 audio; True while the model should run."""
+        x = hop.astype(np.float32)
+        power = float(np.dot(x, x)) / max(1, len(x))
+        self._quiet_hops = 0 if power >= self._floor_power else self._quiet_hops + 1
+        return self.active
+
+    @property
+    def active(self) -> bool:
+        """A loud hop lies inside the newest window."""
+        return self._quiet_hops < self._window_hops
+
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level of int16 audio in dBFS (for logs and benchmarks)."""
+    x = samples.astype(np.float64)
+    power = float(np.mean(x * x)) if len(x) else 0.0
+    return 10.0 * math.log10(max(power, 1e-12) / FULL_SCALE_POWER)
