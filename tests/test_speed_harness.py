@@ -1,0 +1,152 @@
+"""The speed benchmark (benchmarks/speed.py) stays honest; no test asserts a timing.
+
+- the bare baseline makes exactly the decisions the real Pipeline makes (so it is a fair
+  "least work for the same result"), with and without command mode, at several strides;
+- the /proc readers measure what they claim (CPU time of a busy child, VmHWM);
+- `python -m benchmarks.speed --quick` runs end to end and writes every JSON key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import read_clip
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import procstat, speed  # noqa: E402
+
+
+RATE_S = 16000
+
+
+@pytest.fixture(scope="module")
+def inproc() -> speed.InProcess:
+    """The models come from the session's private XDG home (conftest)."""
+    return speed.InProcess(np.zeros(RATE_S * 2, dtype=np.int16))
+
+
+def _joined(*names: str, gap_s: float = 0.5) -> np.ndarray:
+    gap = np.zeros(int(gap_s * RATE_S), dtype=np.int16)
+    parts = [gap]
+    for name in names:
+        parts += [read_clip(name)[1], gap]
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+@pytest.mark.parametrize("command", [True, False], ids=["default", "plain"])
+def test_bare_loop_makes_the_pipelines_decisions(inproc, stride, command):
+    audio = _joined("keywords/right_left_up.wav", "keywords/yes.wav", "negatives/i_tell_you.wav",
+                    "keywords/yes_no_go_stop.wav")
+    params = speed.default_params(stride)
+    if not command:
+        params = speed.plain(params)
+    bare, inferences = speed.bare_run(audio, inproc.bare_model, inproc.extractor, params)
+    found, pipeline_inferences = speed.pipeline_run(audio, inproc.model, inproc.model_name, params)
+    assert [(k, e) for k, _, e in bare] == [(d.keyword, round(d.end * RATE_S)) for d in found]
+    assert [round(s, 5) for _, s, _ in bare] == [round(d.score, 5) for d in found]
+    assert inferences == pipeline_inferences
+    if stride == 1:
+        assert [k for k, _, _ in bare][:3] == ["right", "left", "up"]  # the harness sees real keywords
+
+
+def test_paced_bare_loop_is_the_same_loop_in_real_time(inproc):
+    audio = read_clip("keywords/yes.wav")[1]
+    params = speed.default_params(1)
+    t0 = time.monotonic()
+    paced, _ = speed.bare_run(audio, inproc.bare_model, inproc.extractor, params, paced_block=1600)
+    assert time.monotonic() - t0 >= len(audio) / RATE_S - 0.15  # it really waits for the audio
+    assert paced == speed.bare_run(audio, inproc.bare_model, inproc.extractor, params)[0]
+    assert [k for k, _, _ in paced] == ["yes"]
+
+
+def test_cpu_reader_measures_a_busy_child_and_not_an_idle_one():
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                             "while time.process_time() - t < 0.6: pass\ntime.sleep(30)"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(1.2)
+        assert 0.5 <= procstat.cpu_seconds(busy.pid) <= 1.0
+        assert procstat.cpu_seconds(idle.pid) < 0.3  # interpreter startup only
+        threads = procstat.thread_cpu(busy.pid)
+        assert sum(cpu for _, cpu in threads.values()) == pytest.approx(procstat.cpu_seconds(busy.pid), abs=0.05)
+    finally:
+        for p in (busy, idle):
+            p.kill()
+            p.wait()
+
+
+def test_cpu_reader_agrees_with_process_time_and_memory_reader_sees_a_peak():
+    start_cpu, start_pt = procstat.cpu_seconds(), time.process_time()
+    t = time.process_time()
+    while time.process_time() - t < 0.3:
+        pass
+    assert procstat.cpu_seconds() - start_cpu == pytest.approx(time.process_time() - start_pt, abs=0.03)
+    before = procstat.memory()
+    block = np.ones(40 * 1024 * 1024, dtype=np.uint8)  # 40 MB, touched
+    peak = procstat.memory()
+    del block
+    assert peak.hwm_mb >= before.rss_mb + 35 and peak.hwm_kb >= peak.rss_kb
+    after = procstat.memory()  # the peak outlives the memory (the kernel's counters are approximate)
+    assert after.hwm_mb >= peak.rss_mb - 1 and after.rss_mb <= after.hwm_mb - 30
+    assert procstat.cpu_model() and procstat.cpu_model() != "unknown"
+
+
+def test_stream_builder_is_deterministic_and_expected_words_follow_file_names():
+    a, b = speed.build_stream(5, seed=3), speed.build_stream(5, seed=3)
+    assert a.dtype == np.int16 and len(a) == 5 * RATE_S and np.array_equal(a, b)
+    assert not np.array_equal(a, speed.build_stream(5, seed=4))
+    assert speed.expected_words("keywords/yes_no_go_stop.wav") == ("yes", "no", "go", "stop")
+    assert speed.expected_words("keywords/yes_1000ms.wav") == ("yes",)
+    assert speed.expected_words("negatives/i_tell_you.wav") == ()
+
+
+QUICK_KEYS = {
+    "meta": ["date", "cpu_model", "cpus", "python", "numpy", "runtime", "git", "loadavg_start", "loadavg_end"],
+    "bare": ["1", "2", "4", "8"],
+    "bare_plain": ["1", "2", "4", "8"],
+    "pipeline": ["1", "2", "4", "8"],
+    "bare_paced": ["20ms", "100ms"],
+    "stages": ["capture_copy", "mfcc", "inference", "decision", "sinks", "sum_of_stages"],
+    "daemon": ["1"],
+    "idle": ["silence", "speech"],
+    "latency": ["p50_ms", "p95_ms", "max_ms", "keywords_played", "matched", "samples_ms"],
+    "file_throughput": ["audio_s", "models"],
+    "verdict": ["daemon_ratio", "latency_p95_ms", "rss_mb"],
+    "import_memory": ["steps"],
+}
+
+
+@pytest.mark.slow
+def test_quick_benchmark_runs_end_to_end_and_writes_every_key(tmp_path):
+    out, md = tmp_path / "speed.json", tmp_path / "speed.md"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    r = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--quick", "--json", str(out), "--markdown", str(md)],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(out.read_text())
+    for section, keys in QUICK_KEYS.items():
+        assert set(keys) <= set(result[section]), (section, sorted(result[section]))
+    for stride in ("1", "2", "4", "8"):
+        assert result["bare"][stride]["us_per_s"] > 0
+        assert result["pipeline"][stride]["same_decisions_as_bare"] is True
+    daemon = result["daemon"]["1"]
+    assert daemon["us_per_s"] > 0 and daemon["ratio_to_bare"] > 0 and daemon["exit_code"] == 0
+    assert result["idle"]["speech"]["vmhwm_mb"] > 10
+    assert result["latency"]["matched"] >= 1  # keywords went through the real microphone path
+    assert set(result["file_throughput"]["models"]) == {"micronet-l", "micronet-m"}
+    assert all(m["x_realtime_wall"] > 0 for m in result["file_throughput"]["models"].values())
+    assert [t["stride"] for t in result["stride_tradeoff"]] == [1, 2, 4, 8]
+    assert all("accuracy" in t and t["shared_clips"]["clips"] == 30 for t in result["stride_tradeoff"])
+    assert result["meta"]["cpu_model"] in md.read_text()
+    assert "| bare loop, stride 1 |" in r.stdout  # the table is printed too
