@@ -3,6 +3,7 @@
 Counters that already exist in the daemon (detections, audio seen, overflows,
 reconnects, sink errors) are read at scrape time by a collector, so the audio path
 pays nothing for them; only inference latency is observed per inference.
+prometheus_client (~8 MB resident) is imported only when metrics are enabled.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from typing import Any
 
 from .errors import KwsError
 
@@ -34,11 +33,15 @@ class DaemonStats:
     device_up: bool = False
 
 
-class _StatsCollector(Collector):
+class _StatsCollector:
+    """A prometheus_client custom collector (duck-typed: it only needs `collect`)."""
+
     def __init__(self, stats: Callable[[], DaemonStats]) -> None:
         self._stats = stats
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         s = self._stats()
         detections = CounterMetricFamily("kws_detections", "Keywords reported", labels=["keyword"])
         for keyword, count in sorted(s.detections.items()):
@@ -64,6 +67,8 @@ class _StatsCollector(Collector):
 
 class Metrics:
     def __init__(self, stats: Callable[[], DaemonStats]) -> None:
+        from prometheus_client import CollectorRegistry, Histogram
+
         self.registry = CollectorRegistry()
         self.registry.register(_StatsCollector(stats))
         self.inference_seconds = Histogram("kws_inference_seconds", "Model invoke time per window",
@@ -73,6 +78,8 @@ class Metrics:
 
     def serve(self, host: str, port: int) -> int:
         """Start the HTTP endpoint; returns the bound port (0 picks a free one)."""
+        from prometheus_client import start_http_server
+
         try:
             self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import scipy.io.wavfile
 import soxr
 
 from .errors import InputError
@@ -90,6 +89,8 @@ class WavFileSource:
 
 def _read_wav(path: Path) -> tuple[int, np.ndarray]:
     """Open a WAV memory-mapped where possible; every failure is one InputError line."""
+    import scipy.io.wavfile  # ~23 MB resident: only `detect` reads files, the daemon never does
+
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
