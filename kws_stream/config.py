@@ -31,7 +31,7 @@ class AudioConfig:
     sample_rate: int = 0  # 0 = 16000 if the device can, else its default rate; resampled to 16 kHz
     channels: int = 0  # 0 = 1 if the device can (else 2); more channels are mixed down or chosen
     channel: str = "mix"  # "mix" (average all channels) or a 0-based channel index
-    block_ms: int = 20  # capture block; 20 ms adds ~1 ms latency through PulseAudio
+    block_ms: int = 100  # capture block: each wakeup costs CPU, each ms of block is latency
     no_audio_timeout: float = 3.0  # seconds without audio before the device counts as lost
 
     def channel_index(self) -> int | None:
