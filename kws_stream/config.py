@@ -56,12 +56,12 @@ class DetectionConfig:
     keywords: tuple[str, ...] = ()  # allow-list; empty = all ten
     thresholds: Mapping[str, float] = field(default_factory=dict)
 
-    def pipeline_params(self, command: CommandConfig | None = None,
-                        silence: SilenceConfig | None = None) -> PipelineParams:
+    def pipeline_params(self, command: CommandParams = CommandParams(),
+                        silence: SilenceParams = SilenceParams()) -> PipelineParams:
         return PipelineParams(
             stride=self.stride,
-            command=(command or CommandConfig()).params(),
-            silence=(silence or SilenceConfig()).params(),
+            command=command,
+            silence=silence,
             decision=DecisionParams(
                 smoothing=self.smoothing,
                 threshold=self.threshold,
@@ -70,33 +70,6 @@ class DetectionConfig:
                 keywords=frozenset(self.keywords) if self.keywords else None,
             ),
         )
-
-
-@dataclass(frozen=True)
-class CommandConfig:
-    """Command mode: report a keyword only when spoken as a command (see command.py)."""
-
-    enabled: bool = True
-    max_word: float = 1.0
-    pre_silence: float = 0.6
-    post_silence: float = 0.2
-    speech_margin_db: float = 10.0
-    word_score_ratio: float = 0.7
-    min_snr_db: float = 20.0
-
-    def params(self) -> CommandParams:
-        return CommandParams(**{f.name: getattr(self, f.name) for f in fields(self)})
-
-
-@dataclass(frozen=True)
-class SilenceConfig:
-    """The silence gate: skip inference while every hop of the window is below the floor."""
-
-    enabled: bool = False
-    floor_dbfs: float = -50.0
-
-    def params(self) -> SilenceParams:
-        return SilenceParams(enabled=self.enabled, floor_dbfs=self.floor_dbfs)
 
 
 @dataclass(frozen=True)
@@ -147,8 +120,8 @@ class Config:
     audio: AudioConfig = AudioConfig()
     model: ModelConfig = ModelConfig()
     detection: DetectionConfig = DetectionConfig()
-    command: CommandConfig = CommandConfig()
-    silence: SilenceConfig = SilenceConfig()
+    command: CommandParams = CommandParams()  # [command]: the gate's own frozen parameters
+    silence: SilenceParams = SilenceParams()  # [silence]: likewise
     output: OutputConfig = OutputConfig()
     mqtt: MqttConfig = MqttConfig()
     wyoming: WyomingConfig = WyomingConfig()

@@ -87,10 +87,11 @@ def test_the_shipped_file_documents_every_key_with_its_default():
         assert f"[{section}" in text and (f"\n{name} =" in text or f"[{section}.{name}]" in text), key
 
 
-def test_command_config_maps_onto_the_gate_parameters():
-    from kws_stream.command import CommandParams
-
-    assert cfg.CommandConfig().params() == CommandParams()
+def test_command_and_silence_sections_build_the_gates_parameters():
+    config = cfg.from_mapping({"command": {"max_word": 1, "enabled": False}, "silence": {"floor_dbfs": -40}})
+    params = config.pipeline_params()
+    assert params.command.max_word == 1.0 and not params.command.enabled
+    assert params.silence.floor_dbfs == -40.0 and not params.silence.enabled
 
 
 def test_values_and_overrides():
