@@ -21,10 +21,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from . import config as cfg
 from .capture import CaptureSession, DeviceError, open_capture
 from .errors import KwsError
-from .events import EventBus, Sink
+from .events import Detection, EventBus, Sink
 from .metrics import DaemonStats, Metrics
 from .pipeline import Pipeline, PipelineParams
 from .service import Notifier, install_signal_handlers
@@ -62,7 +64,6 @@ class Worker:
         self.stop = threading.Event()
         self.detections = 0
         self.detections_by_keyword: Counter[str] = Counter()
-        self.ring_overflows = 0  # frames lost, at the device rate
         self.ring_overflow_seconds = 0.0
         self._pending: Reconfiguration | None = None
         self._stall_after = float(os.environ.get(STALL_HOOK, "0") or 0)
@@ -97,25 +98,29 @@ class Worker:
             block = current.ring.read(0 if self.stop.is_set() else WORKER_WAIT)
             self._process(current, block)
             if self.stop.is_set() and len(block) == 0:
+                # The end of the captured audio counts as the pause after a last command.
+                self._publish(self.pipeline.finish())
                 return
 
-    def _process(self, session: CaptureSession, block) -> None:  # type: ignore[no-untyped-def]
-        overflowed = session.ring.overflowed_frames
-        if overflowed > self.ring_overflows:
-            lost = (overflowed - self.ring_overflows) / session.rate
-            self.ring_overflow_seconds += lost
-            log.warning("event=ring_overflow lost_s=%.3f total_lost_s=%.3f", lost, self.ring_overflow_seconds)
-            self.ring_overflows = overflowed
+    def _process(self, session: CaptureSession, block: np.ndarray) -> None:
+        lost = session.ring.take_overflowed()
+        if lost:
+            self.ring_overflow_seconds += lost / session.rate
+            log.warning("event=ring_overflow lost_s=%.3f total_lost_s=%.3f", lost / session.rate,
+                        self.ring_overflow_seconds)
         if len(block) == 0:
             return
-        for detection in self.pipeline.feed(session.converter.convert(block)):
-            self.detections += 1
-            self.detections_by_keyword[detection.keyword] += 1
-            self.bus.publish(detection)
+        self._publish(self.pipeline.feed(session.converter.convert(block)))
         self.audio_flowing.set()
         if self._stall_after and self.pipeline.samples_seen > self._stall_after * 16000:
             log.warning("event=test_stall hook=%s", STALL_HOOK)
             threading.Event().wait()  # test hook: a stuck worker
+
+    def _publish(self, detections: list[Detection]) -> None:
+        for detection in detections:
+            self.detections += 1
+            self.detections_by_keyword[detection.keyword] += 1
+            self.bus.publish(detection)
 
     def _apply_pending(self) -> None:
         change, self._pending = self._pending, None

@@ -21,6 +21,7 @@ class RingBuffer:
         self._written = 0  # frames ever written
         self._read = 0  # frames ever read (or overwritten)
         self.overflowed_frames = 0
+        self._unreported = 0
         self._cond = threading.Condition()
 
     def write(self, block: np.ndarray) -> None:
@@ -28,7 +29,7 @@ class RingBuffer:
         n = len(block)
         with self._cond:
             if n > self.capacity:  # only ever the newest `capacity` frames survive
-                self._written += n - self.capacity
+                self._written += n - self.capacity  # counted as overflow just below
                 block = block[-self.capacity :]
                 n = self.capacity
             start = self._written % self.capacity
@@ -40,6 +41,7 @@ class RingBuffer:
             if behind > 0:
                 self._read += behind
                 self.overflowed_frames += behind
+                self._unreported += behind
             self._cond.notify()
 
     def read(self, timeout: float) -> np.ndarray:
@@ -53,6 +55,12 @@ class RingBuffer:
             out = np.concatenate((self._buffer[start : start + first], self._buffer[: n - first]))
             self._read += n
             return out
+
+    def take_overflowed(self) -> int:
+        """Frames lost to overflow since the last call (for logging each loss once)."""
+        with self._cond:
+            lost, self._unreported = self._unreported, 0
+            return lost
 
     def wake(self) -> None:
         """Wake a waiting reader (at shutdown)."""

@@ -35,3 +35,12 @@ def test_reader_wakes_when_a_block_arrives():
 
 def test_read_times_out_empty():
     assert len(RingBuffer(4, 1).read(0.01)) == 0
+
+
+def test_overflow_is_reported_once_per_loss():
+    ring = RingBuffer(8, 1)
+    ring.write(np.zeros((10, 1), dtype=np.int16))
+    assert ring.take_overflowed() == 2 and ring.take_overflowed() == 0
+    ring.read(0)
+    ring.write(np.zeros((20, 1), dtype=np.int16))
+    assert ring.take_overflowed() == 12 and ring.overflowed_frames == 14
