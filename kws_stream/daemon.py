@@ -30,7 +30,7 @@ from .events import Detection, EventBus, Sink
 from .metrics import DaemonStats, Metrics
 from .pipeline import Pipeline, PipelineParams
 from .service import Notifier, install_signal_handlers
-from .sinks import build_sinks
+from .sinks import build_sinks, stdout_reader_gone
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,11 @@ class Daemon:
 
     def _supervise(self) -> None:
         now = time.monotonic()
+        if self.worker.bus.sink_closed.is_set() or (self.config.output.stdout and stdout_reader_gone()):
+            # `kws-stream run | head -1`: the reader is gone
+            log.info("event=output_closed action=stopping")
+            self.stop.set()
+            return
         if self.reload.is_set():
             self.reload.clear()
             self._apply_reload()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -57,6 +58,17 @@ class StdoutSink:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)
+
+
+def stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reader has exited (poll reports POLLERR on the
+    write end), so a daemon notices `| head -1` without waiting for its next detection."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (OSError, ValueError):  # stdout closed or not a real file
+        return True
 
 
 def build_sinks(config: Config, model_name: str) -> list[Sink]:

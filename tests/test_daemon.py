@@ -262,3 +262,20 @@ def test_a_device_that_never_appears_leaves_the_daemon_waiting(mic16, cli_env):
     finally:
         assert daemon.stop() == 0
     assert "Traceback" not in daemon.stderr
+
+
+def test_a_closed_stdout_stops_the_daemon_quietly(mic16, cli_env):
+    """`kws-stream run | head -1`: after the first line the reader is gone."""
+    env = {**mic16.env, **{k: cli_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}}
+    proc = subprocess.Popen([*kws_command(), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        play_clip(mic16, "keywords/right_left_up.wav")
+        assert proc.stdout.readline().startswith(b'{"keyword": "right"')
+        proc.stdout.close()
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0
+    assert b"Traceback" not in err and b"event=output_closed" in err
