@@ -894,6 +894,42 @@ def render_markdown(results: Sequence[Result], meta: Mapping[str, Any], keywords
     return "\n".join(out)
 
 
+# --------------------------------------------------------------------------- stride trade-off
+
+
+def stride_accuracy(strides: Sequence[int], corpus: Path | None = None, model: str = "micronet-l",
+                    jobs: int | None = None) -> dict[int, dict[str, Any]]:
+    """Accuracy per stride at the default smoothing/threshold/refractory, plain decision stage.
+
+    For the speed benchmark's stride trade-off table. With ``corpus`` (built if missing): the
+    shared clips, the synthetic keyword set and the keyword-free stream (probabilities from
+    the cache in ``CORPUS/accuracy-cache``); without it, the shared keyword clips only.
+    Command mode is evaluated separately (``benchmarks.command_mode``).
+    """
+    from dataclasses import replace
+
+    sets: list[str] = ["shared"]
+    cache = None
+    if corpus is not None:
+        from benchmarks.corpus import build_corpus
+
+        corpus = Path(corpus).resolve()
+        build_corpus(corpus)
+        sets += ["synthetic", "negative"]
+        cache = corpus / "accuracy-cache"
+    loaded = load_model(model)
+    clips = collect_clips(sets, loaded.keywords, corpus)
+    base = default_setting()
+    candidates = [Candidate.from_setting(replace(base, stride=s), default=s == base.stride) for s in strides]
+    results, _ = run([loaded], clips, candidates, cache, jobs or min(2, os.cpu_count() or 1))
+    out: dict[int, dict[str, Any]] = {}
+    for s, r in zip(strides, results):
+        out[s] = {"setting": r.candidate, "model": model, "decision_stage": "plain",
+                  "shared_accuracy": r.accuracy("shared"), "synthetic_accuracy": r.accuracy("synthetic"),
+                  "synthetic_recall": r.recall("synthetic"), "fa_per_hour": r.fa_per_hour}
+    return out
+
+
 # --------------------------------------------------------------------------- CLI
 
 

@@ -1,6 +1,6 @@
 """Speed and memory of kws-stream, measured against a bare baseline in the same run.
 
-    python -m benchmarks.speed [--quick] [--json OUT] [--markdown OUT]
+    python -m benchmarks.speed [--quick] [--json OUT] [--markdown OUT] [--corpus DIR]
 
 These machines are shared and noisy, so every CPU figure is also given as a ratio to
 the *bare baseline*: the least work that produces the same decisions. A plain loop
@@ -16,29 +16,38 @@ Sections (each timed with process CPU time, never wall time, unless it says wall
 
 - bare: CPU us per second of audio at strides 1, 2, 4, 8 over a stream built from the
   shared keyword clips, negatives and noise (60 s; `--quick`: 12 s, the whole run about
-  45 s); measured before
+  a minute); measured before
   and after the live phases, median of all repeats;
-- pipeline: the real `Pipeline.feed` in-process on the same stream in 20 ms blocks;
+- pipeline: the real `Pipeline.feed` in-process on the same stream in capture blocks of the
+  default size (`[audio] block_ms`, 100 ms), as the daemon feeds it;
 - stages: capture callback copy (`CaptureSession.callback` -> `RingBuffer.write`), ring
   read, MFCC (`FeatureWindow.push` per hop), inference (`KeywordModel.probabilities`),
   decision (`KeywordDecider.update`), sinks (`StdoutSink.handle` to /dev/null, and the
   same through the `EventBus`); us per second of audio;
 - daemon: the real `kws-stream run` fed in real time through the PulseAudio virtual
   microphone (tests/vmic.py); utime+stime of its PID from /proc between two samples
-  taken after warm-up, per second of audio, and the ratio to the bare loop; also per
-  thread (names from `py-spy dump` when installed), at strides 2/4/8 and with 100 ms
-  capture blocks; a diagnostic `bare_paced` runs the bare loop in real time (sleeping
-  until each 20 ms / 100 ms block is due) to separate the cost of waking up every
-  block (cold caches, timer wake-ups) from the daemon's own overhead;
+  taken after warm-up, per second of audio, and the ratio to the bare loop with the same
+  decisions; also per thread (names from `py-spy dump` when installed), with command mode
+  off, at strides 2/4/8, and with 20 and 50 ms capture blocks (the default is 100 ms); a
+  diagnostic `bare_paced` runs the bare loop in real time (sleeping until each 20 / 50 /
+  100 ms block is due) to separate the cost of waking up every block (cold caches, timer
+  wake-ups) from the daemon's own overhead: the daemon is also compared with the bare
+  loop paced at its own block size;
 - idle: CPU % of one core and peak RSS (VmHWM) of that daemon over silence and speech,
   and what each import adds to a fresh interpreter's RSS;
-- latency: from the moment the last sample of a keyword is written into the virtual
-  microphone to the moment its JSON line is read from the daemon's stdout;
+- latency: keyword commands from the synthetic corpus (`--corpus`, built if missing; 40
+  clips over 10 voices, each followed by 1.2 s of noise at the clip's own noise level),
+  played through the virtual microphone to the default daemon (command mode) and to one
+  with `[command] enabled = false` (plain); from the true end of the word (keywords.csv
+  `word_end_s`, timed by when the feeder wrote the sample) to the moment its JSON line is
+  read from the daemon's stdout; p50/p95/max, matched and missed per mode;
 - file throughput: `kws-stream detect` over one hour of audio (`--quick`: 1 min),
   wall and CPU, as a multiple of real time, for micronet-l and micronet-m;
 - stride trade-off: the CPU per stride from bare, pipeline and daemon, the shared clips
-  spotted exactly by the real Pipeline, and the accuracy harness's figures when
-  `benchmarks.accuracy` offers them (else null).
+  spotted exactly by the real Pipeline, and `benchmarks.accuracy.stride_accuracy` (plain
+  decision stage from its cached replay: shared and synthetic clip accuracy, recall,
+  false accepts per hour; `--quick`: the shared clips only). Command mode is evaluated
+  separately in `benchmarks.command_mode`.
 """
 
 from __future__ import annotations
@@ -87,11 +96,13 @@ RATE = 16000
 HOP = 320
 FRAME = 640
 NUM_FRAMES = 49
-BLOCK = 320  # 20 ms, the daemon's default capture block
+DEFAULT_BLOCK_MS = cfg.AudioConfig().block_ms  # the daemon's default capture block (100 ms)
+BLOCK = RATE * DEFAULT_BLOCK_MS // 1000  # samples per capture block, as the daemon feeds the Pipeline
+PACED_BLOCKS_MS = (20, 50, 100)  # the paced bare-loop diagnostic
 STRIDES = (1, 2, 4, 8)
 MODELS = ("micronet-l", "micronet-m")
 KEYWORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
-TARGETS = {"daemon_ratio": 1.25, "latency_p95_ms": 200.0, "rss_mb": 80.0}
+TARGETS = {"daemon_ratio": 1.25, "latency_p95_ms": 200.0, "command_latency_p95_ms": 400.0, "rss_mb": 80.0}
 
 KEYWORD_CLIPS = ("keywords/yes.wav", "keywords/down.wav", "keywords/right.wav", "keywords/yes_1000ms.wav",
                  "keywords/no_1000ms.wav", "keywords/right_left_up.wav", "keywords/yes_no_go_stop.wav")
@@ -111,19 +122,20 @@ class Plan:
     warmup_s: float = 3.0  # daemon: after ready, before the first CPU sample
     silence_s: float = 60.0
     speech_s: float = 60.0
-    latency_rounds: int = 3  # rounds over LATENCY_SET (12 keywords each)
+    latency_keywords: int = 40  # synthetic keyword commands played live, per mode (command and plain)
     daemon_strides: tuple[int, ...] = (1, 2, 4, 8)
-    block_variants: tuple[int, ...] = (100,)  # extra daemon runs at stride 1 with [audio] block_ms = this
-    other_stride_s: float = 30.0  # speech window for the daemons at stride > 1
+    block_variants: tuple[int, ...] = (20, 50)  # extra daemon runs at stride 1 with [audio] block_ms = this
+    other_stride_s: float = 30.0  # speech window for the other daemons (strides > 1, blocks, plain)
     file_s: float = 3600.0
-    paced_s: float = 20.0  # diagnostic: the bare loop paced in real time (20 ms and 100 ms blocks)
+    paced_s: float = 20.0  # diagnostic: the bare loop paced in real time (20, 50 and 100 ms blocks)
 
     @classmethod
     def make(cls, quick: bool) -> "Plan":
         if not quick:
             return cls(quick=False)
         return cls(quick=True, stream_s=12.0, repeats=1, warmup_s=1.0, silence_s=5.0, speech_s=6.0,
-                   latency_rounds=0, daemon_strides=(1,), block_variants=(), other_stride_s=0.0, file_s=60.0, paced_s=3.0)
+                   latency_keywords=4, daemon_strides=(1,), block_variants=(), other_stride_s=3.0, file_s=60.0,
+                   paced_s=3.0)
 
 
 # ----------------------------------------------------------------------------- audio
@@ -421,7 +433,7 @@ class InProcess:
                 self.cpu["pipeline"][stride].append(cpu)
                 self.decisions["pipeline"][stride] = [(d.keyword, round(d.end * RATE)) for d in found]
 
-    def measure_paced(self, seconds: float, blocks_ms: Sequence[int] = (20, 100)) -> dict[str, Any]:
+    def measure_paced(self, seconds: float, blocks_ms: Sequence[int] = PACED_BLOCKS_MS) -> dict[str, Any]:
         """Diagnostic: the bare loop (stride 1) paced in real time, as a live spotter runs."""
         audio = self.audio[: int(seconds * RATE)]
         out = {}
@@ -478,10 +490,10 @@ class InProcess:
 
         cpu_cb, _ = cpu_timed(capture)
         cpu_w, _ = cpu_timed(capture_write_only)
-        out["capture_copy"] = {"us_per_s": per_s(cpu_w), "what": "RingBuffer.write of 20 ms blocks"}
+        out["capture_copy"] = {"us_per_s": per_s(cpu_w), "what": f"RingBuffer.write of {DEFAULT_BLOCK_MS} ms blocks"}
         out["capture_callback_and_ring_read"] = {
             "us_per_s": per_s(cpu_cb),
-            "what": "CaptureSession.callback + RingBuffer.read(0) per 20 ms block (worker side)"}
+            "what": f"CaptureSession.callback + RingBuffer.read(0) per {DEFAULT_BLOCK_MS} ms block (worker side)"}
 
         fw = FeatureWindow(self.extractor)
         windows: list[np.ndarray] = []
@@ -493,7 +505,8 @@ class InProcess:
                     pass
 
         cpu_mfcc, _ = cpu_timed(mfcc)
-        out["mfcc"] = {"us_per_s": per_s(cpu_mfcc), "what": "FeatureWindow.push per 20 ms hop"}
+        out["mfcc"] = {"us_per_s": per_s(cpu_mfcc),
+                       "what": f"FeatureWindow.push of {DEFAULT_BLOCK_MS} ms blocks (one frame per 20 ms hop)"}
 
         fw = FeatureWindow(self.extractor)
         for b in blocks:
@@ -583,18 +596,14 @@ def clips_spotted(model: KeywordModel, name: str, stride: int) -> dict[str, Any]
     return {"exact": ok, "clips": total, "wrong": wrong}
 
 
-def accuracy_from_harness(strides: Iterable[int]) -> dict[str, Any] | None:
-    """Per-stride accuracy from benchmarks.accuracy, if it offers `stride_accuracy(strides)`."""
+def accuracy_from_harness(strides: Iterable[int], corpus: Path | None) -> dict[str, Any] | None:
+    """Per-stride accuracy from `benchmarks.accuracy.stride_accuracy` (plain decision stage, the
+    default smoothing/threshold/refractory): the shared clips, plus the synthetic keyword set and
+    the keyword-free stream of `corpus` when given (None: the shared clips only, for --quick)."""
     try:
-        from . import accuracy  # type: ignore[attr-defined]
-    except Exception:  # not written yet, or broken: the column stays empty
-        return None
-    fn = getattr(accuracy, "stride_accuracy", None)
-    if fn is None:
-        return None
-    try:
-        return {str(k): v for k, v in fn(tuple(strides)).items()}
-    except Exception as exc:
+        from . import accuracy
+        return {str(k): v for k, v in accuracy.stride_accuracy(tuple(strides), corpus).items()}
+    except Exception as exc:  # the column says why it is empty
         return {"error": repr(exc)}
 
 
@@ -641,52 +650,116 @@ def drain(daemon: Any) -> list[tuple[float, dict[str, Any]]]:
         out.append((t, json.loads(line)))
 
 
-# Clips played for latency, each followed by LATENCY_GAP_S of silence: 12 keywords a round.
-LATENCY_SET = ("keywords/yes.wav", "keywords/down.wav", "keywords/right_left_up.wav", "keywords/yes_1000ms.wav",
-               "keywords/no_1000ms.wav", "keywords/right.wav", "keywords/yes_no_go_stop.wav")
-QUICK_LATENCY_SET = ("keywords/yes.wav", "keywords/right_left_up.wav")
-LATENCY_GAP_S = 1.0
+# Live latency: synthetic keyword commands from the corpus (benchmarks/corpus.py), each followed by
+# LATENCY_TAIL_S of noise at the clip's own noise level: a command spoken in a room, with no
+# digital-zero gaps (unrealistic, and they confuse command mode's adaptive noise floor).
+LATENCY_TAIL_S = 1.2
+DEFAULT_CORPUS = Path(tempfile.gettempdir()) / "kws-corpus"
 
 
-def measure_latency(mic: Any, daemon: Any, clips: Sequence[str]) -> dict[str, Any]:
-    """Play keyword clips with 1 s of silence around them; match each word to its JSON line.
+@dataclasses.dataclass(frozen=True)
+class LatencyWord:
+    """One synthetic keyword clip and where its word really ends (keywords.csv `word_end_s`)."""
 
-    A word's end is the end of its 1 s segment in the clip (word k of a joined clip ends
-    at k+1 s; a single-word clip's end is its last sample), timed by when the feeder
-    wrote the clip's last sample into the FIFO. Latency = line read time - word end;
-    negative when the smoothed score crossed the threshold before the segment ended.
+    path: Path
+    keyword: str
+    word_end_s: float
+
+
+def _pick_rows(rows: Sequence[dict[str, str]], n: int, seed: int = 1) -> list[dict[str, str]]:
+    """n rows spread evenly over the keywords (round robin), deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    by_keyword: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_keyword.setdefault(row["keyword"], []).append(row)
+    pools = {k: [v[i] for i in rng.permutation(len(v))] for k, v in sorted(by_keyword.items())}
+    picked: list[dict[str, str]] = []
+    while len(picked) < n and any(pools.values()):
+        for k in list(pools):
+            if pools[k] and len(picked) < n:
+                picked.append(pools[k].pop())
+    order = rng.permutation(len(picked))
+    return [picked[i] for i in order]
+
+
+def latency_words(n: int, corpus: Path, workdir: Path, quick: bool) -> list[LatencyWord]:
+    """n synthetic keyword clips from the corpus keyword set (built if missing).
+
+    `--quick` without a built corpus renders only the n clips it needs into `workdir`
+    (the same voices, levels and noise as the corpus), so the smoke test stays short.
     """
-    gap = np.zeros(int(LATENCY_GAP_S * RATE), dtype=np.int16)
-    mic.play(gap).wait(LATENCY_GAP_S + 30)  # whatever played before is over
+    import csv
+
+    from . import corpus as corpus_mod
+
+    csv_path = corpus / "keywords.csv"
+    if not csv_path.exists() and quick:
+        tools = corpus_mod.detect_tools()
+        plan = corpus_mod.plan_keyword_clips(tools, seed=0)
+        picked = _pick_rows([{"keyword": c.keyword, "i": str(i)} for i, c in enumerate(plan)], n)
+        rows = [corpus_mod.render_keyword_clip(plan[int(r["i"])], workdir / "kw") for r in picked]
+        return [LatencyWord(workdir / "kw" / r["path"], r["keyword"], float(r["word_end_s"])) for r in rows]
+    if not csv_path.exists():
+        corpus_mod.build_corpus(corpus)
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [LatencyWord(corpus / r["path"], r["keyword"], float(r["word_end_s"])) for r in _pick_rows(rows, n)]
+
+
+def clip_noise_sigma(clip: np.ndarray) -> float:
+    """The clip's own noise level: RMS of its quietest 20 ms hops (10th percentile of hop power)."""
+    x = clip.astype(np.float64)
+    hops = x[: len(x) // HOP * HOP].reshape(-1, HOP)
+    return float(np.sqrt(np.percentile((hops ** 2).mean(axis=1), 10)))
+
+
+def command_audio(word: LatencyWord, seed: int) -> tuple[np.ndarray, int]:
+    """The clip followed by LATENCY_TAIL_S of gaussian noise at its own noise level; (audio, clip samples)."""
+    import scipy.io.wavfile
+
+    rate, clip = scipy.io.wavfile.read(word.path)
+    if rate != RATE:
+        raise SystemExit(f"{word.path}: expected {RATE} Hz, got {rate}")
+    clip = np.asarray(clip, dtype=np.int16)
+    tail = np.random.default_rng(seed).normal(0.0, clip_noise_sigma(clip), int(LATENCY_TAIL_S * RATE))
+    return np.concatenate([clip, np.clip(np.round(tail), -32768, 32767).astype(np.int16)]), len(clip)
+
+
+def measure_latency(mic: Any, daemon: Any, words: Sequence[LatencyWord]) -> dict[str, Any]:
+    """Play keyword commands back to back; match each word to its JSON line.
+
+    A word's end is `word_end_s` in its clip, timed by when the feeder wrote the last sample
+    of clip + tail into the FIFO. Latency = line read time - word end; negative when plain
+    spotting's smoothed score crossed the threshold before the word was over. A detection
+    matches the first unmatched played word of the same keyword whose end lies within
+    [-1.0, +1.5] s of it.
+    """
+    lead, _ = command_audio(words[0], seed=10_000)
+    mic.play(lead[-int(0.5 * RATE):]).wait(30)  # 0.5 s of room noise; whatever played before is over
     drain(daemon)
-    played: list[tuple[str, Any, int]] = []
-    for name in clips:
-        clip = read_clip(name)
-        played.append((name, mic.play(clip), len(clip)))
-        mic.play(gap)
-    words: list[dict[str, Any]] = []
-    for name, handle, n in played:
-        written = handle.wait(n / RATE + 30)
+    played: list[tuple[LatencyWord, Any, int, int]] = []
+    for i, w in enumerate(words):
+        audio, n_clip = command_audio(w, seed=i)
+        played.append((w, mic.play(audio), len(audio), n_clip))
+    ends: list[float] = []
+    for w, handle, n, _ in played:
+        written = handle.wait(n / RATE + 60)
         if written is None:
-            raise RuntimeError(f"the virtual microphone did not play {name}")
-        expected = expected_words(name)
-        for k, word in enumerate(expected):
-            seg_end = n / RATE if len(expected) == 1 else (k + 1) * 1.0
-            words.append({"clip": name, "word": word, "end": written - (n / RATE - seg_end)})
-    time.sleep(1.5)
+            raise RuntimeError(f"the virtual microphone did not play {w.path}")
+        ends.append(written - n / RATE + w.word_end_s)
+    time.sleep(2.0)
     found = drain(daemon)
     used = [False] * len(found)
     latencies: list[float] = []
     misses: list[str] = []
-    for w in words:
+    for (w, _, _, _), end in zip(played, ends):
         for i, (t, d) in enumerate(found):
-            if not used[i] and d["keyword"] == w["word"] and w["end"] - 1.2 <= t <= w["end"] + 2.0:
+            if not used[i] and d["keyword"] == w.keyword and end - 1.0 <= t <= end + 1.5:
                 used[i] = True
-                w["latency_ms"] = 1000 * (t - w["end"])
-                latencies.append(w["latency_ms"])
+                latencies.append(1000 * (t - end))
                 break
         else:
-            misses.append(f"{w['clip']}:{w['word']}")
+            misses.append(f"{w.keyword}:{w.path.parent.name}/{w.path.name}")
     extras = [d["keyword"] for (t, d), u in zip(found, used) if not u]
     lat = sorted(latencies)
     return {
@@ -761,19 +834,30 @@ def thread_breakdown(before: dict[int, tuple[str, float]], after: dict[int, tupl
     return sorted(rows, key=lambda r: -r["cpu_s"])
 
 
-def run_daemon_phases(plan: Plan, stream: np.ndarray, workdir: Path) -> dict[str, Any]:
-    """stride 1: idle over silence, cost over speech, latency; then each other stride: cost over speech."""
+def run_daemon_phases(plan: Plan, stream: np.ndarray, workdir: Path, corpus: Path = DEFAULT_CORPUS) -> dict[str, Any]:
+    """Daemons through the virtual microphone, one after another.
+
+    "1" (the defaults: stride 1, command mode, DEFAULT_BLOCK_MS blocks): idle over silence,
+    cost over speech, live latency of keyword commands; "1-plain" (`[command] enabled = false`):
+    cost over speech and the same latency; then the other strides and capture block sizes:
+    cost over speech.
+    """
     VirtualMic, _ = _test_helpers()
-    out: dict[str, Any] = {"cost": {}, "idle": {}, "latency": None, "threads": None}
+    out: dict[str, Any] = {"cost": {}, "idle": {}, "latency": {}, "threads": None}
     speech = np.resize(stream, int(plan.speech_s * RATE))
+    words = latency_words(plan.latency_keywords, corpus, workdir, plan.quick)
     with VirtualMic(workdir / "vmic", rate=RATE, channels=1) as mic:
-        runs = [(stride, 0) for stride in plan.daemon_strides] + [(1, ms) for ms in plan.block_variants]
-        for stride, block_ms in runs:
-            key = str(stride) if not block_ms else f"{stride}@{block_ms}ms"
+        # (key, stride, block_ms or 0 for the default, command mode on)
+        runs = [("1", 1, 0, True), ("1-plain", 1, 0, False)]
+        runs += [(str(s), s, 0, True) for s in plan.daemon_strides if s != 1]
+        runs += [(f"1@{ms}ms", 1, ms, True) for ms in plan.block_variants if ms != DEFAULT_BLOCK_MS]
+        for key, stride, block_ms, command in runs:
+            conf_text = (f"[audio]\nblock_ms = {block_ms}\n" if block_ms else "") + \
+                        ("" if command else "[command]\nenabled = false\n")
             extra: list[str] = []
-            if block_ms:
-                conf = workdir / f"block_{block_ms}.toml"
-                conf.write_text(f"[audio]\nblock_ms = {block_ms}\n")
+            if conf_text:
+                conf = workdir / f"daemon_{key}.toml"
+                conf.write_text(conf_text)
                 extra = ["--config", str(conf)]
             daemon = start_daemon(mic, stride, extra=extra)
             pid = daemon.proc.pid
@@ -802,17 +886,19 @@ def run_daemon_phases(plan: Plan, stream: np.ndarray, workdir: Path) -> dict[str
                 mem = procstat.memory(pid)
                 spoken = procstat.Interval(a, b)
                 detections = len(drain(daemon))
-                out["cost"][key] = {"block_ms": block_ms or 20, "stride": stride, "seconds": spoken.wall, "audio_s": len(audio) / RATE,
-                                            "cpu_s": spoken.cpu, "us_per_s": 1e6 * spoken.cpu / spoken.wall,
-                                            "cpu_percent": spoken.cpu_percent, "detections": detections}
+                out["cost"][key] = {"block_ms": block_ms or DEFAULT_BLOCK_MS, "stride": stride,
+                                    "command_mode": command, "seconds": spoken.wall, "audio_s": len(audio) / RATE,
+                                    "cpu_s": spoken.cpu, "us_per_s": 1e6 * spoken.cpu / spoken.wall,
+                                    "cpu_percent": spoken.cpu_percent, "detections": detections}
                 if key == "1":
                     out["idle"]["speech"] = {"seconds": spoken.wall, "cpu_s": spoken.cpu,
                                              "cpu_percent": spoken.cpu_percent, "vmhwm_mb": mem.hwm_mb,
                                              "vmrss_mb": mem.rss_mb}
-                    clips = QUICK_LATENCY_SET if plan.latency_rounds == 0 else LATENCY_SET * plan.latency_rounds
-                    out["latency"] = measure_latency(mic, daemon, clips)
-                    out["latency"]["vmhwm_mb_after"] = procstat.memory(pid).hwm_mb
                     out["threads"] = thread_breakdown(threads_before, threads_after, spoken.wall, thread_names(pid))
+                if key in ("1", "1-plain"):
+                    mode = "command" if command else "plain"
+                    out["latency"][mode] = measure_latency(mic, daemon, words)
+                    out["latency"][mode]["vmhwm_mb_after"] = procstat.memory(pid).hwm_mb
             finally:
                 code = daemon.stop()
             overflow_lines = [line for line in daemon.stderr.splitlines() if "event=ring_overflow" in line
@@ -821,6 +907,8 @@ def run_daemon_phases(plan: Plan, stream: np.ndarray, workdir: Path) -> dict[str
             out["cost"][key]["overflow_log_lines"] = len(overflow_lines)
         out["import_memory"] = import_memory(mic.env)
         out["mic"] = {"feeder_resyncs": mic.stats["resyncs"], "feeder_max_late_ms": 1000 * mic.max_late_s}
+    out["latency"]["tail_s"] = LATENCY_TAIL_S
+    out["latency"]["words"] = [f"{w.keyword}:{w.path.parent.name}/{w.path.name}" for w in words]
     return out
 
 
@@ -884,7 +972,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
+def run(plan: Plan, progress: Callable[[str], None], corpus: Path = DEFAULT_CORPUS) -> dict[str, Any]:
     result: dict[str, Any] = {"meta": machine(), "plan": dataclasses.asdict(plan), "targets": TARGETS}
     stream = build_stream(plan.stream_s, seed=0)
     progress(f"in-process: bare loop and Pipeline at strides {STRIDES} over {plan.stream_s:.0f} s of audio")
@@ -893,37 +981,43 @@ def run(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
     progress("in-process: stages")
     result["stages"] = inproc.stages()
     with tempfile.TemporaryDirectory(prefix="kws-speed-") as tmp:
-        progress(f"daemon through the virtual microphone: strides {plan.daemon_strides}, "
-                 f"{plan.silence_s:.0f} s silence + {plan.speech_s:.0f} s speech + latency")
-        daemon = run_daemon_phases(plan, stream, Path(tmp))
+        progress(f"daemon through the virtual microphone: strides {plan.daemon_strides}, blocks "
+                 f"{DEFAULT_BLOCK_MS} (default) {' '.join(map(str, plan.block_variants))} ms; "
+                 f"{plan.silence_s:.0f} s silence + {plan.speech_s:.0f} s speech + latency over "
+                 f"{plan.latency_keywords} keyword commands, command mode and plain")
+        daemon = run_daemon_phases(plan, stream, Path(tmp), corpus)
         progress("in-process: bare loop and Pipeline again (after the live phases)")
         inproc.measure_loops(plan.repeats)
-        progress(f"in-process: bare loop paced in real time, {plan.paced_s:.0f} s each in 20 ms and 100 ms blocks")
+        progress(f"in-process: bare loop paced in real time, {plan.paced_s:.0f} s each in "
+                 f"{', '.join(map(str, PACED_BLOCKS_MS))} ms blocks")
         result["bare_paced"] = inproc.measure_paced(plan.paced_s)
         progress(f"file throughput: kws-stream detect over {plan.file_s:.0f} s of audio, {', '.join(MODELS)}")
         result["file_throughput"] = file_throughput(plan, Path(tmp))
     result.update(inproc.loops_report())
     result["stream_s"] = inproc.audio_s
-    for stride, cost in daemon["cost"].items():
+    for key, cost in daemon["cost"].items():
         if "us_per_s" in cost:
-            cost["ratio_to_bare"] = cost["us_per_s"] / result["bare"][str(cost["stride"])]["us_per_s"]
+            # the bare loop with the same decisions: command gate included when the daemon runs command mode
+            same = result["bare" if cost["command_mode"] else "bare_plain"][str(cost["stride"])]["us_per_s"]
+            cost["ratio_to_bare"] = cost["us_per_s"] / same
             cost["ratio_to_bare_plain"] = cost["us_per_s"] / result["bare_plain"][str(cost["stride"])]["us_per_s"]
-            if stride == "1":
-                cost["ratio_to_bare_paced_20ms"] = cost["us_per_s"] / result["bare_paced"]["20ms"]["us_per_s"]
+            paced = result["bare_paced"].get(f"{cost['block_ms']}ms")
+            if cost["stride"] == 1 and cost["command_mode"] and paced:
+                cost["ratio_to_bare_paced"] = cost["us_per_s"] / paced["us_per_s"]  # paced at the same block size
     result["daemon"] = daemon["cost"]
     result["idle"] = {**daemon["idle"], "mic": daemon["mic"]}
     result["daemon_threads"] = daemon["threads"]
     result["import_memory"] = daemon["import_memory"]
     result["latency"] = daemon["latency"]
-    progress("stride trade-off: shared clips through the real Pipeline")
-    harness = accuracy_from_harness(STRIDES)
+    progress("stride trade-off: shared clips through the real Pipeline, and the accuracy harness")
+    harness = accuracy_from_harness(STRIDES, None if plan.quick else corpus)
     result["stride_tradeoff"] = [
         {"stride": s, "bare_us_per_s": result["bare"][str(s)]["us_per_s"],
          "pipeline_us_per_s": result["pipeline"][str(s)]["us_per_s"],
          "daemon_us_per_s": result["daemon"].get(str(s), {}).get("us_per_s"),
          "inferences_per_s": result["bare"][str(s)]["inferences"] / inproc.audio_s,
          "shared_clips": clips_spotted(inproc.model, inproc.model_name, s),
-         "accuracy": (harness or {}).get(str(s))}
+         "accuracy": (harness or {}).get(str(s)), "accuracy_error": (harness or {}).get("error")}
         for s in STRIDES]
     result["meta"]["loadavg_end"] = os.getloadavg()[0]
     result["verdict"] = verdict(result)
@@ -933,12 +1027,17 @@ def run(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
 
 def verdict(r: dict[str, Any]) -> dict[str, Any]:
     ratio = r["daemon"].get("1", {}).get("ratio_to_bare")
-    p95 = (r["latency"] or {}).get("p95_ms")
+    lat = r.get("latency") or {}
+    p95 = (lat.get("plain") or {}).get("p95_ms")
+    p95_cmd = (lat.get("command") or {}).get("p95_ms")
     rss = max(v["vmhwm_mb"] for k, v in r["idle"].items() if k in ("silence", "speech"))
     return {"daemon_ratio": {"value": ratio, "target": TARGETS["daemon_ratio"],
                              "met": ratio is not None and ratio <= TARGETS["daemon_ratio"]},
-            "latency_p95_ms": {"value": p95, "target": TARGETS["latency_p95_ms"],
+            "latency_p95_ms": {"value": p95, "target": TARGETS["latency_p95_ms"], "mode": "plain",
                                "met": p95 is not None and p95 <= TARGETS["latency_p95_ms"]},
+            "command_latency_p95_ms": {"value": p95_cmd, "target": TARGETS["command_latency_p95_ms"],
+                                       "mode": "command",
+                                       "met": p95_cmd is not None and p95_cmd <= TARGETS["command_latency_p95_ms"]},
             "rss_mb": {"value": rss, "target": TARGETS["rss_mb"], "met": rss <= TARGETS["rss_mb"]}}
 
 
@@ -970,19 +1069,30 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['pipeline']['1']['same_decisions_as_bare']} |",
     ]
     d1 = r["daemon"].get("1", {})
-    lines.append(f"| **kws-stream run (daemon), stride 1** | {_f(d1.get('us_per_s'))} | "
-                 f"**{_f(d1.get('ratio_to_bare'), '{:.2f}')}** | target <= {TARGETS['daemon_ratio']}: "
-                 f"{'met' if v['daemon_ratio']['met'] else 'NOT met'}; {_f(d1.get('seconds'), '{:.0f}')} s live |")
+    lines.append(f"| **kws-stream run (daemon), stride 1, {d1.get('block_ms')} ms blocks (defaults)** | "
+                 f"{_f(d1.get('us_per_s'))} | **{_f(d1.get('ratio_to_bare'), '{:.2f}')}** | target <= "
+                 f"{TARGETS['daemon_ratio']}: {'met' if v['daemon_ratio']['met'] else 'NOT met'}; "
+                 f"{_f(d1.get('seconds'), '{:.0f}')} s live; daemon / bare paced in "
+                 f"{d1.get('block_ms')} ms blocks = {_f(d1.get('ratio_to_bare_paced'), '{:.2f}')} |")
+    dp = r["daemon"].get("1-plain", {})
+    if "us_per_s" in dp:
+        lines.append(f"| kws-stream run, command mode off (plain) | {_f(dp['us_per_s'])} | "
+                     f"{_f(dp['us_per_s'] / r['bare']['1']['us_per_s'], '{:.2f}')} | x bare plain: "
+                     f"{_f(dp['ratio_to_bare'], '{:.2f}')}; {dp['seconds']:.0f} s live |")
     for key, paced in r["bare_paced"].items():
         lines.append(f"| diagnostic: bare loop paced in real time, {paced['block_ms']} ms blocks | "
                      f"{_f(paced['us_per_s'])} | {_f(paced['us_per_s'] / r['bare']['1']['us_per_s'], '{:.2f}')} | "
-                     f"same loop, sleeping until each block is due ({paced['seconds']:.0f} s); daemon / this = "
-                     f"{_f(r['daemon'].get('1', {}).get('us_per_s', float('nan')) / paced['us_per_s'], '{:.2f}')} |")
+                     f"same loop, sleeping until each block is due ({paced['seconds']:.0f} s) |")
     for key, d in r["daemon"].items():
-        if key != "1" and "us_per_s" in d:
-            s = str(d["stride"])
-            lines.append(f"| kws-stream run, stride {s}, {d['block_ms']} ms capture blocks | {_f(d['us_per_s'])} | "
-                         f"{_f(d['ratio_to_bare'], '{:.2f}')} | bare at stride {s}: {_f(r['bare'][s]['us_per_s'])}; "
+        if key.startswith("1@") and "us_per_s" in d:
+            lines.append(f"| kws-stream run, stride 1, {d['block_ms']} ms capture blocks | {_f(d['us_per_s'])} | "
+                         f"{_f(d['ratio_to_bare'], '{:.2f}')} | daemon / bare paced in {d['block_ms']} ms blocks = "
+                         f"{_f(d.get('ratio_to_bare_paced'), '{:.2f}')}; {d['seconds']:.0f} s live |")
+    for key, d in r["daemon"].items():
+        if key not in ("1", "1-plain") and not key.startswith("1@") and "us_per_s" in d:
+            s_ = str(d["stride"])
+            lines.append(f"| kws-stream run, stride {s_}, {d['block_ms']} ms capture blocks | {_f(d['us_per_s'])} | "
+                         f"{_f(d['ratio_to_bare'], '{:.2f}')} | bare at stride {s_}: {_f(r['bare'][s_]['us_per_s'])}; "
                          f"{d['seconds']:.0f} s live |")
     lines += ["", "Per stage (stride 1, each stage alone over the stream):", "",
               "| stage | us CPU / s audio | what |", "|---|---:|---|"]
@@ -1002,10 +1112,20 @@ def markdown(r: dict[str, Any]) -> str:
     lat = r["latency"] or {}
     idle = r["idle"]
     lines += [
-        "", "| live | value | target |", "|---|---:|---|",
-        f"| latency p50 / p95 / max (ms), {lat.get('matched')} of {lat.get('keywords_played')} keywords | "
-        f"{_f(lat.get('p50_ms'))} / {_f(lat.get('p95_ms'))} / {_f(lat.get('max_ms'))} | p95 <= "
-        f"{TARGETS['latency_p95_ms']:.0f}: {'met' if v['latency_p95_ms']['met'] else 'NOT met'} |",
+        "", f"Live latency: {len(lat.get('words', []))} synthetic keyword commands (the corpus keyword set: "
+        f"10 voices, each clip followed by {lat.get('tail_s')} s of noise at its own noise level), played through "
+        "the virtual microphone; latency = JSON line read - true end of the word (keywords.csv `word_end_s`); "
+        "negative = reported before the word was over.", "",
+        "| mode | p50 / p95 / max (ms) | matched / played | extra detections | target |",
+        "|---|---:|---:|---:|---|"]
+    for mode, key, label in (("plain", "latency_p95_ms", "plain (`[command] enabled = false`)"),
+                             ("command", "command_latency_p95_ms", "command mode (default)")):
+        m = lat.get(mode) or {}
+        lines.append(f"| {label} | {_f(m.get('p50_ms'))} / {_f(m.get('p95_ms'))} / {_f(m.get('max_ms'))} | "
+                     f"{m.get('matched')} / {m.get('keywords_played')} | {len(m.get('extra_detections', []))} | "
+                     f"p95 <= {TARGETS[key]:.0f}: {'met' if v[key]['met'] else 'NOT met'} |")
+    lines += [
+        "", "| live, defaults | value | target |", "|---|---:|---|",
         f"| CPU, silence ({_f(idle['silence']['seconds'])} s) | {idle['silence']['cpu_percent']:.2f} % of a core | |",
         f"| CPU, speech ({_f(idle['speech']['seconds'])} s) | {idle['speech']['cpu_percent']:.2f} % of a core | |",
         f"| peak RSS (VmHWM) after silence / after speech | {idle['silence']['vmhwm_mb']:.1f} / "
@@ -1020,14 +1140,23 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {name} | {f['x_realtime_wall']:.0f} | {f['x_realtime_cpu']:.0f} | {f['cpu_us_per_s']:.0f} | "
                      f"{f['wall_s']:.1f} | {f['startup_wall_s']:.2f} | {f['detections']} |")
     lines += ["", "Stride trade-off (CPU in us per second of audio; shared clips = the 15 shared clips as recorded "
-              "and padded with 0.5 s of room noise, spotted exactly by the real Pipeline):", "",
-              "| stride | inferences / s | bare | Pipeline | daemon | shared clips exact | accuracy harness |",
-              "|---:|---:|---:|---:|---:|---:|---|"]
+              "and padded with 0.5 s of room noise, spotted exactly by the real Pipeline with the defaults; the "
+              "accuracy columns come from `benchmarks.accuracy` with the plain decision stage at the default "
+              "smoothing/threshold/refractory: command mode is evaluated separately in `benchmarks.command_mode`):",
+              "", "| stride | inferences / s | bare | Pipeline | daemon | shared clips exact | shared acc (plain) | "
+              "synth acc (plain) | synth recall (plain) | FA/h (plain) |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for t in r["stride_tradeoff"]:
         sc = t["shared_clips"]
+        acc = t["accuracy"] or {}
+        pct = lambda x: "-" if x is None else f"{100 * x:.1f} %"  # noqa: E731
         lines.append(f"| {t['stride']} | {t['inferences_per_s']:.1f} | {_f(t['bare_us_per_s'])} | "
                      f"{_f(t['pipeline_us_per_s'])} | {_f(t['daemon_us_per_s'])} | {sc['exact']}/{sc['clips']} | "
-                     f"{'-' if t['accuracy'] is None else json.dumps(t['accuracy'])} |")
+                     f"{pct(acc.get('shared_accuracy'))} | {pct(acc.get('synthetic_accuracy'))} | "
+                     f"{pct(acc.get('synthetic_recall'))} | {_f(acc.get('fa_per_hour'), '{:.1f}')} |")
+    err = next((t["accuracy_error"] for t in r["stride_tradeoff"] if t.get("accuracy_error")), None)
+    if err:
+        lines.append(f"\n(accuracy harness: {err})")
     return "\n".join(lines) + "\n"
 
 
@@ -1036,10 +1165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a short smoke run of every section (about a minute)")
     p.add_argument("--json", type=Path, metavar="OUT", help="write all results as JSON")
     p.add_argument("--markdown", type=Path, metavar="OUT", help="write the tables as markdown")
+    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
+                   help="synthetic corpus (benchmarks.corpus) for the latency commands and the accuracy columns; "
+                        "built if missing (default: %(default)s)")
     args = p.parse_args(argv)
     plan = Plan.make(args.quick)
     t0 = time.monotonic()
-    result = run(plan, lambda msg: print(f"[{time.monotonic() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True))
+    result = run(plan, lambda msg: print(f"[{time.monotonic() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True),
+                 args.corpus.resolve())
     result["meta"]["benchmark_wall_s"] = time.monotonic() - t0
     text = markdown(result)
     print(text)

@@ -116,13 +116,13 @@ QUICK_KEYS = {
     "bare": ["1", "2", "4", "8"],
     "bare_plain": ["1", "2", "4", "8"],
     "pipeline": ["1", "2", "4", "8"],
-    "bare_paced": ["20ms", "100ms"],
+    "bare_paced": ["20ms", "50ms", "100ms"],
     "stages": ["capture_copy", "mfcc", "inference", "decision", "sinks", "sum_of_stages"],
-    "daemon": ["1"],
+    "daemon": ["1", "1-plain"],
     "idle": ["silence", "speech"],
-    "latency": ["p50_ms", "p95_ms", "max_ms", "keywords_played", "matched", "samples_ms"],
+    "latency": ["command", "plain", "words", "tail_s"],
     "file_throughput": ["audio_s", "models"],
-    "verdict": ["daemon_ratio", "latency_p95_ms", "rss_mb"],
+    "verdict": ["daemon_ratio", "latency_p95_ms", "command_latency_p95_ms", "rss_mb"],
     "import_memory": ["steps"],
 }
 
@@ -143,10 +143,16 @@ def test_quick_benchmark_runs_end_to_end_and_writes_every_key(tmp_path):
     daemon = result["daemon"]["1"]
     assert daemon["us_per_s"] > 0 and daemon["ratio_to_bare"] > 0 and daemon["exit_code"] == 0
     assert result["idle"]["speech"]["vmhwm_mb"] > 10
-    assert result["latency"]["matched"] >= 1  # keywords went through the real microphone path
+    for mode in ("command", "plain"):  # keyword commands went through the real microphone path
+        lat = result["latency"][mode]
+        assert {"p50_ms", "p95_ms", "max_ms", "keywords_played", "matched", "missed", "samples_ms"} <= set(lat)
+        assert lat["keywords_played"] == 4 and lat["matched"] >= 1
+    assert daemon["block_ms"] == 100 and daemon["command_mode"] is True
+    assert result["daemon"]["1-plain"]["command_mode"] is False
     assert set(result["file_throughput"]["models"]) == {"micronet-l", "micronet-m"}
     assert all(m["x_realtime_wall"] > 0 for m in result["file_throughput"]["models"].values())
     assert [t["stride"] for t in result["stride_tradeoff"]] == [1, 2, 4, 8]
     assert all("accuracy" in t and t["shared_clips"]["clips"] == 30 for t in result["stride_tradeoff"])
+    assert result["stride_tradeoff"][0]["accuracy"]["shared_accuracy"] > 0  # from benchmarks.accuracy
     assert result["meta"]["cpu_model"] in md.read_text()
     assert "| bare loop, stride 1 |" in r.stdout  # the table is printed too
