@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from .backend import KeywordModel
-from .command import CommandGate, CommandParams
+from .command import CommandGate, CommandParams, hop_level_db
 from .decision import Decision, DecisionParams, KeywordDecider
 from .events import Detection
 from .features import FeatureWindow, MfccExtractor
@@ -94,9 +94,9 @@ class Pipeline:
         audio_start = self.features.samples_covered  # stream position of audio[0]
         for frames_total in self.features.push(samples):
             end = self.features.samples_covered
-            newest = audio[max(0, end - hop - audio_start): end - audio_start] if per_hop_audio else audio
+            level = hop_level_db(audio[max(0, end - hop - audio_start): end - audio_start]) if per_hop_audio else 0.0
             due = frames_total >= num_frames and (frames_total - num_frames) % self.params.stride == 0
-            if silence is not None and not silence.push(newest):
+            if silence is not None and not silence.push_level(level):
                 if due:
                     silence.skipped += 1
                     self.decider.forget()  # no stale scores from before the silence
@@ -106,7 +106,7 @@ class Pipeline:
                 detections.extend(self._detection(d) for d in decisions)
                 continue
             smoothed = self.decider.smoothed if due else None
-            detections.extend(self._detection(d) for d in gate.push(newest, end, decisions, smoothed))
+            detections.extend(self._detection(d) for d in gate.push_level(level, end, decisions, smoothed))
         if per_hop_audio:
             self._tail = audio[self.features.samples_covered - audio_start:]
         return detections

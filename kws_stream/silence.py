@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .command import hop_level_db
+
 FULL_SCALE_POWER = 32768.0 ** 2
 
 
@@ -26,15 +28,16 @@ class SilenceGate:
     def __init__(self, params: SilenceParams, window_hops: int) -> None:
         self.params = params
         self._window_hops = window_hops
-        self._floor_power = FULL_SCALE_POWER * 10.0 ** (params.floor_dbfs / 10.0)
         self._quiet_hops = window_hops  # hops since the last loud one; a new stream starts quiet
         self.skipped = 0  # inferences not run, for benchmarks and metrics
 
     def push(self, hop: np.ndarray) -> bool:
         """Feed one hop of int16 audio; True while the model should run."""
-        x = hop.astype(np.float32)
-        power = float(np.dot(x, x)) / max(1, len(x))
-        self._quiet_hops = 0 if power >= self._floor_power else self._quiet_hops + 1
+        return self.push_level(hop_level_db(hop))
+
+    def push_level(self, level_db: float) -> bool:
+        """`push` with the hop's level already measured (the command gate needs it too)."""
+        self._quiet_hops = 0 if level_db >= self.params.floor_dbfs else self._quiet_hops + 1
         return self.active
 
     @property
