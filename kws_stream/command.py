@@ -150,7 +150,9 @@ class NoiseFloor:
             self._block_min = min(self._block_min, level)
         self._block_count += 1
         if self._block_count >= self._block_hops:
-            self._blocks.append(self._block_min)
+            # a block of digital silence says nothing about the room: the floor falls
+            # to the lowest trusted one instead of being set by the next word itself
+            self._blocks.append(self._block_min if self._block_min < math.inf else MIN_NOISE_FLOOR_DBFS)
             self._block_min = math.inf
             self._block_count = 0
         floor = min(self._block_min, min(self._blocks, default=math.inf))
@@ -380,8 +382,10 @@ class CommandGate:
         # it needs pre_silence; after another short burst (a command in a row of
         # commands: "left ... up") the gap of post_silence is enough.
         start, before = self._burst_start(peak_hop, threshold, oldest)
-        if before < oldest:  # reached the stream start (or, for absurdly long bursts, the history start)
-            isolated = oldest == 0
+        if before < oldest:
+            # no speech before the burst in the whole history: isolated if the quiet
+            # heard before it is long enough, or if it reaches back to the stream start
+            isolated = start - oldest >= self._pre_hops or oldest == 0
         elif start - before - 1 >= self._pre_hops:
             isolated = True
         else:

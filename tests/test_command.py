@@ -75,6 +75,17 @@ def test_commands_in_a_row_need_only_the_short_gap():
     assert [k for k, _ in accepted] == ["left", "up"]
 
 
+@pytest.mark.parametrize("quiet_s", [1.0, 2.5, 3.5, 5.0, 10.0, 60.0])
+@pytest.mark.parametrize("room_db", [-60.0, -100.0])  # room noise, and digital silence
+def test_a_word_after_a_long_quiet_is_accepted(quiet_s, room_db):
+    # regression: the backward walk reached the 4 s history limit in silence and
+    # counted the burst isolated only at the stream start, so a word said after
+    # 3 s or more of quiet was never reported
+    levels = contour((0.5, -20), (quiet_s, room_db), (0.5, -20), (1.0, room_db))
+    fired = len(levels) - 55
+    assert [k for k, _ in run_levels(levels, {fired: "stop"})] == ["stop"]
+
+
 def test_a_candidate_over_noise_alone_is_rejected():
     rng = np.random.default_rng(0)
     levels = list(-60 + rng.normal(0, 2, 150))
@@ -233,3 +244,13 @@ def test_reconfigure_switches_command_mode(model):
     pipeline = Pipeline(model, "micronet-l", "test", PLAIN)
     pipeline.reconfigure(dataclasses.replace(PLAIN, command=CommandParams()))
     assert [d.keyword for d in pipeline.feed(audio) + pipeline.finish()] == []
+
+
+@pytest.mark.parametrize("quiet_s", [1.0, 3.5, 5.0, 10.0, 60.0])
+@pytest.mark.parametrize("digital", [False, True])
+def test_words_after_long_quiet_gaps_are_all_found(model, quiet_s, digital):
+    """A quiet room, then "yes", three times: every word is reported in command mode."""
+    _, yes = read_clip("keywords/yes.wav")
+    gap = np.zeros(round(quiet_s * 16000), dtype=np.int16) if digital else room_tone(quiet_s)
+    audio = np.concatenate([gap, yes, gap, yes, gap, yes, gap])
+    assert [d.keyword for d in spot(model, audio, block=16000)] == ["yes", "yes", "yes"]
