@@ -622,8 +622,8 @@ def _test_helpers() -> tuple[Any, Any]:
 
 
 def kws_command() -> list[str]:
-    exe = shutil.which("kws-stream")
-    return [exe] if exe else [sys.executable, "-m", "kws_stream"]
+    """This interpreter's kws-stream (never another install found on PATH)."""
+    return [sys.executable, "-m", "kws_stream"]
 
 
 def start_daemon(mic: Any, stride: int, model: str = "micronet-l", extra: Sequence[str] = ()) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,11 +65,17 @@ def cli_env(home: Path) -> dict[str, str]:
     return env
 
 
+def kws_executable() -> Path:
+    """The `kws-stream` script of the interpreter running the tests (never whatever PATH
+    finds: another install elsewhere would be tested instead of this checkout)."""
+    exe = Path(sys.executable).parent / "kws-stream"
+    if not exe.is_file():
+        pytest.fail(f"{exe} is missing: install the project into this interpreter (./setup.sh --dev)")
+    return exe
+
+
 def kws_command() -> list[str]:
-    exe = shutil.which("kws-stream")
-    if exe is None:
-        pytest.fail("the kws-stream command is not installed: run `pip install .` first")
-    return [exe]
+    return [str(kws_executable())]
 
 
 @pytest.fixture(scope="session")

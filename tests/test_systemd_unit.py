@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import kws_executable
+
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "kws-stream.service"
 INSTALLED_EXEC = "/opt/kws-stream/venv/bin/kws-stream"
 
@@ -17,8 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
 
 def unit_with_real_executable(tmp_path: Path) -> Path:
     """verify checks that ExecStart exists: point it at the kws-stream installed here."""
-    exe = shutil.which("kws-stream")
-    assert exe, "kws-stream is not installed"
+    exe = str(kws_executable())
     path = tmp_path / "kws-stream.service"
     path.write_text(UNIT.read_text().replace(INSTALLED_EXEC, exe))
     return path
