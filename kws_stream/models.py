@@ -126,9 +126,14 @@ def _parse_entry(manifest: Path, name: str, entry: Mapping[str, Any]) -> ModelSp
     url = entry.get("url")
     if path is None and (url is None or entry.get("sha1") is None or entry.get("size") is None):
         raise KwsError(f"{where}: give either `path`, or `url` with `sha1` and `size`")
+    file = entry.get("file", path.name if path else f"{name}.tflite")
+    if not isinstance(file, str) or file in ("", ".", "..") or Path(file).name != file:
+        # install() writes model_dir / file: an absolute path or `..` would write elsewhere
+        raise KwsError(f"{where}: `file` must be a plain file name in the model directory, "
+                       f"without `/` or `..` (got {file!r})")
     return ModelSpec(
         name=name,
-        file=str(entry.get("file") or (path.name if path else f"{name}.tflite")),
+        file=file,
         labels=tuple(labels),
         features=FeatureParams(**features),
         sha1=entry.get("sha1"),

@@ -141,3 +141,18 @@ def test_bad_manifest_entries_are_named(tmp_path, body, message):
     extra.write_text(body)
     with pytest.raises(KwsError, match=message):
         load_manifest((extra,))
+
+
+@pytest.mark.parametrize("file", ["/tmp/evil.tflite", "../evil.tflite", "sub/../../evil.tflite", "..", ""])
+def test_a_manifest_file_outside_the_model_directory_is_refused(tmp_path, file):
+    extra = tmp_path / "bad.toml"
+    extra.write_text(f'[models.x]\nfile = "{file}"\nurl = "http://h/x"\nsha1 = "00"\nsize = 1\nlabels = ["a"]\n')
+    with pytest.raises(KwsError, match=r"model 'x': `file` must be a plain file name in the model directory"):
+        load_manifest((extra,))
+
+
+def test_a_model_name_that_would_escape_the_model_directory_is_refused(tmp_path):
+    extra = tmp_path / "bad.toml"
+    extra.write_text('[models."../../evil"]\nurl = "http://h/x"\nsha1 = "00"\nsize = 1\nlabels = ["a"]\n')
+    with pytest.raises(KwsError, match=r"`file` must be a plain file name in the model directory"):
+        load_manifest((extra,))
