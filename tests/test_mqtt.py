@@ -435,3 +435,42 @@ def test_the_daemon_publishes_live_detections(broker: Broker, closing: list[Any]
     assert topics[f"{PREFIX}/detection"]["keyword"] == "yes"
     hermes = topics["hermes/hotword/yes/detected"]
     assert hermes["siteId"] == "kitchen" and hermes["modelId"] == "yes"
+
+
+def test_rapid_sighups_close_every_replaced_mqtt_client(broker: Broker, closing: list[Any], tmp_path: Path,
+                                                        cli_env: dict[str, str]) -> None:
+    """Each SIGHUP builds a new MqttSink; one replaced (or superseded before the worker applied
+    it) and never closed kept reconnecting with the same client id, and the broker handed the
+    session back and forth between them forever."""
+    from daemon_process import write_config
+    from test_daemon import play_clip, start
+    from vmic import VirtualMic
+
+    subscriber = Subscriber(broker.port)
+    closing.append(subscriber)
+    client_id = f"kws-hup-{broker.port}"
+    conf = write_config(tmp_path / "k.toml", f"[mqtt]\nenabled = true\nport = {broker.port}\n"
+                        f"client_id = \"{client_id}\"\ntopic_prefix = \"{PREFIX}\"\n")
+    reloads = 6
+    with VirtualMic(tmp_path / "vmic") as mic:
+        daemon = start(mic, cli_env, "--config", str(conf))
+        try:
+            daemon.wait_log("event=mqtt_connected")
+            for _ in range(reloads):  # as fast as the daemon takes them: each one a new sink
+                mark = daemon.log_mark()
+                daemon.signal(signal.SIGHUP)
+                daemon.wait_log("event=reloaded", start=mark)
+            wait_until(lambda: daemon.stderr.count("event=mqtt_closed") >= reloads, timeout=20,
+                       what=f"the {reloads} replaced MQTT clients to be closed")
+            settled = len(broker.log.read_text().splitlines())
+            play_clip(mic, "keywords/yes.wav")  # the live sink still publishes
+            assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+            assert detections_of(subscriber.wait_for(2))[-1] > 0
+            time.sleep(3.0)  # an observation window, not a wait: a leaked client reconnects within 1-2 s
+        finally:
+            status = daemon.stop()
+    after = broker.log.read_text().splitlines()[settled:]
+    takeovers = [line for line in after if "already connected" in line]
+    assert takeovers == [], takeovers
+    assert status == 0, daemon.stderr
+    assert daemon.stderr.count("event=mqtt_closed") == reloads + 1, daemon.stderr  # + the last one at exit
