@@ -286,3 +286,31 @@ def test_a_source_file_longer_than_the_manifest_size_is_refused(tmp_path):
                                        rf"{spec.size} bytes"):
         install(spec, tmp_path / "m", str(source), progress=False)
     assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_sigterm_mid_download_reaches_the_callers_handler_and_installs_nothing(tmp_path, adversary):
+    """A daemon's own SIGTERM handler (installed before a first-use download) still gets the
+    signal after the .partial file is removed, and is in place again afterwards."""
+    url, handler = adversary
+    received: list[int] = []
+
+    def daemon_handler(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    def terminate_when_downloading() -> None:
+        if handler.sent_some.wait(30):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, daemon_handler)
+    killer = threading.Thread(target=terminate_when_downloading)
+    killer.start()
+    try:
+        with pytest.raises(KwsError, match="installing model micronet-m was interrupted by SIGTERM: "
+                                           "nothing was installed"):
+            install(load_manifest().get("micronet-m"), tmp_path / "m", f"{url}/drip/", progress=False)
+        assert signal.getsignal(signal.SIGTERM) is daemon_handler
+    finally:
+        killer.join(30)
+        signal.signal(signal.SIGTERM, previous)
+    assert received == [signal.SIGTERM]
+    assert list((tmp_path / "m").iterdir()) == []
