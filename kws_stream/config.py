@@ -98,6 +98,8 @@ class MqttConfig:
 @dataclass(frozen=True)
 class WyomingConfig:
     uri: str = "tcp://127.0.0.1:10400"  # `kws-stream serve wyoming` listens here
+    idle_timeout: int = 60  # s without a complete event from a client: it is disconnected
+    max_clients: int = 16  # connections served at once; more are refused (and logged)
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,8 @@ _RULES: dict[str, tuple[Any, str]] = {
     "mqtt.queue_size": (lambda v: _int(v) and 1 <= v <= 100000, "an integer from 1 to 100000"),
     "wyoming.uri": (lambda v: isinstance(v, str) and v.startswith(("tcp://", "unix://")),
                     "tcp://HOST:PORT or unix://PATH"),
+    "wyoming.idle_timeout": (lambda v: _int(v) and 1 <= v <= 86400, "an integer number of seconds from 1 to 86400"),
+    "wyoming.max_clients": (lambda v: _int(v) and 1 <= v <= 256, "an integer from 1 to 256"),
     "metrics.enabled": (lambda v: isinstance(v, bool), "true or false"),
     "metrics.host": (lambda v: isinstance(v, str) and v != "", "an address to listen on"),
     "metrics.port": (lambda v: _int(v) and 0 <= v <= 65535, "a port from 1 to 65535 (0 = any free port)"),

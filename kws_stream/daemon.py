@@ -66,6 +66,7 @@ class Worker:
         self.detections_by_keyword: Counter[str] = Counter()
         self.ring_overflow_seconds = 0.0
         self._pending: Reconfiguration | None = None
+        self._pending_lock = threading.Lock()
         self._stall_after = float(os.environ.get(STALL_HOOK, "0") or 0)
         # Joined at shutdown; daemon=True only so that a worker stuck in native code cannot
         # keep the process alive past its stop budget.
@@ -75,7 +76,14 @@ class Worker:
         self._thread.start()
 
     def reconfigure(self, change: Reconfiguration) -> None:
-        self._pending = change  # applied by the worker thread between blocks
+        """Hand a change to the worker thread (applied between blocks). A change it has not
+        applied yet is superseded: its sinks (connected MQTT clients) are closed here, or they
+        would live on, unreferenced, fighting the new one for the broker session."""
+        with self._pending_lock:
+            superseded, self._pending = self._pending, change
+        if superseded is not None:
+            log.info("event=reload_superseded sinks=%d", len(superseded.sinks))
+            EventBus(superseded.sinks).close()
 
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
@@ -100,6 +108,7 @@ class Worker:
             if self.stop.is_set() and len(block) == 0:
                 # The end of the captured audio counts as the pause after a last command.
                 self._publish(self.pipeline.finish())
+                self._apply_pending()  # a reload not applied yet: its sinks close with the bus
                 return
 
     def _process(self, session: CaptureSession, block: np.ndarray) -> None:
@@ -123,7 +132,8 @@ class Worker:
             self.bus.publish(detection)
 
     def _apply_pending(self) -> None:
-        change, self._pending = self._pending, None
+        with self._pending_lock:
+            change, self._pending = self._pending, None
         if change is None:
             return
         self.pipeline.reconfigure(change.params)

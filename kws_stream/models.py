@@ -9,10 +9,13 @@ unverified file is ever left under the final name.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
-import shutil
+import signal
 import sys
 import tempfile
+import threading
+import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -25,7 +28,8 @@ from .features import FeatureParams
 
 MANIFEST_NAME = "manifest.toml"
 USER_MANIFEST = "models.toml"
-DOWNLOAD_TIMEOUT = 30.0
+READ_TIMEOUT = 30.0  # s without a byte from the server (or to connect): the download fails
+DOWNLOAD_DEADLINE = 600.0  # s for a whole download (the models are 0.2-0.7 MB)
 CHUNK = 1 << 16
 
 
@@ -126,9 +130,14 @@ def _parse_entry(manifest: Path, name: str, entry: Mapping[str, Any]) -> ModelSp
     url = entry.get("url")
     if path is None and (url is None or entry.get("sha1") is None or entry.get("size") is None):
         raise KwsError(f"{where}: give either `path`, or `url` with `sha1` and `size`")
+    file = entry.get("file", path.name if path else f"{name}.tflite")
+    if not isinstance(file, str) or file in ("", ".", "..") or Path(file).name != file:
+        # install() writes model_dir / file: an absolute path or `..` would write elsewhere
+        raise KwsError(f"{where}: `file` must be a plain file name in the model directory, "
+                       f"without `/` or `..` (got {file!r})")
     return ModelSpec(
         name=name,
-        file=str(entry.get("file") or (path.name if path else f"{name}.tflite")),
+        file=file,
         labels=tuple(labels),
         features=FeatureParams(**features),
         sha1=entry.get("sha1"),
@@ -162,7 +171,12 @@ def installed_path(spec: ModelSpec, model_dir: Path) -> Path:
 
 
 def install(spec: ModelSpec, model_dir: Path, source: str | None = None, progress: bool = True) -> Path:
-    """Copy (from a directory) or download (from a URL) one model, verified, atomically."""
+    """Copy (from a directory) or download (from a URL) one model, verified, atomically.
+
+    Nothing is left behind on failure, on Ctrl-C or on SIGTERM: the `.partial` file is removed
+    (SIGTERM is turned into an exception for the duration, then re-delivered to whatever
+    handled it before, so `kill` still ends the process as it would have).
+    """
     if spec.path is not None:
         raise KwsError(f"model {spec.name!r} is a local file ({spec.path}); nothing to install")
     origin = source if source is not None else spec.url
@@ -176,21 +190,78 @@ def install(spec: ModelSpec, model_dir: Path, source: str | None = None, progres
         raise KwsError(f"cannot write to model directory {model_dir} ({exc.strerror}): "
                        "choose another with --model-dir") from None
     tmp = Path(tmp_name)
+    previous = _raise_on_sigterm()
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as f:
+            out = _Partial(f, spec, model_dir)
             if _is_url(origin):
                 _download(_file_url(origin, spec), out, spec, progress)
             else:
-                _copy(Path(origin).expanduser() / spec.file if Path(origin).is_dir() else Path(origin), out)
-            out.flush()
-            os.fsync(out.fileno())
+                _copy(Path(origin).expanduser() / spec.file if Path(origin).is_dir() else Path(origin), out, spec)
+            out.sync()
         verify(spec, tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, final)
+    except _Terminated:
+        tmp.unlink(missing_ok=True)
+        _restore_sigterm(previous)
+        os.kill(os.getpid(), signal.SIGTERM)  # the default action ends the process here
+        raise KwsError(f"installing model {spec.name} was interrupted by SIGTERM: nothing was installed") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _restore_sigterm(previous)
     return final
+
+
+class _Terminated(BaseException):
+    """SIGTERM during an install (a BaseException, like KeyboardInterrupt: nothing catches it by mistake)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _raise_on_sigterm() -> Any:
+    """Install `_on_sigterm` (main thread only, and not over SIG_IGN); returns what to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None or previous == signal.SIG_IGN:
+        return None
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return previous
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Partial:
+    """The `.partial` file being written: a write error (disk full, read-only) names the
+    destination, never the source."""
+
+    def __init__(self, f: IO[bytes], spec: ModelSpec, model_dir: Path) -> None:
+        self._f, self._spec, self._dir = f, spec, model_dir
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._f.write(data)
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def sync(self) -> None:
+        try:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: OSError) -> KwsError:
+        return KwsError(f"cannot write model file {self._spec.file} in {self._dir} ({exc.strerror}): "
+                        "free space there or choose another --model-dir")
 
 
 def _is_url(origin: str) -> bool:
@@ -202,28 +273,62 @@ def _file_url(origin: str, spec: ModelSpec) -> str:
     return origin + spec.file if origin.endswith("/") else origin
 
 
-def _copy(path: Path, out: IO[bytes]) -> None:
+def _too_long(spec: ModelSpec) -> str:
+    return f"more than the manifest's {spec.size} bytes"
+
+
+def _copy(path: Path, out: _Partial, spec: ModelSpec) -> None:
+    """Copy the source, refusing it (without writing the excess) once it is longer than the manifest says."""
+    got = 0
     try:
         with path.open("rb") as f:
-            shutil.copyfileobj(f, out, CHUNK)
+            while chunk := f.read(CHUNK if spec.size is None else min(CHUNK, spec.size + 1 - got)):
+                got += len(chunk)
+                if spec.size is not None and got > spec.size:
+                    raise KwsError(f"model source {path} has {_too_long(spec)}")
+                out.write(chunk)
     except OSError as exc:
         raise KwsError(f"cannot read model source {path} ({exc.strerror})") from None
 
 
-def _download(url: str, out: IO[bytes], spec: ModelSpec, progress: bool) -> None:
+def _download(url: str, out: _Partial, spec: ModelSpec, progress: bool) -> None:
+    """Download into `out`: READ_TIMEOUT without a byte, or DOWNLOAD_DEADLINE in all (checked
+    after every read, so a server dripping bytes fails after at most DOWNLOAD_DEADLINE +
+    READ_TIMEOUT), or a byte beyond the manifest's size fails it."""
     from tqdm import tqdm
 
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE
+    got = 0
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
-            total = int(response.headers.get("Content-Length") or spec.size or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=spec.file, file=sys.stderr,
+        with urllib.request.urlopen(url, timeout=READ_TIMEOUT) as response:
+            length = response.headers.get("Content-Length")
+            if spec.size is not None and length is not None and length.isdigit() and int(length) > spec.size:
+                raise _DownloadFailed(_too_long(spec))
+            with tqdm(total=spec.size, unit="B", unit_scale=True, desc=spec.file, file=sys.stderr,
                       disable=not progress, leave=False) as bar:
-                while chunk := response.read(CHUNK):
+                # read1: return what has arrived (read() would wait for a whole CHUNK), never
+                # more than one byte past the manifest's size
+                while chunk := response.read1(CHUNK if spec.size is None else min(CHUNK, spec.size + 1 - got)):
+                    got += len(chunk)
+                    if spec.size is not None and got > spec.size:
+                        raise _DownloadFailed(_too_long(spec))
                     out.write(chunk)
                     bar.update(len(chunk))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+                    if time.monotonic() > deadline:
+                        raise _DownloadFailed(f"not finished after {DOWNLOAD_DEADLINE:g} s")
+    except _DownloadFailed as exc:
+        reason: object = exc
+    except (TimeoutError, urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise KwsError(f"download of {url} failed ({reason}): check the network or use --from DIR") from None
+        if isinstance(reason, TimeoutError):
+            reason = f"no data for {READ_TIMEOUT:g} s"
+    else:
+        return
+    raise KwsError(f"download of {url} failed ({reason}): check the network or use --from DIR") from None
+
+
+class _DownloadFailed(Exception):
+    """A reason to give up on a download (its message is the reason)."""
 
 
 def resolve(name_or_path: str, model_dir: Path, manifest: Manifest, source: str | None = None,

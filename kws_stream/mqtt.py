@@ -90,6 +90,21 @@ def read_password_file(path: str) -> str:
     return password
 
 
+class _Client(paho.Client):
+    """paho's client, remembering why the last connection attempt failed: paho's
+    `on_connect_fail` is told nothing, and a wrong CA must not read as "unreachable"."""
+
+    last_error: OSError | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            self.last_error = None
+            return super().reconnect()
+        except OSError as exc:
+            self.last_error = exc
+            raise
+
+
 @dataclass
 class _Item:
     """One detection: its two messages, and how many of them are not yet acknowledged."""
@@ -152,8 +167,8 @@ class MqttSink:
     # ------------------------------------------------------------------ setup
 
     def _make_client(self, config: MqttConfig) -> paho.Client:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id,
-                             protocol=paho.MQTTv311, clean_session=True)
+        client = _Client(CallbackAPIVersion.VERSION2, client_id=config.client_id,
+                         protocol=paho.MQTTv311, clean_session=True)
         password = config.password
         if config.password_file:
             if config.password:
@@ -285,11 +300,22 @@ class MqttSink:
         self._push("up")
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        if not self._outage_logged:  # the first failed attempt of an outage, not every retry
-            self._outage_logged = True
-            self._down_since = time.monotonic()
-            log.warning("event=mqtt_unreachable host=%s port=%d action=retrying backoff_s=%d-%d",
-                        self.config.host, self.config.port, RECONNECT_MIN, RECONNECT_MAX)
+        if self._outage_logged:  # log the first failed attempt of an outage, not every retry
+            return
+        self._outage_logged = True
+        self._down_since = time.monotonic()
+        error = getattr(client, "last_error", None)
+        if isinstance(error, ssl.SSLError):  # the broker answered: its certificate or TLS is the problem
+            reason = getattr(error, "verify_message", None) or error.reason or str(error)
+            if isinstance(error, ssl.SSLCertVerificationError):
+                reason = f"certificate verify failed: {reason}"
+            log.error("event=mqtt_tls_failed host=%s port=%d ca_file=%s reason=%s action=retrying "
+                      "fix=\"check that ca_file signed the broker's certificate\"",
+                      self.config.host, self.config.port, _q(self.config.ca_file or "system"), _q(reason))
+            return
+        log.warning("event=mqtt_unreachable host=%s port=%d reason=%s action=retrying backoff_s=%d-%d",
+                    self.config.host, self.config.port, _q(getattr(error, "strerror", None) or error or "unknown"),
+                    RECONNECT_MIN, RECONNECT_MAX)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         was_up, self._up = self._up, False

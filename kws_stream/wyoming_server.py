@@ -31,7 +31,16 @@ and all share one `KeywordModel`. The TFLite interpreter is not thread-safe, so
 decoding and resampling run in a worker thread per chunk while `Pipeline.feed` (MFCC +
 inference, ~0.3 ms per 20 ms hop) runs under one lock: one interpreter in memory
 whatever the number of clients, and the event loop stays free to accept connections,
-answer `describe` and handle signals while a big chunk is processed.
+answer `describe` and handle signals while a big chunk is processed. Audio is fed in
+turns of at most 0.5 s (`SLICE`), taken in arrival order, so a client sending a big chunk
+cannot make the others wait for all of it.
+
+Limits (a local client must not be able to take the machine down): an event's header line
+is at most 64 KiB, its JSON data 64 KiB and its payload 1 MiB (32 s of 16 kHz 16-bit mono;
+Home Assistant sends ~2 KiB chunks), refused before they are read; a client that sends no
+complete event for `[wyoming] idle_timeout` seconds (60) is disconnected; at most
+`[wyoming] max_clients` (16) connections are served, one more is closed at once. Each is
+logged (`client_rejected`, `client_idle_timeout`, `client_refused`).
 
 Bad input from a client (unsupported width, a malformed event, a connection cut
 mid-message) is one log line and closes that connection only. SIGTERM/SIGINT close
@@ -41,6 +50,7 @@ every connection and the listener and exit 0; SIGHUP is logged and ignored (no r
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import threading
@@ -74,6 +84,10 @@ SAMPLE_WIDTHS = (1, 2, 3, 4)  # bytes per sample
 RATE_RANGE = (1000, 384000)
 MAX_CHANNELS = 32
 STOP_TIMEOUT = 5.0  # seconds to let connections close at shutdown
+MAX_HEADER = 1 << 16  # bytes in an event's JSON header line (asyncio's StreamReader limit)
+MAX_DATA = 1 << 16  # bytes of an event's JSON data
+MAX_PAYLOAD = 1 << 20  # bytes of an event's payload: 32 s of 16 kHz 16-bit mono audio
+SLICE = 8000  # 16 kHz samples (0.5 s) fed to the shared model per turn: a big chunk cannot hold it
 MODEL_ATTRIBUTION = Attribution(name="Arm ML-Zoo MicroNet (Apache-2.0), trained on Google Speech Commands",
                                 url="https://github.com/ARM-software/ML-zoo")
 
@@ -129,13 +143,18 @@ class WakeService:
     """What all connections share: the model, the lock around it, the `info` answer."""
 
     def __init__(self, model: Any, model_name: str, params: PipelineParams,
-                 keywords: Iterable[str] = ()) -> None:
+                 keywords: Iterable[str] = (), idle_timeout: float = 60.0, max_clients: int = 16) -> None:
         self.model = model
         self.model_name = model_name
         self.params = params
+        self.idle_timeout = idle_timeout
+        self.max_clients = max_clients
         allowed = set(keywords)
         self.keywords = tuple(k for k in model.labels
                               if k not in NON_KEYWORDS and (not allowed or k in allowed))
+        # Turns at the model are taken in arrival order (asyncio.Lock is FIFO); the thread lock
+        # also keeps the interpreter exclusive if a turn's task is cancelled mid-inference.
+        self.turn = asyncio.Lock()
         self.lock = threading.Lock()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.info = Info(wake=[WakeProgram(
@@ -189,17 +208,34 @@ class WakeHandler(AsyncEventHandler):
         self.stream: _Stream | None = None
 
     async def run(self) -> None:
+        """Read events until the client leaves, sends something bad, idles or the server stops."""
+        if len(self.service.tasks) >= self.service.max_clients:
+            log.warning("event=client_refused client=%s reason=%r max_clients=%d", self.client,
+                        "too many connections", self.service.max_clients)
+            self.writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             self.service.tasks.add(task)
         log.info("event=client_connected client=%s", self.client)
+        self._is_running = True
         try:
-            await super().run()
+            while self._is_running:
+                try:
+                    event = await asyncio.wait_for(read_event(self.reader), self.service.idle_timeout)
+                except TimeoutError:
+                    log.info("event=client_idle_timeout client=%s idle_s=%g", self.client, self.service.idle_timeout)
+                    break
+                if event is None or not await self.handle_event(event):
+                    break
+        except ClientError as exc:
+            log.warning("event=client_rejected client=%s reason=%r", self.client, str(exc))
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             log.info("event=client_lost client=%s reason=%r", self.client, type(exc).__name__)
-        except Exception as exc:  # a malformed header (not an object, no type...): this client only
+        except Exception as exc:  # a bug must cost one connection, never the server
             log.warning("event=client_rejected client=%s reason=%r", self.client, f"bad event: {exc!r}")
         finally:
+            self.writer.close()
             if task is not None:
                 self.service.tasks.discard(task)
             log.info("event=client_disconnected client=%s", self.client)
@@ -270,7 +306,26 @@ class WakeHandler(AsyncEventHandler):
         pcm = stream.pending + pcm
         whole = len(pcm) - len(pcm) % stream.fmt.frame_bytes
         stream.pending = pcm[whole:] if keep_pending else b""
-        detections = await asyncio.to_thread(self._run_pipeline, stream, pcm[:whole], last, finish)
+        samples = await asyncio.to_thread(self._convert, stream, pcm[:whole], last)  # no lock needed
+        for start in range(0, len(samples), SLICE):
+            await self._send(stream, await self._feed(stream.pipeline.feed, samples[start:start + SLICE]))
+        if finish:
+            await self._send(stream, await self._feed(stream.pipeline.finish))
+
+    async def _feed(self, step: Any, *args: Any) -> list[KwsDetection]:
+        """One turn at the shared model, in a worker thread (the event loop keeps serving)."""
+        async with self.service.turn:
+            return await asyncio.to_thread(self._locked, step, *args)
+
+    def _locked(self, step: Any, *args: Any) -> list[KwsDetection]:
+        with self.service.lock:
+            return list(step(*args))
+
+    @staticmethod
+    def _convert(stream: _Stream, pcm: bytes, last: bool) -> np.ndarray:
+        return stream.converter.convert(stream.fmt.decode(pcm), last=last)
+
+    async def _send(self, stream: _Stream, detections: list[KwsDetection]) -> None:
         for detection in detections:
             if self.names is not None and detection.keyword not in self.names:
                 continue
@@ -280,14 +335,48 @@ class WakeHandler(AsyncEventHandler):
                      self.client, detection.keyword, detection.score, timestamp)
             await self.write_event(Detection(name=detection.keyword, timestamp=timestamp).event())
 
-    def _run_pipeline(self, stream: _Stream, pcm: bytes, last: bool, finish: bool) -> list[KwsDetection]:
-        """Worker thread: decode and resample freely, feed the shared model under the lock."""
-        samples = stream.converter.convert(stream.fmt.decode(pcm), last=last)
-        with self.service.lock:
-            detections = stream.pipeline.feed(samples) if len(samples) else []
-            if finish:
-                detections += stream.pipeline.finish()
-        return detections
+
+async def read_event(reader: asyncio.StreamReader) -> Event | None:
+    """One Wyoming event (what `wyoming.event.async_read_event` reads), refusing a header,
+    data or payload over the limits before reading it; None at the end of the stream."""
+    try:
+        line = await reader.readline()
+    except ValueError:  # asyncio's LimitOverrunError: no newline within the reader's limit
+        raise ClientError(f"header line over the limit of {MAX_HEADER} bytes") from None
+    if not line.endswith(b"\n"):
+        return None  # the end of the stream (or a line cut by it)
+    try:
+        header = json.loads(line)
+    except ValueError:
+        raise ClientError("event header is not JSON") from None
+    if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+        raise ClientError("event header is not an object with a type")
+    data = header.get("data") or {}
+    if not isinstance(data, dict):
+        raise ClientError("event data is not an object")
+    data_length = _length(header, "data_length", MAX_DATA)
+    payload_length = _length(header, "payload_length", MAX_PAYLOAD)
+    if data_length:
+        try:
+            extra = json.loads(await reader.readexactly(data_length))
+        except ValueError:
+            raise ClientError("event data is not JSON") from None
+        if not isinstance(extra, dict):
+            raise ClientError("event data is not an object")
+        data.update(extra)
+    payload = await reader.readexactly(payload_length) if payload_length else None
+    return Event(type=header["type"], data=data, payload=payload)
+
+
+def _length(header: dict[str, Any], key: str, limit: int) -> int:
+    value = header.get(key)
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ClientError(f"{key} {value!r} is not a byte count")
+    if value > limit:
+        raise ClientError(f"{key} {value} is over the limit of {limit} bytes")
+    return value
 
 
 async def _serve(uri: str, service: WakeService, notifier: Any = None) -> int:
@@ -325,5 +414,6 @@ async def _serve(uri: str, service: WakeService, notifier: Any = None) -> int:
 
 def serve(config: Any, model: Any, model_name: str, notifier: Any = None) -> int:
     """Run the Wyoming wake service until SIGTERM/SIGINT; returns the exit status (0)."""
-    service = WakeService(model, model_name, config.pipeline_params(), config.detection.keywords)
+    service = WakeService(model, model_name, config.pipeline_params(), config.detection.keywords,
+                          config.wyoming.idle_timeout, config.wyoming.max_clients)
     return asyncio.run(_serve(config.wyoming.uri, service, notifier))

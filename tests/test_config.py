@@ -50,6 +50,8 @@ BAD_VALUES = {
     "mqtt.site_id": [""],
     "mqtt.queue_size": [0],
     "wyoming.uri": ["http://x", 10400],
+    "wyoming.idle_timeout": [0, 1.5, "60"],
+    "wyoming.max_clients": [0, 257, True],
     "metrics.enabled": [1],
     "metrics.host": [""],
     "metrics.port": [-1, 70000],

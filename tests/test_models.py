@@ -1,12 +1,18 @@
 import functools
 import http.server
+import os
+import resource
+import signal
+import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from conftest import LABELS, SHARED_MODELS
+from conftest import LABELS, SHARED_MODELS, kws_command
+from kws_stream import models
 from kws_stream.errors import KwsError
 from kws_stream.models import install, load_manifest, resolve, sha1_of
 
@@ -141,3 +147,170 @@ def test_bad_manifest_entries_are_named(tmp_path, body, message):
     extra.write_text(body)
     with pytest.raises(KwsError, match=message):
         load_manifest((extra,))
+
+
+@pytest.mark.parametrize("file", ["/tmp/evil.tflite", "../evil.tflite", "sub/../../evil.tflite", "..", ""])
+def test_a_manifest_file_outside_the_model_directory_is_refused(tmp_path, file):
+    extra = tmp_path / "bad.toml"
+    extra.write_text(f'[models.x]\nfile = "{file}"\nurl = "http://h/x"\nsha1 = "00"\nsize = 1\nlabels = ["a"]\n')
+    with pytest.raises(KwsError, match=r"model 'x': `file` must be a plain file name in the model directory"):
+        load_manifest((extra,))
+
+
+def test_a_model_name_that_would_escape_the_model_directory_is_refused(tmp_path):
+    extra = tmp_path / "bad.toml"
+    extra.write_text('[models."../../evil"]\nurl = "http://h/x"\nsha1 = "00"\nsize = 1\nlabels = ["a"]\n')
+    with pytest.raises(KwsError, match=r"`file` must be a plain file name in the model directory"):
+        load_manifest((extra,))
+
+
+class Adversary(http.server.BaseHTTPRequestHandler):
+    """A real HTTP server that misbehaves by path: /drip/ sends one byte every `drip` s,
+    /silent/ sends the headers and then nothing, /endless/ sends zeros without a length
+    (capped at 64 MB so that a broken client still ends), /longer/ announces size + 1."""
+
+    drip = 0.2
+    stop: threading.Event
+    sent_some: threading.Event
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        kind = self.path.strip("/").split("/")[0]
+        size = (SHARED_MODELS / Path(self.path).name).stat().st_size
+        self.send_response(200)
+        if kind != "endless":
+            self.send_header("Content-Length", str(size + (kind == "longer")))
+        self.end_headers()
+        try:
+            if kind == "drip":
+                while not self.stop.wait(self.drip):
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    self.sent_some.set()
+            elif kind == "silent":
+                self.stop.wait()
+            elif kind in ("endless", "longer"):
+                for _ in range(1024):
+                    self.wfile.write(bytes(1 << 16))
+        except OSError:
+            pass  # the client gave up: what we want
+
+
+@pytest.fixture
+def adversary() -> Iterator[tuple[str, type[Adversary]]]:
+    handler = type("Handler", (Adversary,), {"stop": threading.Event(), "sent_some": threading.Event()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    handler.stop.set()
+    server.shutdown()
+    thread.join(5)
+    server.server_close()
+
+
+def test_a_server_that_stops_sending_times_out(tmp_path, adversary, monkeypatch):
+    monkeypatch.setattr(models, "READ_TIMEOUT", 1.0)  # the default is 30 s
+    url, _ = adversary
+    with pytest.raises(KwsError, match=r"download of .*/silent/kws_micronet_m.tflite failed \(no data for 1 s\)"):
+        install(load_manifest().get("micronet-m"), tmp_path / "m", f"{url}/silent/", progress=False)
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_a_server_dripping_bytes_hits_the_download_deadline(tmp_path, adversary, monkeypatch):
+    monkeypatch.setattr(models, "DOWNLOAD_DEADLINE", 1.5)  # the default is 600 s
+    url, _ = adversary
+    with pytest.raises(KwsError, match=r"download of .*/drip/kws_micronet_m.tflite failed "
+                                       r"\(not finished after 1.5 s\)"):
+        install(load_manifest().get("micronet-m"), tmp_path / "m", f"{url}/drip/", progress=False)
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["endless", "longer"])
+def test_a_body_longer_than_the_manifest_size_is_refused_without_filling_the_disk(tmp_path, adversary, kind):
+    url, _ = adversary
+    spec = load_manifest().get("micronet-m")
+    with pytest.raises(KwsError, match=rf"download of .*/{kind}/kws_micronet_m.tflite failed "
+                                       rf"\(more than the manifest's {spec.size} bytes\)"):
+        install(spec, tmp_path / "m", f"{url}/{kind}/", progress=False)
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 130)])
+def test_a_signal_mid_download_leaves_no_partial_file(tmp_path, adversary, cli_env, sig, status):
+    url, handler = adversary
+    target = tmp_path / "m"
+    proc = subprocess.Popen([*kws_command(), "models", "install", "micronet-m", "--from", f"{url}/drip/",
+                             "--model-dir", str(target)], env=cli_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert handler.sent_some.wait(30), "the download never started"
+        assert [p.suffix for p in target.iterdir()] == [".partial"]  # mid-download
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == status, err
+    assert "Traceback" not in err
+    assert list(target.iterdir()) == []
+
+
+def _file_size_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # a real "disk full" (EFBIG) for this process
+
+
+@pytest.mark.parametrize("source", ["url", "dir"])
+def test_a_write_error_names_the_destination_not_the_source(tmp_path, http_root, cli_env, source):
+    url, _ = http_root
+    origin = f"{url}/good/" if source == "url" else str(SHARED_MODELS)
+    target = tmp_path / "m"
+    result = subprocess.run([*kws_command(), "models", "install", "micronet-m", "--from", origin,
+                             "--model-dir", str(target)], env=cli_env, capture_output=True, text=True,
+                            timeout=60, preexec_fn=_file_size_limit)
+    assert result.returncode == 1
+    assert result.stderr == (f"kws-stream: cannot write model file kws_micronet_m.tflite in {target} "
+                             "(File too large): free space there or choose another --model-dir\n")
+    assert list(target.iterdir()) == []
+
+
+def test_a_source_file_longer_than_the_manifest_size_is_refused(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "kws_micronet_m.tflite").write_bytes((SHARED_MODELS / "kws_micronet_m.tflite").read_bytes() + b"x")
+    spec = load_manifest().get("micronet-m")
+    with pytest.raises(KwsError, match=rf"model source .*kws_micronet_m.tflite has more than the manifest's "
+                                       rf"{spec.size} bytes"):
+        install(spec, tmp_path / "m", str(source), progress=False)
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_sigterm_mid_download_reaches_the_callers_handler_and_installs_nothing(tmp_path, adversary):
+    """A daemon's own SIGTERM handler (installed before a first-use download) still gets the
+    signal after the .partial file is removed, and is in place again afterwards."""
+    url, handler = adversary
+    received: list[int] = []
+
+    def daemon_handler(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    def terminate_when_downloading() -> None:
+        if handler.sent_some.wait(30):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, daemon_handler)
+    killer = threading.Thread(target=terminate_when_downloading)
+    killer.start()
+    try:
+        with pytest.raises(KwsError, match="installing model micronet-m was interrupted by SIGTERM: "
+                                           "nothing was installed"):
+            install(load_manifest().get("micronet-m"), tmp_path / "m", f"{url}/drip/", progress=False)
+        assert signal.getsignal(signal.SIGTERM) is daemon_handler
+    finally:
+        killer.join(30)
+        signal.signal(signal.SIGTERM, previous)
+    assert received == [signal.SIGTERM]
+    assert list((tmp_path / "m").iterdir()) == []

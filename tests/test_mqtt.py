@@ -354,7 +354,8 @@ def test_overflow_keeps_the_newest_in_order(tmp_path: Path, closing: list[Any]) 
     assert sink.dropped == 2
 
 
-def test_tls_with_ca_file(tmp_path: Path, closing: list[Any]) -> None:
+def make_certs(tmp_path: Path) -> None:
+    """ca.crt signs server.crt (for 127.0.0.1); other-ca.crt is a CA that signed nothing here."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl is not installed")
@@ -364,13 +365,22 @@ def test_tls_with_ca_file(tmp_path: Path, closing: list[Any]) -> None:
 
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=kws test CA", "-days", "1")
+    run("req", "-x509", *ec, "-keyout", "other-ca.key", "-out", "other-ca.crt", "-subj", "/CN=other CA", "-days", "1")
     run("req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
     (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
         "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
-    broker = Broker(tmp_path / "broker", free_port(),
-                    f"allow_anonymous true\ncafile {tmp_path / 'ca.crt'}\n"
-                    f"certfile {tmp_path / 'server.crt'}\nkeyfile {tmp_path / 'server.key'}\n")
+
+
+def tls_broker(tmp_path: Path) -> Broker:
+    make_certs(tmp_path)
+    return Broker(tmp_path / "broker", free_port(),
+                  f"allow_anonymous true\ncafile {tmp_path / 'ca.crt'}\n"
+                  f"certfile {tmp_path / 'server.crt'}\nkeyfile {tmp_path / 'server.key'}\n")
+
+
+def test_tls_with_ca_file(tmp_path: Path, closing: list[Any]) -> None:
+    broker = tls_broker(tmp_path)
     closing.append(broker)
     broker.start()
     sub = Subscriber(broker.port, ca=str(tmp_path / "ca.crt"))
@@ -380,6 +390,26 @@ def test_tls_with_ca_file(tmp_path: Path, closing: list[Any]) -> None:
     sink.handle(det("down", 1.0))
     assert detections_of(sub.wait_for(2)) == [1.0]
     assert sink.connected
+
+
+def test_tls_with_the_wrong_ca_is_logged_as_a_certificate_failure(tmp_path: Path, closing: list[Any],
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    broker = tls_broker(tmp_path)
+    closing.append(broker)
+    broker.start()
+    wrong = tmp_path / "other-ca.crt"
+    sink = MqttSink(config(broker.port, tls=True, ca_file=str(wrong)), "micronet-l")
+    closing.append(sink)
+    wait_until(lambda: "event=mqtt_tls_failed" in caplog.text, what="the TLS failure to be logged")
+    sink.handle(det("down", 1.0))
+    assert not sink.connected and sink.queued == 1
+    closing.remove(sink)
+    sink.close()
+    failures = [r.getMessage() for r in caplog.records if "event=mqtt_tls_failed" in r.getMessage()]
+    assert len(failures) == 1, failures  # once, not at every retry
+    assert f"ca_file={wrong}" in failures[0] and "certificate verify failed" in failures[0], failures
+    assert "event=mqtt_unreachable" not in caplog.text
 
 
 def test_the_daemon_publishes_live_detections(broker: Broker, closing: list[Any], tmp_path: Path,
@@ -405,3 +435,42 @@ def test_the_daemon_publishes_live_detections(broker: Broker, closing: list[Any]
     assert topics[f"{PREFIX}/detection"]["keyword"] == "yes"
     hermes = topics["hermes/hotword/yes/detected"]
     assert hermes["siteId"] == "kitchen" and hermes["modelId"] == "yes"
+
+
+def test_rapid_sighups_close_every_replaced_mqtt_client(broker: Broker, closing: list[Any], tmp_path: Path,
+                                                        cli_env: dict[str, str]) -> None:
+    """Each SIGHUP builds a new MqttSink; one replaced (or superseded before the worker applied
+    it) and never closed kept reconnecting with the same client id, and the broker handed the
+    session back and forth between them forever."""
+    from daemon_process import write_config
+    from test_daemon import play_clip, start
+    from vmic import VirtualMic
+
+    subscriber = Subscriber(broker.port)
+    closing.append(subscriber)
+    client_id = f"kws-hup-{broker.port}"
+    conf = write_config(tmp_path / "k.toml", f"[mqtt]\nenabled = true\nport = {broker.port}\n"
+                        f"client_id = \"{client_id}\"\ntopic_prefix = \"{PREFIX}\"\n")
+    reloads = 6
+    with VirtualMic(tmp_path / "vmic") as mic:
+        daemon = start(mic, cli_env, "--config", str(conf))
+        try:
+            daemon.wait_log("event=mqtt_connected")
+            for _ in range(reloads):  # as fast as the daemon takes them: each one a new sink
+                mark = daemon.log_mark()
+                daemon.signal(signal.SIGHUP)
+                daemon.wait_log("event=reloaded", start=mark)
+            wait_until(lambda: daemon.stderr.count("event=mqtt_closed") >= reloads, timeout=20,
+                       what=f"the {reloads} replaced MQTT clients to be closed")
+            settled = len(broker.log.read_text().splitlines())
+            play_clip(mic, "keywords/yes.wav")  # the live sink still publishes
+            assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+            assert detections_of(subscriber.wait_for(2))[-1] > 0
+            time.sleep(3.0)  # an observation window, not a wait: a leaked client reconnects within 1-2 s
+        finally:
+            status = daemon.stop()
+    after = broker.log.read_text().splitlines()[settled:]
+    takeovers = [line for line in after if "already connected" in line]
+    assert takeovers == [], takeovers
+    assert status == 0, daemon.stderr
+    assert daemon.stderr.count("event=mqtt_closed") == reloads + 1, daemon.stderr  # + the last one at exit

@@ -4,6 +4,7 @@ library's own client, the shared clips."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import subprocess
@@ -34,11 +35,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
         self.port = free_port()
         self.log = log
         self._log_file = log.open("w")
-        self.proc = subprocess.Popen([*kws_command(), "serve", "wyoming", "--uri", f"tcp://127.0.0.1:{self.port}"],
+        self.proc = subprocess.Popen([*kws_command(), "serve", "wyoming", "--uri", f"tcp://127.0.0.1:{self.port}",
+                                      *args],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log_file,
                                      env=env)
         deadline = time.monotonic() + 30
@@ -267,3 +269,108 @@ def test_sighup_is_ignored_and_sigterm_or_sigint_stop_cleanly_with_a_client_conn
         srv.stop()
     text = srv.text()
     assert "event=stop" in text and "Traceback" not in text, text
+
+
+def raw_event(header: dict, body: bytes = b"") -> bytes:
+    return json.dumps(header).encode() + b"\n" + body
+
+
+def closed_by_server(port: int, data: bytes) -> bool:
+    """Send raw bytes; True when the server hangs up (EOF) within TIMEOUT."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
+        s.sendall(data)
+        try:
+            while chunk := s.recv(4096):
+                del chunk  # whatever the server answers before closing
+            return True
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+
+
+@pytest.mark.parametrize(("key", "value", "limit"), [
+    ("payload_length", 300_000_000, 1 << 20),
+    ("data_length", 1_000_000_000, 1 << 16),
+])
+def test_an_oversized_event_is_refused_before_it_is_read(server: Server, key: str, value: int, limit: int) -> None:
+    header = {"type": "audio-chunk", "data": {"rate": 16000, "width": 2, "channels": 1}, key: value}
+    assert closed_by_server(server.port, raw_event(header, bytes(1000)))
+    lines = [line for line in server.text().splitlines() if f"{key} {value}" in line]
+    assert len(lines) == 1 and "event=client_rejected" in lines[0], lines
+    assert f"over the limit of {limit} bytes" in lines[0]
+
+
+def test_a_header_line_too_long_is_refused(server: Server) -> None:
+    assert closed_by_server(server.port, b'{"type": "' + b"x" * (1 << 17))
+    assert "header line over the limit of 65536 bytes" in server.text()
+
+
+def test_a_big_chunk_does_not_make_other_clients_wait_for_it(server: Server) -> None:
+    """32 s of audio in one 1 MiB chunk is fed to the shared model in slices: a client that
+    starts after it is answered long before it (before: only after the whole chunk)."""
+    order: list[str] = []
+
+    async def big() -> None:
+        async with server.client() as client:
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=bytes(1 << 20)).event())
+            started.set()
+            assert await until_pong(client) == []
+            order.append("big")
+
+    async def small() -> None:
+        await started.wait()
+        async with server.client() as client:
+            assert names(await stream(client, clip("keywords/yes_1000ms.wav"), chunk_bytes=16000)) == ["yes"]
+            order.append("small")
+
+    async def go() -> None:
+        await asyncio.gather(big(), small())
+
+    started = asyncio.Event()
+    run(go())
+    assert order == ["small", "big"]
+
+
+@pytest.fixture
+def limited(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
+    conf = tmp_path / "k.toml"
+    conf.write_text("[wyoming]\nidle_timeout = 1\nmax_clients = 3\n")
+    srv = Server(cli_env, tmp_path / "server.log", "--config", str(conf))
+    yield srv
+    assert srv.stop() == 0, srv.text()
+    assert "Traceback" not in srv.text()
+
+
+def test_idle_clients_are_disconnected_after_idle_timeout(limited: Server) -> None:
+    async def go() -> Event | None:
+        async with limited.client() as client:
+            assert await until_pong(client) == []
+            return await client.read_event()  # nothing more sent: the server hangs up after 1 s
+
+    assert run(go()) is None
+    assert "event=client_idle_timeout" in limited.text()
+    assert "idle_s=1" in limited.text()
+
+
+def test_clients_over_max_clients_are_refused_and_a_freed_slot_is_reused(limited: Server) -> None:
+    async def go() -> tuple[Event | None, list[str]]:
+        clients = [limited.client() for _ in range(3)]
+        for client in clients:
+            await client.connect()
+            assert await until_pong(client) == []  # all three are being served
+        async with limited.client() as extra:
+            refused = await extra.read_event()
+        await clients[0].disconnect()
+        async with limited.client() as late:
+            result = names(await stream(late, clip("keywords/yes_1000ms.wav")))
+        for client in clients[1:]:
+            await client.disconnect()
+        return refused, result
+
+    refused, result = run(go())
+    assert refused is None  # closed at once
+    assert result == ["yes"]
+    lines = [line for line in limited.text().splitlines() if "event=client_refused" in line]
+    assert len(lines) == 1 and "max_clients=3" in lines[0], lines
