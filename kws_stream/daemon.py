@@ -239,8 +239,8 @@ class Daemon:
         try:
             new = self._reload_config()
             sinks = build_sinks(new, self.worker.pipeline.model_name)
-        except KwsError as exc:
-            log.error("event=reload_rejected error=%r action=keeping_old_config", str(exc))
+        except Exception as exc:  # whatever a bad file raises (UnicodeDecodeError, RecursionError...)
+            log.error("event=reload_rejected error=%r action=keeping_old_config", _one_line(exc))
             return
         restart_only = [s for s in RESTART_ONLY if getattr(new, s) != getattr(self.config, s)]
         if restart_only:
@@ -291,3 +291,12 @@ class Daemon:
             self.metrics.close()
         self.notifier.close()
         return clean
+
+
+def _one_line(exc: BaseException) -> str:
+    """A KwsError's message as is; anything else with its type, on one line."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, KwsError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+

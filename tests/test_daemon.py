@@ -279,3 +279,27 @@ def test_a_closed_stdout_stops_the_daemon_quietly(mic16, cli_env):
             proc.wait(5)
     assert proc.returncode == 0
     assert b"Traceback" not in err and b"event=output_closed" in err
+
+
+@pytest.mark.parametrize("content", [
+    b'[detection]\nkeywords = ["yes", "no"]\n# caf\xe9 (Latin-1, not UTF-8)\n',
+    b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n",  # RecursionError inside the TOML parser
+], ids=["latin-1", "deeply-nested"])
+def test_any_failing_reload_is_one_line_and_the_old_config_stays(mic16, cli_env, tmp_path, content):
+    """Issue 15.2: a reload that fails in any way (not only a KwsError) never kills the daemon."""
+    conf = write_config(tmp_path / "k.toml", '[detection]\nkeywords = ["yes"]\n')
+    daemon = start(mic16, cli_env, "--config", str(conf))
+    try:
+        mark = daemon.log_mark()
+        conf.write_bytes(content)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("event=reload_rejected", start=mark)
+        play_clip(mic16, "keywords/right_left_up.wav")  # not in the old allow-list
+        play_clip(mic16, "keywords/yes.wav")
+        assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+        assert daemon.proc.poll() is None
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.stderr
+    assert len([line for line in daemon.stderr_lines if "event=reload_rejected" in line]) == 1
+
