@@ -5,7 +5,8 @@ Threads, each owned and joined:
 - the worker converts to 16 kHz mono, runs the Pipeline and publishes detections;
 - the main thread supervises: opens and reopens the device with backoff, notices a
   device that stopped delivering audio, pings the systemd watchdog only while the
-  worker makes progress, reloads the config on SIGHUP and stops on SIGTERM/SIGINT;
+  worker makes progress, reloads the config on SIGHUP and stops on SIGTERM/SIGINT
+  (handled from the very start, before the model loads: see service.Signals);
 - the event bus gives each sink its own thread and bounded queue (events.py).
 """
 
@@ -23,13 +24,15 @@ from typing import Callable
 
 import numpy as np
 
+from . import __version__
 from . import config as cfg
+from .backend import KeywordModel
 from .capture import CaptureSession, DeviceError, open_capture
 from .errors import KwsError
 from .events import Detection, EventBus, Sink
 from .metrics import DaemonStats, Metrics
 from .pipeline import Pipeline, PipelineParams
-from .service import Notifier, install_signal_handlers
+from .service import Notifier, Signals, StopRequested
 from .sinks import build_sinks, stdout_reader_gone
 
 log = logging.getLogger(__name__)
@@ -133,12 +136,12 @@ class Worker:
 
 class Daemon:
     def __init__(self, config: cfg.Config, reload_config: Callable[[], cfg.Config],
-                 pipeline: Pipeline, notifier: Notifier) -> None:
+                 pipeline: Pipeline, notifier: Notifier, signals: Signals) -> None:
         self.config = config
         self._reload_config = reload_config
         self.notifier = notifier
-        self.stop = threading.Event()
-        self.reload = threading.Event()
+        self.stop = signals.stop
+        self.reload = signals.reload
         self.worker = Worker(pipeline, EventBus(build_sinks(config, pipeline.model_name)))
         self._session: CaptureSession | None = None
         self._next_open = 0.0
@@ -151,7 +154,6 @@ class Daemon:
         self.metrics: Metrics | None = None
 
     def run(self) -> int:
-        install_signal_handlers(self.stop, self.reload)
         self.notifier.status("waiting for the input device")
         if self.config.metrics.enabled:
             self.metrics = Metrics(self.stats)
@@ -300,3 +302,27 @@ def _one_line(exc: BaseException) -> str:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
+
+def run_service(load_config: Callable[[], cfg.Config], setup_logging: Callable[[str], None],
+                open_model: Callable[[cfg.Config], tuple[KeywordModel, str]]) -> int:
+    """`kws-stream run`: signal handlers first, then the config and the model, then supervise.
+
+    `load_config` is called again on each SIGHUP. A SIGTERM while the model loads or
+    downloads ends the start at once with exit 0.
+    """
+    signals = Signals().install()
+    try:
+        config = load_config()
+        setup_logging(config.service.log_level)
+        model, model_name = open_model(config)
+        d = config.detection
+        log.info("event=start version=%s model=%s runtime=%s stride=%d smoothing=%d threshold=%s keywords=%s "
+                 "device=%r", __version__, model_name, model.runtime, d.stride, d.smoothing, d.threshold,
+                 ",".join(d.keywords) or "all", config.audio.device or "default")
+        pipeline = Pipeline(model, model_name, f"mic:{config.audio.device or 'default'}",
+                            config.pipeline_params(), clock=utc_now)
+        signals.starting = False  # from here a stop request only sets `signals.stop`
+    except StopRequested as exc:
+        log.info("event=stopped_while_starting signal=%s", exc)
+        return 0
+    return Daemon(config, load_config, pipeline, Notifier(), signals).run()

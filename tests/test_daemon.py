@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from conftest import kws_command, read_clip
+from conftest import SHARED_MODELS, kws_command, read_clip
 from daemon_process import DaemonProcess, write_config
 from vmic import VirtualMic
 
@@ -302,4 +302,87 @@ def test_any_failing_reload_is_one_line_and_the_old_config_stays(mic16, cli_env,
         assert daemon.stop() == 0
     assert "Traceback" not in daemon.stderr
     assert len([line for line in daemon.stderr_lines if "event=reload_rejected" in line]) == 1
+
+
+class HeldModelServer:
+    """A real HTTP server on 127.0.0.1 serving the shared models, which holds every
+    response until `release` is set: the daemon is then reliably inside its first-use
+    model download, before its signal handlers could otherwise exist."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requested = threading.Event()
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                outer.requested.set()
+                if not outer.release.wait(60):
+                    return
+                data = (SHARED_MODELS / Path(self.path).name).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="held-model-server")
+
+    def __enter__(self) -> "HeldModelServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+
+def start_downloading(mic: VirtualMic, cli_env: dict[str, str], server: HeldModelServer, models: Path) -> DaemonProcess:
+    env = {**mic.env, **{k: cli_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}}
+    daemon = DaemonProcess([*kws_command(), "run", "--model-dir", str(models), "--model-source", server.url], env)
+    assert server.requested.wait(30), f"the daemon never asked for the model; stderr:\n{daemon.stderr}"
+    return daemon
+
+
+def test_sighup_during_the_first_use_model_download_does_not_kill_it(mic16, cli_env, tmp_path):
+    """Issue 15.3: SIGHUP before ready (here: mid-download) is kept for later, never fatal."""
+    with HeldModelServer() as server:
+        daemon = start_downloading(mic16, cli_env, server, tmp_path / "fresh")
+        try:
+            daemon.signal(signal.SIGHUP)
+            server.release.set()
+            daemon.wait_log("event=ready", timeout=30)
+            play_clip(mic16, "keywords/yes.wav")
+            assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+        finally:
+            assert daemon.stop() == 0
+    assert (tmp_path / "fresh" / "kws_micronet_l.tflite").is_file()
+    assert "Traceback" not in daemon.stderr
+
+
+def test_sigterm_during_the_first_use_model_download_exits_zero_at_once(mic16, cli_env, tmp_path):
+    """Issue 15.3: SIGTERM before ready ends the start without waiting for the download."""
+    with HeldModelServer() as server:
+        daemon = start_downloading(mic16, cli_env, server, tmp_path / "fresh")
+        try:
+            daemon.signal(signal.SIGTERM)
+            assert daemon.proc.wait(30) == 0  # the server still holds the response
+        finally:
+            daemon.stop()
+    assert "Traceback" not in daemon.stderr
+    assert "event=stopped_while_starting" in daemon.stderr
+    assert list((tmp_path / "fresh").iterdir()) == []  # no .partial left behind
 
