@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 SUPERVISOR_TICK = 0.25  # s between health checks; the loop sleeps on an Event, never spins
 WORKER_WAIT = 0.25  # s the worker waits for audio before looking around again
 RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # s between reopen attempts, the last repeats
-STOP_BUDGET = 1.5  # s to finish captured audio and flush sinks (systemd/tests allow 2 s)
+STOP_BUDGET = 1.5  # s to finish captured audio and flush sinks (systemd allows 5 s, tests 2 s)
+DRAIN_BUDGET = 0.8  # s of that the worker may spend on audio captured before the stop; the rest is dropped, logged
+SLICE = 1600  # samples (0.1 s) fed per pipeline call: a backlog never hides a stop request
 RESTART_ONLY = ("audio", "model", "metrics")  # config sections a SIGHUP cannot change in place
 STALL_HOOK = "KWS_STREAM_TEST_STALL_AFTER"  # tests only: worker freezes after N s of audio
 
@@ -65,6 +67,8 @@ class Worker:
         self.heartbeat = time.monotonic()
         self.audio_flowing = threading.Event()
         self.stop = threading.Event()
+        self._drain_deadline = float("inf")  # monotonic time; set by request_stop
+        self._drain_cut = False
         self.detections = 0
         self.detections_by_keyword: Counter[str] = Counter()
         self.ring_overflow_seconds = 0.0
@@ -76,6 +80,14 @@ class Worker:
 
     def start(self) -> None:
         self._thread.start()
+
+    def request_stop(self, drain_deadline: float) -> None:
+        """Finish the audio already captured, but only until `drain_deadline`."""
+        self._drain_deadline = drain_deadline
+        self.stop.set()
+        session = self.session
+        if session is not None:
+            session.ring.wake()
 
     def reconfigure(self, change: Reconfiguration) -> None:
         self._pending = change  # applied by the worker thread between blocks
@@ -100,7 +112,7 @@ class Worker:
             current = latest
             block = current.ring.read(0 if self.stop.is_set() else WORKER_WAIT)
             self._process(current, block)
-            if self.stop.is_set() and len(block) == 0:
+            if self.stop.is_set() and (len(block) == 0 or self._drain_cut):
                 # The end of the captured audio counts as the pause after a last command.
                 self._publish(self.pipeline.finish())
                 return
@@ -113,7 +125,14 @@ class Worker:
                         self.ring_overflow_seconds)
         if len(block) == 0:
             return
-        self._publish(self.pipeline.feed(session.converter.convert(block)))
+        audio = session.converter.convert(block)
+        for start in range(0, len(audio), SLICE):
+            if self.stop.is_set() and time.monotonic() > self._drain_deadline:
+                self._drain_cut = True
+                log.warning("event=stop_drain_cut dropped_s=%.2f note=stop_budget_spent",
+                            (len(audio) - start) / 16000)
+                return
+            self._publish(self.pipeline.feed(audio[start : start + SLICE]))
         self.audio_flowing.set()
         if self._stall_after and self.pipeline.samples_seen > self._stall_after * 16000:
             log.warning("event=test_stall hook=%s", STALL_HOOK)
@@ -277,13 +296,16 @@ class Daemon:
                 f"reconnects={self._reconnects}")
 
     def _shutdown(self) -> bool:
-        deadline = time.monotonic() + STOP_BUDGET
+        started = time.monotonic()
+        deadline = started + STOP_BUDGET
         self.notifier.stopping()
         log.info("event=stopping %s", self._status_text())
         if self._session is not None:
             self._session.stream.stop(ignore_errors=True)  # no new audio; the ring keeps what arrived
-        self.worker.stop.set()
-        clean = self.worker.join(max(0.1, deadline - time.monotonic() - 0.3))
+        self.worker.request_stop(started + DRAIN_BUDGET)
+        # The worker checks its drain deadline every SLICE, so it ends soon after it even when
+        # stopping the stream took long under load; only a worker stuck in one call misses this.
+        clean = self.worker.join(max(0.5, deadline - time.monotonic() - 0.2))
         if not clean:
             log.error("event=worker_not_stopped action=exiting")
         if self._session is not None:

@@ -386,3 +386,53 @@ def test_sigterm_during_the_first_use_model_download_exits_zero_at_once(mic16, c
     assert "event=stopped_while_starting" in daemon.stderr
     assert list((tmp_path / "fresh").iterdir()) == []  # no .partial left behind
 
+
+class ListSink:
+    name = "list"
+
+    def __init__(self) -> None:
+        self.got: list[str] = []
+
+    def handle(self, detection) -> None:
+        self.got.append(detection.keyword)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("budget_left, processed", [(60.0, True), (-1.0, False)], ids=["in-budget", "spent"])
+def test_a_stopping_worker_drains_its_backlog_only_within_the_stop_budget(model_dir, caplog, budget_left, processed):
+    """Issue 15.3 (`worker_not_stopped` under load): at a stop the worker finishes the audio
+    already captured, slice by slice, but gives up at its drain deadline (logged) instead of
+    overrunning the join. Real model and pipeline; the capture session has no device (none
+    is needed to hold a backlog in its ring)."""
+    from kws_stream.backend import KeywordModel
+    from kws_stream.capture import CaptureSession
+    from kws_stream.daemon import Worker
+    from kws_stream.events import EventBus
+    from kws_stream.pipeline import Pipeline
+    from kws_stream.ringbuffer import RingBuffer
+    from kws_stream.sources import StreamConverter
+
+    from conftest import LABELS
+
+    _, audio = read_clip("keywords/right_left_up.wav")
+    ring = RingBuffer(4 * 16000, 1)
+    ring.write(audio.reshape(-1, 1))  # a 3 s backlog, as a worker that fell behind has
+    session = CaptureSession("backlog", 16000, 1, ring, StreamConverter(16000, 1))
+    sink = ListSink()
+    pipeline = Pipeline(KeywordModel(model_dir / "kws_micronet_l.tflite", LABELS), "micronet-l", "mic:test")
+    worker = Worker(pipeline, EventBus([sink]))
+    worker.session = session
+    worker.request_stop(time.monotonic() + budget_left)
+    with caplog.at_level("WARNING", logger="kws_stream"):
+        worker.start()
+        assert worker.join(30)
+    worker.bus.close()
+    if processed:
+        assert pipeline.samples_seen == len(audio) - len(audio) % 320
+        assert sink.got == RLU
+        assert "event=stop_drain_cut" not in caplog.text
+    else:
+        assert pipeline.samples_seen == 0 and sink.got == []
+        assert "event=stop_drain_cut dropped_s=3.00" in caplog.text
