@@ -87,11 +87,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 status = exc.exit_code
                 continue
             pipeline = Pipeline(model, model_name, name, params)
-            for block in source.blocks():
-                for detection in pipeline.feed(block):
-                    bus.publish(detection)
-                if bus.sink_closed.is_set():
-                    break
+            try:
+                for block in source.blocks():
+                    for detection in pipeline.feed(block):
+                        bus.publish(detection)
+                    if bus.sink_closed.is_set():
+                        break
+            except InputError as exc:  # a pipe shows a truncation only when it ends
+                print(f"kws-stream: {exc}", file=sys.stderr)
+                status = exc.exit_code
             for detection in pipeline.finish():
                 bus.publish(detection)
     finally:
