@@ -11,7 +11,6 @@ from typing import Any, Sequence
 from . import config as cfg
 from .errors import InputError, KwsError
 from .events import EventBus
-from . import __version__
 from .models import default_model_dir, install, installed_path, load_manifest, resolve, user_config_dir, verify
 from .sinks import StdoutSink
 
@@ -88,11 +87,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 status = exc.exit_code
                 continue
             pipeline = Pipeline(model, model_name, name, params)
-            for block in source.blocks():
-                for detection in pipeline.feed(block):
-                    bus.publish(detection)
-                if bus.sink_closed.is_set():
-                    break
+            try:
+                for block in source.blocks():
+                    for detection in pipeline.feed(block):
+                        bus.publish(detection)
+                    if bus.sink_closed.is_set():
+                        break
+            except InputError as exc:  # a pipe shows a truncation only when it ends
+                print(f"kws-stream: {exc}", file=sys.stderr)
+                status = exc.exit_code
             for detection in pipeline.finish():
                 bus.publish(detection)
     finally:
@@ -101,20 +104,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import Daemon, utc_now
-    from .pipeline import Pipeline
-    from .service import Notifier
+    from .daemon import run_service  # installs the signal handlers before loading anything
 
-    config = build_config(args)
-    setup_logging(config.service.log_level)
-    model, model_name = open_model(config)
-    d = config.detection
-    log.info("event=start version=%s model=%s runtime=%s stride=%d smoothing=%d threshold=%s keywords=%s device=%r",
-             __version__, model_name, model.runtime, d.stride, d.smoothing, d.threshold,
-             ",".join(d.keywords) or "all", config.audio.device or "default")
-    source = f"mic:{config.audio.device or 'default'}"
-    pipeline = Pipeline(model, model_name, source, config.pipeline_params(), clock=utc_now)
-    return Daemon(config, lambda: build_config(args), pipeline, Notifier()).run()
+    return run_service(lambda: build_config(args), setup_logging, open_model)
 
 
 def cmd_serve_wyoming(args: argparse.Namespace) -> int:

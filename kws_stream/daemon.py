@@ -5,7 +5,8 @@ Threads, each owned and joined:
 - the worker converts to 16 kHz mono, runs the Pipeline and publishes detections;
 - the main thread supervises: opens and reopens the device with backoff, notices a
   device that stopped delivering audio, pings the systemd watchdog only while the
-  worker makes progress, reloads the config on SIGHUP and stops on SIGTERM/SIGINT;
+  worker makes progress, reloads the config on SIGHUP and stops on SIGTERM/SIGINT
+  (handled from the very start, before the model loads: see service.Signals);
 - the event bus gives each sink its own thread and bounded queue (events.py).
 """
 
@@ -23,13 +24,15 @@ from typing import Callable
 
 import numpy as np
 
+from . import __version__
 from . import config as cfg
+from .backend import KeywordModel
 from .capture import CaptureSession, DeviceError, open_capture
 from .errors import KwsError
 from .events import Detection, EventBus, Sink
 from .metrics import DaemonStats, Metrics
 from .pipeline import Pipeline, PipelineParams
-from .service import Notifier, install_signal_handlers
+from .service import Notifier, Signals, StopRequested
 from .sinks import build_sinks, stdout_reader_gone
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,9 @@ log = logging.getLogger(__name__)
 SUPERVISOR_TICK = 0.25  # s between health checks; the loop sleeps on an Event, never spins
 WORKER_WAIT = 0.25  # s the worker waits for audio before looking around again
 RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # s between reopen attempts, the last repeats
-STOP_BUDGET = 1.5  # s to finish captured audio and flush sinks (systemd/tests allow 2 s)
+STOP_BUDGET = 1.5  # s to finish captured audio and flush sinks (systemd allows 5 s, tests 2 s)
+DRAIN_BUDGET = 0.8  # s of that the worker may spend on audio captured before the stop; the rest is dropped, logged
+SLICE = 1600  # samples (0.1 s) fed per pipeline call: a backlog never hides a stop request
 RESTART_ONLY = ("audio", "model", "metrics")  # config sections a SIGHUP cannot change in place
 STALL_HOOK = "KWS_STREAM_TEST_STALL_AFTER"  # tests only: worker freezes after N s of audio
 
@@ -62,6 +67,8 @@ class Worker:
         self.heartbeat = time.monotonic()
         self.audio_flowing = threading.Event()
         self.stop = threading.Event()
+        self._drain_deadline = float("inf")  # monotonic time; set by request_stop
+        self._drain_cut = False
         self.detections = 0
         self.detections_by_keyword: Counter[str] = Counter()
         self.ring_overflow_seconds = 0.0
@@ -74,6 +81,14 @@ class Worker:
 
     def start(self) -> None:
         self._thread.start()
+
+    def request_stop(self, drain_deadline: float) -> None:
+        """Finish the audio already captured, but only until `drain_deadline`."""
+        self._drain_deadline = drain_deadline
+        self.stop.set()
+        session = self.session
+        if session is not None:
+            session.ring.wake()
 
     def reconfigure(self, change: Reconfiguration) -> None:
         """Hand a change to the worker thread (applied between blocks). A change it has not
@@ -105,7 +120,7 @@ class Worker:
             current = latest
             block = current.ring.read(0 if self.stop.is_set() else WORKER_WAIT)
             self._process(current, block)
-            if self.stop.is_set() and len(block) == 0:
+            if self.stop.is_set() and (len(block) == 0 or self._drain_cut):
                 # The end of the captured audio counts as the pause after a last command.
                 self._publish(self.pipeline.finish())
                 self._apply_pending()  # a reload not applied yet: its sinks close with the bus
@@ -119,7 +134,14 @@ class Worker:
                         self.ring_overflow_seconds)
         if len(block) == 0:
             return
-        self._publish(self.pipeline.feed(session.converter.convert(block)))
+        audio = session.converter.convert(block)
+        for start in range(0, len(audio), SLICE):
+            if self.stop.is_set() and time.monotonic() > self._drain_deadline:
+                self._drain_cut = True
+                log.warning("event=stop_drain_cut dropped_s=%.2f note=stop_budget_spent",
+                            (len(audio) - start) / 16000)
+                return
+            self._publish(self.pipeline.feed(audio[start : start + SLICE]))
         self.audio_flowing.set()
         if self._stall_after and self.pipeline.samples_seen > self._stall_after * 16000:
             log.warning("event=test_stall hook=%s", STALL_HOOK)
@@ -143,12 +165,12 @@ class Worker:
 
 class Daemon:
     def __init__(self, config: cfg.Config, reload_config: Callable[[], cfg.Config],
-                 pipeline: Pipeline, notifier: Notifier) -> None:
+                 pipeline: Pipeline, notifier: Notifier, signals: Signals) -> None:
         self.config = config
         self._reload_config = reload_config
         self.notifier = notifier
-        self.stop = threading.Event()
-        self.reload = threading.Event()
+        self.stop = signals.stop
+        self.reload = signals.reload
         self.worker = Worker(pipeline, EventBus(build_sinks(config, pipeline.model_name)))
         self._session: CaptureSession | None = None
         self._next_open = 0.0
@@ -161,7 +183,6 @@ class Daemon:
         self.metrics: Metrics | None = None
 
     def run(self) -> int:
-        install_signal_handlers(self.stop, self.reload)
         self.notifier.status("waiting for the input device")
         if self.config.metrics.enabled:
             self.metrics = Metrics(self.stats)
@@ -249,8 +270,8 @@ class Daemon:
         try:
             new = self._reload_config()
             sinks = build_sinks(new, self.worker.pipeline.model_name)
-        except KwsError as exc:
-            log.error("event=reload_rejected error=%r action=keeping_old_config", str(exc))
+        except Exception as exc:  # whatever a bad file raises (UnicodeDecodeError, RecursionError...)
+            log.error("event=reload_rejected error=%r action=keeping_old_config", _one_line(exc))
             return
         restart_only = [s for s in RESTART_ONLY if getattr(new, s) != getattr(self.config, s)]
         if restart_only:
@@ -285,13 +306,16 @@ class Daemon:
                 f"reconnects={self._reconnects}")
 
     def _shutdown(self) -> bool:
-        deadline = time.monotonic() + STOP_BUDGET
+        started = time.monotonic()
+        deadline = started + STOP_BUDGET
         self.notifier.stopping()
         log.info("event=stopping %s", self._status_text())
         if self._session is not None:
             self._session.stream.stop(ignore_errors=True)  # no new audio; the ring keeps what arrived
-        self.worker.stop.set()
-        clean = self.worker.join(max(0.1, deadline - time.monotonic() - 0.3))
+        self.worker.request_stop(started + DRAIN_BUDGET)
+        # The worker checks its drain deadline every SLICE, so it ends soon after it even when
+        # stopping the stream took long under load; only a worker stuck in one call misses this.
+        clean = self.worker.join(max(0.5, deadline - time.monotonic() - 0.2))
         if not clean:
             log.error("event=worker_not_stopped action=exiting")
         if self._session is not None:
@@ -301,3 +325,36 @@ class Daemon:
             self.metrics.close()
         self.notifier.close()
         return clean
+
+
+def _one_line(exc: BaseException) -> str:
+    """A KwsError's message as is; anything else with its type, on one line."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, KwsError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_service(load_config: Callable[[], cfg.Config], setup_logging: Callable[[str], None],
+                open_model: Callable[[cfg.Config], tuple[KeywordModel, str]]) -> int:
+    """`kws-stream run`: signal handlers first, then the config and the model, then supervise.
+
+    `load_config` is called again on each SIGHUP. A SIGTERM while the model loads or
+    downloads ends the start at once with exit 0.
+    """
+    signals = Signals().install()
+    try:
+        config = load_config()
+        setup_logging(config.service.log_level)
+        model, model_name = open_model(config)
+        d = config.detection
+        log.info("event=start version=%s model=%s runtime=%s stride=%d smoothing=%d threshold=%s keywords=%s "
+                 "device=%r", __version__, model_name, model.runtime, d.stride, d.smoothing, d.threshold,
+                 ",".join(d.keywords) or "all", config.audio.device or "default")
+        pipeline = Pipeline(model, model_name, f"mic:{config.audio.device or 'default'}",
+                            config.pipeline_params(), clock=utc_now)
+        signals.starting = False  # from here a stop request only sets `signals.stop`
+    except StopRequested as exc:
+        log.info("event=stopped_while_starting signal=%s", exc)
+        return 0
+    return Daemon(config, load_config, pipeline, Notifier(), signals).run()

@@ -54,8 +54,39 @@ class Notifier:
             self._socket = None
 
 
-def install_signal_handlers(stop: threading.Event, reload: threading.Event) -> None:
-    """SIGTERM/SIGINT request a clean stop; SIGHUP a config reload. Main thread only."""
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+class StopRequested(BaseException):
+    """SIGTERM/SIGINT while starting: unwinds the start (model download or load) at once.
+
+    A BaseException so that no `except Exception` on the way swallows it; cleanups
+    (`finally`, the model installer's `.partial` removal) still run."""
+
+
+class Signals:
+    """SIGTERM/SIGINT request a clean stop, SIGHUP a config reload. Main thread only.
+
+    Installed first thing, before the config, the model download and the model load:
+    until then SIGHUP's default action kills the process, and systemd's
+    `Restart=on-failure` does not restart a process killed by SIGHUP. A SIGHUP while
+    starting is kept (`reload` is applied once running); a stop request while starting
+    raises StopRequested in the main thread, so a slow download is not waited for.
+    """
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.reload = threading.Event()
+        self.starting = True  # cleared by the main thread once the supervisor runs
+
+    def install(self) -> "Signals":
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        return self
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        self.stop.set()
+        if self.starting:
+            self.starting = False  # raise once: a second signal must not interrupt the unwinding
+            raise StopRequested(signal.Signals(signum).name)
+
+    def _on_reload(self, signum: int, frame: object) -> None:
+        self.reload.set()

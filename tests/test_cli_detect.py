@@ -161,3 +161,112 @@ def test_models_list_and_install(run_cli, tmp_path):
     listing = run_cli("models", "list", "--model-dir", tmp_path).stdout
     assert any(line.split()[0] == "micronet-m" and "installed" in line and "not" not in line
                for line in listing.splitlines())
+
+
+def by_source(stdout: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for d in detections(stdout):
+        out.setdefault(d["source"], []).append(d["keyword"])
+    return out
+
+
+def test_wav_from_a_pipe_stdin_and_a_fifo(cli_env, tmp_path):
+    """Issue 15.12: `detect <(cat f.wav)`, `detect -` and a FIFO are read like files."""
+    import os
+    import threading
+
+    fifo = tmp_path / "words.fifo"
+    os.mkfifo(fifo)
+    clip = (AUDIO / "keywords/yes_no_go_stop.wav").read_bytes()
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(clip)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    script = 'exec "$0" detect <(cat "$1") - "$2" < "$3"'
+    try:
+        result = subprocess.run(["bash", "-c", script, *kws_command(), AUDIO / "keywords/right_left_up.wav", fifo,
+                                 AUDIO / "keywords/down.wav"], capture_output=True, text=True, env=cli_env,
+                                timeout=120)
+    finally:
+        if writer.is_alive():  # the command never opened the FIFO: release the writer
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(10)
+    assert result.returncode == 0, result.stderr
+    found = list(by_source(result.stdout).items())
+    assert found[0][0].startswith("/dev/fd/") and found[0][1] == ["right", "left", "up"]
+    assert found[1:] == [("-", ["down"]), (str(fifo), ["yes", "no", "go", "stop"])]
+    assert result.stderr == ""
+
+
+def test_streaming_headers_from_sox_and_arecord_are_read_to_the_end(cli_env, tmp_path):
+    """What `sox ... -t wav -` and `arecord` write to a pipe (sizes they cannot fill in)."""
+    from test_sources import with_header_fields
+
+    clip = AUDIO / "keywords/yes_no_go_stop.wav"
+    # A real sox stream header: raw samples in, so sox cannot know the length (0x7ffff000).
+    sox_pipe = tmp_path / "sox_pipe.wav"
+    subprocess.run(f'sox "{clip}" -t raw - | sox -t raw -r 16000 -e signed -b 16 -c 1 - -t wav - | cat > "{sox_pipe}"',
+                   shell=True, check=True, capture_output=True)
+    assert sox_pipe.read_bytes()[40:44] == b"\x00\xf0\xff\x7f"
+    files = [sox_pipe] + [with_header_fields(clip, tmp_path / f"{name}.wav", data_size=size)
+                          for name, size in (("arecord", 0x7FFFFFFF), ("max", 0xFFFFFFFF), ("zero", 0))]
+    script = f'sox "{clip}" -t raw - | sox -t raw -r 16000 -e signed -b 16 -c 1 - -t wav - | "$0" detect - "$@"'
+    result = subprocess.run(["bash", "-c", script, *kws_command(), *files], capture_output=True, text=True,
+                            env=cli_env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    words = ["yes", "no", "go", "stop"]
+    assert by_source(result.stdout) == {"-": words, **{str(f): words for f in files}}
+
+
+def test_int64_24_bit_float64_and_3_channel_files_give_their_keywords(run_cli, tmp_path):
+    clip = AUDIO / "keywords/right_left_up.wav"
+    _, audio = read_clip("keywords/right_left_up.wav")
+    i64 = tmp_path / "i64.wav"
+    scipy.io.wavfile.write(i64, 16000, audio.astype(np.int64) << 48)  # sox cannot write int64
+    s24 = tmp_path / "s24_44k_3ch.wav"
+    subprocess.run(["sox", clip, "-b", "24", "-c", "3", s24, "rate", "44100"], check=True)
+    f64 = tmp_path / "f64.wav"
+    subprocess.run(["sox", clip, "-e", "floating-point", "-b", "64", f64], check=True)
+    result = run_cli("detect", i64, s24, f64)
+    assert result.returncode == 0, result.stderr
+    assert by_source(result.stdout) == {str(f): ["right", "left", "up"] for f in (i64, s24, f64)}
+
+
+def test_nan_and_inf_samples_are_one_log_line_not_a_python_warning(run_cli, tmp_path):
+    _, audio = read_clip("keywords/right_left_up.wav")
+    x = audio.astype(np.float32) / 32768
+    x[100:200], x[300], x[400] = np.nan, np.inf, -np.inf
+    path = tmp_path / "nan.wav"
+    scipy.io.wavfile.write(path, 16000, x)
+    result = run_cli("detect", path)
+    assert result.returncode == 0, result.stderr
+    assert [d["keyword"] for d in detections(result.stdout)] == ["right", "left", "up"]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "event=wav_nonfinite_samples" in lines[0] and "Warning" not in result.stderr
+
+
+def test_an_absurd_rate_is_one_line_exit_2_and_the_next_file_still_runs(run_cli, tmp_path):
+    """Issue 15.10: a header claiming 10^9 Hz is refused before anything is allocated."""
+    from test_sources import with_header_fields
+
+    bad = with_header_fields(AUDIO / "keywords/yes.wav", tmp_path / "giga.wav", rate=10**9)
+    result = run_cli("detect", bad, AUDIO / "keywords/down.wav")
+    assert result.returncode == 2
+    assert [d["keyword"] for d in detections(result.stdout)] == ["down"]
+    assert result.stderr.strip().splitlines() == [
+        f"kws-stream: {bad}: WAV header gives a sample rate of 1000000000 Hz, outside the 4000-384000 Hz "
+        "kws-stream reads (corrupt header?)"]
+
+
+def test_a_pipe_shorter_than_its_header_is_one_line_after_its_keywords(cli_env):
+    """Truncation in a pipe shows only at its end: what came before is still spotted."""
+    clip = AUDIO / "keywords/yes_no_go_stop.wav"
+    script = f'head -c 40000 "{clip}" | "$0" detect - "$1"'  # 1.25 s of its 4 s
+    result = subprocess.run(["bash", "-c", script, *kws_command(), AUDIO / "keywords/down.wav"],
+                            capture_output=True, text=True, env=cli_env, timeout=120)
+    assert result.returncode == 2
+    assert by_source(result.stdout) == {"-": ["yes"], str(AUDIO / "keywords/down.wav"): ["down"]}
+    assert result.stderr.strip().splitlines() == ["kws-stream: -: truncated WAV file (shorter than its header says)"]

@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from conftest import kws_command, read_clip
+from conftest import SHARED_MODELS, kws_command, read_clip
 from daemon_process import DaemonProcess, write_config
 from vmic import VirtualMic
 
@@ -279,3 +279,160 @@ def test_a_closed_stdout_stops_the_daemon_quietly(mic16, cli_env):
             proc.wait(5)
     assert proc.returncode == 0
     assert b"Traceback" not in err and b"event=output_closed" in err
+
+
+@pytest.mark.parametrize("content", [
+    b'[detection]\nkeywords = ["yes", "no"]\n# caf\xe9 (Latin-1, not UTF-8)\n',
+    b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n",  # RecursionError inside the TOML parser
+], ids=["latin-1", "deeply-nested"])
+def test_any_failing_reload_is_one_line_and_the_old_config_stays(mic16, cli_env, tmp_path, content):
+    """Issue 15.2: a reload that fails in any way (not only a KwsError) never kills the daemon."""
+    conf = write_config(tmp_path / "k.toml", '[detection]\nkeywords = ["yes"]\n')
+    daemon = start(mic16, cli_env, "--config", str(conf))
+    try:
+        mark = daemon.log_mark()
+        conf.write_bytes(content)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("event=reload_rejected", start=mark)
+        play_clip(mic16, "keywords/right_left_up.wav")  # not in the old allow-list
+        play_clip(mic16, "keywords/yes.wav")
+        assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+        assert daemon.proc.poll() is None
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.stderr
+    assert len([line for line in daemon.stderr_lines if "event=reload_rejected" in line]) == 1
+
+
+class HeldModelServer:
+    """A real HTTP server on 127.0.0.1 serving the shared models, which holds every
+    response until `release` is set: the daemon is then reliably inside its first-use
+    model download, before its signal handlers could otherwise exist."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requested = threading.Event()
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                outer.requested.set()
+                if not outer.release.wait(60):
+                    return
+                data = (SHARED_MODELS / Path(self.path).name).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="held-model-server")
+
+    def __enter__(self) -> "HeldModelServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+
+def start_downloading(mic: VirtualMic, cli_env: dict[str, str], server: HeldModelServer, models: Path) -> DaemonProcess:
+    env = {**mic.env, **{k: cli_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}}
+    daemon = DaemonProcess([*kws_command(), "run", "--model-dir", str(models), "--model-source", server.url], env)
+    assert server.requested.wait(30), f"the daemon never asked for the model; stderr:\n{daemon.stderr}"
+    return daemon
+
+
+def test_sighup_during_the_first_use_model_download_does_not_kill_it(mic16, cli_env, tmp_path):
+    """Issue 15.3: SIGHUP before ready (here: mid-download) is kept for later, never fatal."""
+    with HeldModelServer() as server:
+        daemon = start_downloading(mic16, cli_env, server, tmp_path / "fresh")
+        try:
+            daemon.signal(signal.SIGHUP)
+            server.release.set()
+            daemon.wait_log("event=ready", timeout=30)
+            play_clip(mic16, "keywords/yes.wav")
+            assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+        finally:
+            assert daemon.stop() == 0
+    assert (tmp_path / "fresh" / "kws_micronet_l.tflite").is_file()
+    assert "Traceback" not in daemon.stderr
+
+
+def test_sigterm_during_the_first_use_model_download_exits_zero_at_once(mic16, cli_env, tmp_path):
+    """Issue 15.3: SIGTERM before ready ends the start without waiting for the download."""
+    with HeldModelServer() as server:
+        daemon = start_downloading(mic16, cli_env, server, tmp_path / "fresh")
+        try:
+            daemon.signal(signal.SIGTERM)
+            assert daemon.proc.wait(30) == 0  # the server still holds the response
+        finally:
+            daemon.stop()
+    assert "Traceback" not in daemon.stderr
+    assert "event=stopped_while_starting" in daemon.stderr
+    assert list((tmp_path / "fresh").iterdir()) == []  # no .partial left behind
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self) -> None:
+        self.got: list[str] = []
+
+    def handle(self, detection) -> None:
+        self.got.append(detection.keyword)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("budget_left, processed", [(60.0, True), (-1.0, False)], ids=["in-budget", "spent"])
+def test_a_stopping_worker_drains_its_backlog_only_within_the_stop_budget(model_dir, caplog, budget_left, processed):
+    """Issue 15.3 (`worker_not_stopped` under load): at a stop the worker finishes the audio
+    already captured, slice by slice, but gives up at its drain deadline (logged) instead of
+    overrunning the join. Real model and pipeline; the capture session has no device (none
+    is needed to hold a backlog in its ring)."""
+    from kws_stream.backend import KeywordModel
+    from kws_stream.capture import CaptureSession
+    from kws_stream.daemon import Worker
+    from kws_stream.events import EventBus
+    from kws_stream.pipeline import Pipeline
+    from kws_stream.ringbuffer import RingBuffer
+    from kws_stream.sources import StreamConverter
+
+    from conftest import LABELS
+
+    _, audio = read_clip("keywords/right_left_up.wav")
+    ring = RingBuffer(4 * 16000, 1)
+    ring.write(audio.reshape(-1, 1))  # a 3 s backlog, as a worker that fell behind has
+    session = CaptureSession("backlog", 16000, 1, ring, StreamConverter(16000, 1))
+    sink = ListSink()
+    pipeline = Pipeline(KeywordModel(model_dir / "kws_micronet_l.tflite", LABELS), "micronet-l", "mic:test")
+    worker = Worker(pipeline, EventBus([sink]))
+    worker.session = session
+    worker.request_stop(time.monotonic() + budget_left)
+    with caplog.at_level("WARNING", logger="kws_stream"):
+        worker.start()
+        assert worker.join(30)
+    worker.bus.close()
+    if processed:
+        assert pipeline.samples_seen == len(audio) - len(audio) % 320
+        assert sink.got == RLU
+        assert "event=stop_drain_cut" not in caplog.text
+    else:
+        assert pipeline.samples_seen == 0 and sink.got == []
+        assert "event=stop_drain_cut dropped_s=3.00" in caplog.text
