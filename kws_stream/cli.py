@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import __version__
 from . import config as cfg
 from .errors import InputError, KwsError
-from .events import EventBus
-from . import __version__
-from .models import default_model_dir, install, installed_path, load_manifest, resolve, user_config_dir, verify
+from .events import Detection, EventBus
+from .models import Manifest, default_model_dir, install, installed_path, load_manifest, resolve, verify
 from .sinks import StdoutSink
 
 log = logging.getLogger("kws_stream")
+
+MODES = {"command": True, "plain": False}  # --mode -> command.enabled
 
 
 def setup_logging(level: str) -> None:
@@ -29,50 +32,166 @@ def setup_logging(level: str) -> None:
     root.propagate = False
 
 
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="TOML config file (see config/kws-stream.toml)")
+# ---------------------------------------------------------------- options, per subcommand
+
+def _config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="TOML config file (default: $XDG_CONFIG_HOME/kws-stream/kws-stream.toml, "
+                        "else /etc/kws-stream/kws-stream.toml, else the built-in defaults)")
+
+
+def _model_options(p: argparse.ArgumentParser, choose: bool = True) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", dest="model.name", metavar="NAME_OR_PATH", help="micronet-l (default), micronet-m, or a .tflite path")
+    if choose:
+        g.add_argument("--model", dest="model.name", metavar="NAME_OR_PATH",
+                       help="micronet-l (default), micronet-m, or a .tflite path")
     g.add_argument("--model-dir", dest="model.dir", metavar="DIR", help="where models are installed")
-    g.add_argument("--model-source", dest="model.source", metavar="DIR_OR_URL", help="install a missing model from here")
     g.add_argument("--manifest", dest="model.manifest", metavar="FILE", help="an extra manifest with your own models")
+
+
+def _spotting_options(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("detection")
+    d.add_argument("--mode", choices=tuple(MODES),
+                   help="command: only keywords spoken as commands, with a pause around them (default); "
+                        "plain: every keyword, inside sentences too")
     d.add_argument("--stride", dest="detection.stride", type=int, metavar="HOPS", help="run the model every HOPS x 20 ms")
     d.add_argument("--smoothing", dest="detection.smoothing", type=int, metavar="N", help="average the last N inferences")
-    d.add_argument("--threshold", dest="detection.threshold", type=float, metavar="P", help="score needed to report (0-1)")
-    d.add_argument("--refractory", dest="detection.refractory", type=float, metavar="SECONDS", help="same keyword not reported again within")
-    d.add_argument("--keywords", dest="detection.keywords", type=lambda s: s.split(","), metavar="K1,K2", help="report only these")
-    p.add_argument("--channel", dest="audio.channel", metavar="mix|N", help="mix channels down (default) or take channel N")
-    p.add_argument("--format", dest="output.format", choices=("json", "text"), help="output: JSON lines (default) or text")
+    d.add_argument("--threshold", dest="detection.threshold", type=float, metavar="P", help="score needed to report (0-1]")
+    d.add_argument("--refractory", dest="detection.refractory", type=float, metavar="SECONDS",
+                   help="same keyword not reported again within")
+    d.add_argument("--keywords", dest="detection.keywords", type=lambda s: s.split(","), metavar="K1,K2",
+                   help="report only these")
     p.add_argument("--log-level", dest="service.log_level", choices=cfg.LOG_LEVELS)
 
 
-def build_config(args: argparse.Namespace) -> cfg.Config:
-    base = cfg.load(args.config) if getattr(args, "config", None) else cfg.Config()
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--channel", dest="audio.channel", metavar="mix|N", help="mix channels down (default) or take channel N")
+    p.add_argument("--format", dest="output.format", choices=("json", "text"), help="output: JSON lines (default) or text")
+
+
+# ---------------------------------------------------------------- config and model
+
+def build_config(args: argparse.Namespace) -> tuple[cfg.Config, Path | None]:
+    """The config file (see `cfg.find`) with the command line's flags on top, and its path."""
+    path = cfg.find(getattr(args, "config", None))
+    base = cfg.load(path) if path is not None else cfg.Config()
     flags = {k: v for k, v in vars(args).items() if "." in k}
-    return cfg.override(base, flags)
+    if getattr(args, "mode", None):
+        flags["command.enabled"] = MODES[args.mode]
+    return cfg.override(base, flags), path
+
+
+def start_logging(config: cfg.Config, path: Path | None) -> None:
+    """Logging at the configured level, then which config file is in use. A file is
+    logged at info (it changes results); the defaults at debug, so `detect` stays quiet."""
+    setup_logging(config.service.log_level)
+    if path is not None:
+        log.info("event=config file=%s", path)
+    else:
+        log.debug("event=config file=none using=defaults")
 
 
 def model_dir(config: cfg.Config) -> Path:
     return Path(config.model.dir).expanduser() if config.model.dir else default_model_dir()
 
 
+def manifest_for(config: cfg.Config) -> Manifest:
+    """The manifest with the user's; a missing or broken manifest is a bad value (exit 2)."""
+    try:
+        return load_manifest(tuple(Path(m).expanduser() for m in [config.model.manifest] if m))
+    except cfg.ConfigError:
+        raise
+    except KwsError as exc:
+        raise cfg.ConfigError(str(exc)) from None
+
+
+def check_model_name(name: str, manifest: Manifest) -> None:
+    """A model name the manifest does not know, or a path that is not there: exit 2."""
+    if name.endswith(".tflite") or os.sep in name:
+        if not Path(name).expanduser().is_file():
+            raise cfg.ConfigError(f"model file {name}: no such file")
+    elif name and name not in manifest.models:
+        raise cfg.ConfigError(f"unknown model {name!r}; {cfg.did_you_mean(name, sorted(manifest.models))}")
+
+
+def check_runnable(config: cfg.Config, mqtt: bool = True) -> None:
+    """What `run`/`serve` would refuse at start, found without starting: the model name,
+    the manifest, the Wyoming URI and (`mqtt`) the MQTT secrets and CA file. One
+    ConfigError line (exit 2)."""
+    check_model_name(config.model.name, manifest_for(config))
+    from urllib.parse import urlparse
+
+    uri = urlparse(config.wyoming.uri)
+    try:
+        port = uri.port
+    except ValueError:
+        port = None
+    if uri.scheme == "tcp" and (not uri.hostname or port is None):
+        raise cfg.ConfigError(f"bad value for wyoming.uri: {config.wyoming.uri!r}; expected tcp://HOST:PORT")
+    m = config.mqtt
+    if not (mqtt and m.enabled):
+        return
+    from .mqtt import MqttError, read_password_file
+
+    if m.password and m.password_file:
+        raise cfg.ConfigError("mqtt: set password or password_file, not both")
+    try:
+        password = read_password_file(m.password_file) if m.password_file else m.password
+    except MqttError as exc:
+        raise cfg.ConfigError(str(exc)) from None
+    if password and not m.username:
+        raise cfg.ConfigError("mqtt: a password needs a username")
+    if m.tls and m.ca_file:
+        import ssl
+
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=m.ca_file)
+        except ssl.SSLError as exc:  # an OSError too: first
+            raise cfg.ConfigError(f"mqtt ca_file {m.ca_file}: not a usable CA certificate ({exc.reason or exc})") from None
+        except OSError as exc:
+            raise cfg.ConfigError(f"mqtt ca_file {m.ca_file}: cannot be read ({exc.strerror or exc})") from None
+
+
 def open_model(config: cfg.Config) -> tuple[Any, str]:
     """Resolve, install if needed, verify and load the configured model."""
     from .backend import KeywordModel
 
-    manifest = load_manifest(tuple(Path(m) for m in [config.model.manifest] if m))
+    manifest = manifest_for(config)
+    check_model_name(config.model.name, manifest)
     spec, path = resolve(config.model.name, model_dir(config), manifest, config.model.source or None,
                          progress=sys.stderr.isatty())
     return KeywordModel(path, spec.labels, num_threads=config.model.threads), spec.name
 
 
+def stdout_is_closed() -> bool:
+    """True when the process started with fd 1 closed (`>&-`); fd 1 is then pointed at
+    /dev/null, so no file opened later can take its number and receive our output."""
+    try:
+        os.fstat(1)
+        return sys.stdout is None
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        if fd != 1:
+            os.dup2(fd, 1)
+            os.close(fd)
+        return True
+
+
+def _need_stdout(command: str, alternative: str = "") -> None:
+    raise cfg.ConfigError(f"stdout is closed: `{command}` writes detections there; "
+                          f"redirect it (e.g. >/dev/null){alternative} instead of closing it")
+
+
+# ---------------------------------------------------------------- commands
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .sources import WavFileSource
 
-    config = build_config(args)
-    setup_logging(config.service.log_level)
+    if args.stdout_closed:
+        _need_stdout("detect")
+    config, path = build_config(args)
+    start_logging(config, path)
     model, model_name = open_model(config)
     params = config.pipeline_params()
     bus = EventBus([StdoutSink(config.output.format)])
@@ -88,16 +207,35 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 status = exc.exit_code
                 continue
             pipeline = Pipeline(model, model_name, name, params)
+            if args.explain:
+                pipeline.rejection_observer = lambda d, rule: explain(d, params, "rejected", rule)
             for block in source.blocks():
                 for detection in pipeline.feed(block):
-                    bus.publish(detection)
+                    publish(bus, detection, params if args.explain else None)
                 if bus.sink_closed.is_set():
                     break
             for detection in pipeline.finish():
-                bus.publish(detection)
+                publish(bus, detection, params if args.explain else None)
     finally:
         bus.close()
     return status
+
+
+def publish(bus: EventBus, detection: Detection, explain_params: Any = None) -> None:
+    if explain_params is not None:
+        explain(detection, explain_params, "reported", "")
+    bus.publish(detection)
+
+
+def explain(d: Detection, params: Any, verdict: str, rule: str) -> None:
+    """`detect --explain`: one key=value line on stderr per reported or rejected candidate;
+    `rule` is command mode's `name: what was measured`."""
+    threshold = params.decision.threshold_for(d.keyword)
+    mode = "command" if params.command.enabled else "plain"
+    name, _, detail = rule.partition(": ")
+    why = f' rule={name} detail="{detail}"' if rule else ""
+    print(f"explain source={d.source} mode={mode} verdict={verdict} keyword={d.keyword} score={d.score:.3f} "
+          f"threshold={threshold:.2f} start={d.start:.2f} end={d.end:.2f}{why}", file=sys.stderr, flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -105,24 +243,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .service import Notifier
 
-    config = build_config(args)
-    setup_logging(config.service.log_level)
+    config, path = build_config(args)
+    if args.stdout_closed and config.output.stdout:
+        _need_stdout("run", " or set [output] stdout = false")
+    start_logging(config, path)
+    check_runnable(config)
     model, model_name = open_model(config)
     d = config.detection
-    log.info("event=start version=%s model=%s runtime=%s stride=%d smoothing=%d threshold=%s keywords=%s device=%r",
-             __version__, model_name, model.runtime, d.stride, d.smoothing, d.threshold,
+    log.info("event=start version=%s config=%s model=%s runtime=%s mode=%s stride=%d smoothing=%d threshold=%s "
+             "keywords=%s device=%r", __version__, path or "defaults", model_name, model.runtime,
+             "command" if config.command.enabled else "plain", d.stride, d.smoothing, d.threshold,
              ",".join(d.keywords) or "all", config.audio.device or "default")
     source = f"mic:{config.audio.device or 'default'}"
     pipeline = Pipeline(model, model_name, source, config.pipeline_params(), clock=utc_now)
-    return Daemon(config, lambda: build_config(args), pipeline, Notifier()).run()
+    return Daemon(config, lambda: build_config(args)[0], pipeline, Notifier()).run()
 
 
 def cmd_serve_wyoming(args: argparse.Namespace) -> int:
     from .service import Notifier
     from .wyoming_server import serve
 
-    config = build_config(args)
-    setup_logging(config.service.log_level)
+    config, path = build_config(args)
+    start_logging(config, path)
+    check_runnable(config, mqtt=False)
     model, model_name = open_model(config)
     return serve(config, model, model_name, Notifier())
 
@@ -144,21 +287,18 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    path = args.file or default_config_path()
-    cfg.load(path)
+    path = cfg.find(args.file)
+    if path is None:
+        print(f"no config file at {cfg.find_candidates()[0]} or {cfg.SYSTEM_CONFIG}: the defaults apply")
+        return 0
+    check_runnable(cfg.load(path))
     print(f"{path}: ok")
     return 0
 
 
-def default_config_path() -> Path:
-    """/etc/kws-stream/kws-stream.toml when present, else the user's config dir."""
-    system = Path("/etc/kws-stream/kws-stream.toml")
-    return system if system.is_file() else user_config_dir() / "kws-stream.toml"
-
-
 def cmd_models_list(args: argparse.Namespace) -> int:
-    config = build_config(args)
-    manifest = load_manifest(tuple(Path(m) for m in [config.model.manifest] if m))
+    config, _ = build_config(args)
+    manifest = manifest_for(config)
     directory = model_dir(config)
     for name, spec in sorted(manifest.models.items()):
         path = installed_path(spec, directory)
@@ -176,8 +316,10 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_install(args: argparse.Namespace) -> int:
-    config = build_config(args)
-    manifest = load_manifest(tuple(Path(m) for m in [config.model.manifest] if m))
+    config, _ = build_config(args)
+    manifest = manifest_for(config)
+    if args.name not in (None, "all"):
+        check_model_name(args.name, manifest)
     names = sorted(n for n, s in manifest.models.items() if s.path is None) if args.name == "all" \
         else [args.name or manifest.default]
     for name in names:
@@ -190,16 +332,24 @@ def cmd_models_install(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kws-stream", description="Always-on keyword spotting with MicroNet.")
+    parser.add_argument("--version", action="version", version=f"kws-stream {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("detect", help="spot keywords in WAV files, exactly as the live pipeline would")
     p.add_argument("files", nargs="+", metavar="FILE.wav")
-    _add_config_flags(p)
+    p.add_argument("--explain", action="store_true",
+                   help="one key=value line on stderr per reported and per rejected candidate: score, threshold, window and (command mode) the rule that rejected it")
+    _config_options(p)
+    _model_options(p)
+    _spotting_options(p)
+    _output_options(p)
     p.set_defaults(func=cmd_detect)
 
-    models = sub.add_parser("models", help="list or install models").add_subparsers(dest="models_command", required=True)
     p = sub.add_parser("run", help="listen to the microphone and print detections (the daemon)")
-    _add_config_flags(p)
+    _config_options(p)
+    _model_options(p)
+    _spotting_options(p)
+    _output_options(p)
     a = p.add_argument_group("audio")
     a.add_argument("--device", dest="audio.device", metavar="INDEX_OR_NAME", help="input device (see `kws-stream devices`)")
     a.add_argument("--sample-rate", dest="audio.sample_rate", type=int, metavar="HZ", help="capture rate (default: auto)")
@@ -210,30 +360,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = serve.add_parser("wyoming", help="a Wyoming wake-word service (Home Assistant) on --uri")
     p.add_argument("--uri", dest="wyoming.uri", metavar="URI",
                    help="tcp://HOST:PORT or unix://PATH (default tcp://127.0.0.1:10400)")
-    _add_config_flags(p)
+    _config_options(p)
+    _model_options(p)
+    _spotting_options(p)
     p.set_defaults(func=cmd_serve_wyoming)
 
     p = sub.add_parser("devices", help="list input devices")
     p.set_defaults(func=cmd_devices)
 
     conf = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_command", required=True)
-    p = conf.add_parser("check", help="validate a config file without starting")
-    p.add_argument("file", nargs="?", type=Path, help="default: /etc/kws-stream/kws-stream.toml or ~/.config/kws-stream/kws-stream.toml")
+    p = conf.add_parser("check", help="validate a config file without starting: whatever it accepts runs")
+    p.add_argument("file", nargs="?", type=Path,
+                   help="default: the file the other commands read ($XDG_CONFIG_HOME/kws-stream/kws-stream.toml, "
+                        "else /etc/kws-stream/kws-stream.toml)")
     p.set_defaults(func=cmd_config_check)
 
+    models = sub.add_parser("models", help="list or install models").add_subparsers(dest="models_command", required=True)
     p = models.add_parser("list", help="models in the manifest and whether they are installed")
-    _add_config_flags(p)
+    _config_options(p)
+    _model_options(p, choose=False)
     p.set_defaults(func=cmd_models_list)
     p = models.add_parser("install", help="install (download or copy) and verify a model")
     p.add_argument("name", nargs="?", help="model name (default: the manifest default) or 'all'")
-    p.add_argument("--from", dest="source", metavar="DIR_OR_URL", help="a directory or URL holding the .tflite")
-    _add_config_flags(p)
+    p.add_argument("--from", dest="source", metavar="DIR_OR_URL",
+                   help="a directory or URL holding the .tflite (default: [model] source, else the manifest URL)")
+    _config_options(p)
+    _model_options(p, choose=False)
     p.set_defaults(func=cmd_models_install)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    stdout_closed = stdout_is_closed()
     args = build_parser().parse_args(argv)
+    args.stdout_closed = stdout_closed
     try:
         return int(args.func(args))
     except KwsError as exc:
