@@ -338,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="spot keywords in WAV files, exactly as the live pipeline would")
     p.add_argument("files", nargs="+", metavar="FILE.wav")
     p.add_argument("--explain", action="store_true",
-                   help="one key=value line on stderr per reported and per rejected candidate: score, threshold, window and (command mode) the rule that rejected it")
+                   help="one key=value line on stderr per reported and per rejected candidate: score, "
+                        "threshold, window and (command mode) the rule that rejected it")
     _config_options(p)
     _model_options(p)
     _spotting_options(p)
