@@ -241,3 +241,36 @@ def test_closed_stdout_does_not_break_config_check(cli_env):
     result = subprocess.run(["bash", "-c", 'exec "$@" >&-', "bash", *kws_command(), "config", "check", str(conf)],
                             stderr=subprocess.PIPE, text=True, env=cli_env, timeout=60)
     assert result.returncode == 0 and result.stderr == ""
+
+
+# ------------------------------------------------------------------ the daemon: same file, hostile reloads
+
+def test_run_uses_the_user_config_and_a_hostile_reload_keeps_it(xdg_env, tmp_path):
+    """`run` without --config reads $XDG_CONFIG_HOME's file (and says so); SIGHUP with that
+    file rewritten as Latin-1, then nested 5000 deep, is one log line each, the old
+    config is kept and the daemon keeps spotting (issue 15 item 2, the config half)."""
+    import signal
+
+    from daemon_process import DaemonProcess
+    from test_daemon import play_clip
+    from vmic import VirtualMic
+
+    path = user_config(xdg_env, '[detection]\nkeywords = ["yes"]\n')
+    with VirtualMic(tmp_path / "vmic", rate=16000, channels=1) as mic:
+        env = {**mic.env, **{k: xdg_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}}
+        daemon = DaemonProcess([*kws_command(), "run"], env)
+        try:
+            assert f"config={path}" in daemon.wait_log("event=start", timeout=20)
+            daemon.wait_log("event=ready", timeout=20)
+            for hostile, message in ((b"[detection]\nthreshold = 0.5 # caf\xe9\n", "not UTF-8"),
+                                     (b"x = " + b"[" * 5000 + b"]" * 5000, "nested 5000 levels deep")):
+                mark = daemon.log_mark()
+                path.write_bytes(hostile)
+                daemon.signal(signal.SIGHUP)
+                assert message in daemon.wait_log("event=reload_rejected", start=mark, timeout=20)
+            play_clip(mic, "keywords/right_left_up.wav")  # not in the kept allow-list
+            play_clip(mic, "keywords/yes.wav")
+            assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+        finally:
+            assert daemon.stop() == 0
+    assert "Traceback" not in daemon.stderr
