@@ -185,6 +185,7 @@ def _need_stdout(command: str, alternative: str = "") -> None:
 # ---------------------------------------------------------------- commands
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from .explain import explain_line
     from .pipeline import Pipeline
     from .sources import WavFileSource
 
@@ -195,6 +196,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
     model, model_name = open_model(config)
     params = config.pipeline_params()
     bus = EventBus([StdoutSink(config.output.format)])
+
+    def explain(detection: Detection, verdict: str, rule: str = "") -> None:
+        print(explain_line(detection, params, verdict, rule), file=sys.stderr, flush=True)
+
+    def report(detection: Detection) -> None:
+        if args.explain:
+            explain(detection, "reported")
+        bus.publish(detection)
+
     status = 0
     try:
         for name in args.files:
@@ -208,34 +218,17 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 continue
             pipeline = Pipeline(model, model_name, name, params)
             if args.explain:
-                pipeline.rejection_observer = lambda d, rule: explain(d, params, "rejected", rule)
+                pipeline.rejection_observer = lambda detection, rule: explain(detection, "rejected", rule)
             for block in source.blocks():
                 for detection in pipeline.feed(block):
-                    publish(bus, detection, params if args.explain else None)
+                    report(detection)
                 if bus.sink_closed.is_set():
                     break
             for detection in pipeline.finish():
-                publish(bus, detection, params if args.explain else None)
+                report(detection)
     finally:
         bus.close()
     return status
-
-
-def publish(bus: EventBus, detection: Detection, explain_params: Any = None) -> None:
-    if explain_params is not None:
-        explain(detection, explain_params, "reported", "")
-    bus.publish(detection)
-
-
-def explain(d: Detection, params: Any, verdict: str, rule: str) -> None:
-    """`detect --explain`: one key=value line on stderr per reported or rejected candidate;
-    `rule` is command mode's `name: what was measured`."""
-    threshold = params.decision.threshold_for(d.keyword)
-    mode = "command" if params.command.enabled else "plain"
-    name, _, detail = rule.partition(": ")
-    why = f' rule={name} detail="{detail}"' if rule else ""
-    print(f"explain source={d.source} mode={mode} verdict={verdict} keyword={d.keyword} score={d.score:.3f} "
-          f"threshold={threshold:.2f} start={d.start:.2f} end={d.end:.2f}{why}", file=sys.stderr, flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -200,6 +200,8 @@ def test_explain_says_why_each_candidate_was_reported_or_rejected(run_cli):
     reported = [line for line in lines if "verdict=reported" in line]
     assert len(reported) == 1 and "keyword=yes" in reported[0] and f"source={YES}" in reported[0]
     assert "explain" not in run_cli("detect", SENTENCE, YES).stderr
+    plain = run_cli("detect", "--mode", "plain", "--explain", SENTENCE).stderr.splitlines()
+    assert len(plain) == 1 and plain[0].startswith(f"explain source={SENTENCE} mode=plain verdict=reported keyword=right ")
 
 
 # ------------------------------------------------------------------ short files
