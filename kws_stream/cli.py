@@ -290,7 +290,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    config, _ = build_config(args)
+    config, path = build_config(args)
+    start_logging(config, path)
     manifest = manifest_for(config)
     directory = model_dir(config)
     for name, spec in sorted(manifest.models.items()):
@@ -309,7 +310,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_install(args: argparse.Namespace) -> int:
-    config, _ = build_config(args)
+    config, path = build_config(args)
+    start_logging(config, path)
     manifest = manifest_for(config)
     if args.name not in (None, "all"):
         check_model_name(args.name, manifest)

@@ -49,6 +49,16 @@ def test_detect_reads_the_user_config_and_says_which_file(run_cli, xdg_env):
     assert f"event=config file={path}" in result.stderr
 
 
+def test_models_commands_read_the_user_config_too(run_cli, xdg_env, tmp_path):
+    path = user_config(xdg_env, f'[model]\ndir = "{tmp_path / "models"}"\nsource = "{SHARED_MODELS}"\n')
+    installed = run_cli("models", "install", "micronet-m", env=xdg_env)
+    assert installed.returncode == 0, installed.stderr
+    assert f"event=config file={path}" in installed.stderr
+    assert (tmp_path / "models" / "kws_micronet_m.tflite").is_file()
+    listing = run_cli("models", "list", env=xdg_env)
+    assert str(tmp_path / "models" / "kws_micronet_m.tflite") in listing.stdout
+
+
 def test_an_explicit_config_wins_over_the_user_config(run_cli, xdg_env, tmp_path):
     user_config(xdg_env, '[detection]\nkeywords = ["left"]\n')
     (tmp_path / "mine.toml").write_text('[detection]\nkeywords = ["up"]\n')
