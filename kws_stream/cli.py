@@ -13,7 +13,8 @@ from . import __version__
 from . import config as cfg
 from .errors import InputError, KwsError
 from .events import Detection, EventBus
-from .models import Manifest, default_model_dir, install, installed_path, load_manifest, resolve, verify
+from .models import (USER_MANIFEST, Manifest, default_model_dir, install, installed_path, load_manifest, resolve,
+                     sha1_of, user_config_dir, verify)
 from .sinks import StdoutSink
 
 log = logging.getLogger("kws_stream")
@@ -106,10 +107,15 @@ def manifest_for(config: cfg.Config) -> Manifest:
 
 
 def check_model_name(name: str, manifest: Manifest) -> None:
-    """A model name the manifest does not know, or a path that is not there: exit 2."""
+    """A model name the manifest does not know, or a path that is not there or in no
+    manifest (its labels would be unknown): exit 2."""
     if name.endswith(".tflite") or os.sep in name:
-        if not Path(name).expanduser().is_file():
+        path = Path(name).expanduser().resolve()
+        if not path.is_file():
             raise cfg.ConfigError(f"model file {name}: no such file")
+        if all(m.path != path for m in manifest.models.values()) and manifest.by_sha1(sha1_of(path)) is None:
+            raise cfg.ConfigError(f"model file {path} is in no manifest: add an entry with its `path` and "
+                                  f"`labels` to {user_config_dir() / USER_MANIFEST} (see models/manifest.toml)")
     elif name and name not in manifest.models:
         raise cfg.ConfigError(f"unknown model {name!r}; {cfg.did_you_mean(name, sorted(manifest.models))}")
 
@@ -128,6 +134,8 @@ def check_runnable(config: cfg.Config, mqtt: bool = True) -> None:
         port = None
     if uri.scheme == "tcp" and (not uri.hostname or port is None):
         raise cfg.ConfigError(f"bad value for wyoming.uri: {config.wyoming.uri!r}; expected tcp://HOST:PORT")
+    if uri.scheme == "unix" and not uri.path:
+        raise cfg.ConfigError(f"bad value for wyoming.uri: {config.wyoming.uri!r}; expected unix://PATH")
     m = config.mqtt
     if not (mqtt and m.enabled):
         return

@@ -107,6 +107,8 @@ def check(run_cli, tmp_path, text: str | bytes) -> subprocess.CompletedProcess[s
     ('[model]\nname = "micronet-xl"\n', "unknown model 'micronet-xl'; did you mean 'micronet-l'?"),
     ('[model]\nmanifest = "/nonexistent.toml"\n', "manifest /nonexistent.toml: no such file"),
     ('[wyoming]\nuri = "tcp://127.0.0.1"\n', "expected tcp://HOST:PORT"),
+    ('[wyoming]\nuri = "unix://"\n', "expected unix://PATH"),
+    ('[model]\nname = "{garbage}"\n', "garbage.pem is in no manifest"),
     ('[audio]\nchannel = "²"\n', "bad value for audio.channel"),
     ('[model]\ndir = "/tmp/a\\u0000b"\n', "contains a NUL character"),
     ('[detection]\ntreshold = 0.5\n', "did you mean 'threshold'?"),
