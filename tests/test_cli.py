@@ -288,3 +288,38 @@ def test_run_uses_the_user_config_and_a_hostile_reload_keeps_it(xdg_env, tmp_pat
         finally:
             assert daemon.stop() == 0
     assert "Traceback" not in daemon.stderr
+
+
+# ------------------------------------------------------------------ the README matches the parser
+
+def _options(parser) -> dict[str, set[str]]:
+    """Every (sub)command's path -> its option strings, walking argparse's subparsers."""
+    import argparse
+
+    found: dict[str, set[str]] = {}
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        found[path] = {o for a in p._actions for o in a.option_strings}
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, f"{path} {name}".strip())
+
+    walk(parser, "")
+    return found
+
+
+def test_the_readme_options_are_the_parsers():
+    from kws_stream.cli import build_parser
+
+    options = _options(build_parser())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    using = readme[readme.index("## Using it"):readme.index("### Output schema")]
+    config = readme[readme.index("## Configuration"):readme.index("## Models")]
+    everywhere = set().union(*options.values())
+    for option in set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", using + config)):
+        assert option in everywhere, option
+    for command in ("detect", "run", "serve wyoming"):
+        assert {"--mode", "--model", "--threshold", "--config"} <= options[command], command
+    assert "--explain" in options["detect"] and "--version" in options[""]
+    assert not any("--model-source" in o for o in options.values())
