@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -151,6 +150,8 @@ def sha1_of(path: Path) -> str:
 def verify(spec: ModelSpec, path: Path) -> None:
     """Refuse a file whose size or SHA-1 is not the manifest's; the fix names the file's
     directory, so it reinstalls where this process looks (a service's --model-dir too)."""
+    import shlex
+
     fix = (f"reinstall it with `kws-stream models install {spec.name} --model-dir {shlex.quote(str(path.parent))}`"
            if spec.path is None else "replace it with the file the manifest describes")
     if spec.size is not None and path.stat().st_size != spec.size:
