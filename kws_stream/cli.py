@@ -187,10 +187,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_runnable(config)
     model, model_name = open_model(config)
     d = config.detection
-    log.info("event=start version=%s config=%s model=%s runtime=%s mode=%s stride=%d smoothing=%d threshold=%s "
-             "keywords=%s device=%r", __version__, path or "defaults", model_name, model.runtime,
-             "command" if config.command.enabled else "plain", d.stride, d.smoothing, d.threshold,
-             ",".join(d.keywords) or "all", config.audio.device or "default")
+    log.info("event=start version=%s model=%s runtime=%s mode=%s stride=%d smoothing=%d threshold=%s keywords=%s "
+             "device=%r", __version__, model_name, model.runtime, "command" if config.command.enabled else "plain",
+             d.stride, d.smoothing, d.threshold, ",".join(d.keywords) or "all", config.audio.device or "default")
     source = f"mic:{config.audio.device or 'default'}"
     pipeline = Pipeline(model, model_name, source, config.pipeline_params(), clock=utc_now)
     return Daemon(config, lambda: build_config(args)[0], pipeline, Notifier()).run()

@@ -274,7 +274,7 @@ def test_run_uses_the_user_config_and_a_hostile_reload_keeps_it(xdg_env, tmp_pat
         env = {**mic.env, **{k: xdg_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}}
         daemon = DaemonProcess([*kws_command(), "run"], env)
         try:
-            assert f"config={path}" in daemon.wait_log("event=start", timeout=20)
+            daemon.wait_log(f"event=config file={path}", timeout=20)
             daemon.wait_log("event=ready", timeout=20)
             for hostile, message in ((b"[detection]\nthreshold = 0.5 # caf\xe9\n", "not UTF-8"),
                                      (b"x = " + b"[" * 5000 + b"]" * 5000, "nested 5000 levels deep")):
