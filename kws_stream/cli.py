@@ -82,10 +82,10 @@ def build_config(args: argparse.Namespace) -> tuple[cfg.Config, Path | None]:
     return cfg.override(base, flags), path
 
 
-def start_logging(config: cfg.Config, path: Path | None) -> None:
+def start_logging(level: str, path: Path | None) -> None:
     """Logging at the configured level, then which config file is in use. A file is
     logged at info (it changes results); the defaults at debug, so `detect` stays quiet."""
-    setup_logging(config.service.log_level)
+    setup_logging(level)
     if path is not None:
         log.info("event=config file=%s", path)
     else:
@@ -136,7 +136,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.stdout_closed:
         _need_stdout("detect")
     config, path = build_config(args)
-    start_logging(config, path)
+    start_logging(config.service.log_level, path)
     model, model_name = open_model(config)
     params = config.pipeline_params()
     bus = EventBus([StdoutSink(config.output.format)])
@@ -180,11 +180,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .service import Notifier
 
-    config, path = build_config(args)
-    if args.stdout_closed and config.output.stdout:
-        _need_stdout("run", " or set [output] stdout = false")
-    start_logging(config, path)
-    check_runnable(config)
+    path = cfg.find(args.config)
+
+    def load() -> cfg.Config:
+        """The config, at start and on each SIGHUP: refused (exit 2 / reload rejected) when
+        `run` could not work with it."""
+        config, _ = build_config(args)
+        if args.stdout_closed and config.output.stdout:
+            _need_stdout("run", " or set [output] stdout = false")
+        check_runnable(config)
+        return config
+
+    config = load()
+    start_logging(config.service.log_level, path)
     model, model_name = open_model(config)
     d = config.detection
     log.info("event=start version=%s model=%s runtime=%s mode=%s stride=%d smoothing=%d threshold=%s keywords=%s "
@@ -192,7 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
              d.stride, d.smoothing, d.threshold, ",".join(d.keywords) or "all", config.audio.device or "default")
     source = f"mic:{config.audio.device or 'default'}"
     pipeline = Pipeline(model, model_name, source, config.pipeline_params(), clock=utc_now)
-    return Daemon(config, lambda: build_config(args)[0], pipeline, Notifier()).run()
+    return Daemon(config, load, pipeline, Notifier()).run()
 
 
 def cmd_serve_wyoming(args: argparse.Namespace) -> int:
@@ -200,7 +208,7 @@ def cmd_serve_wyoming(args: argparse.Namespace) -> int:
     from .wyoming_server import serve
 
     config, path = build_config(args)
-    start_logging(config, path)
+    start_logging(config.service.log_level, path)
     check_runnable(config, mqtt=False)
     model, model_name = open_model(config)
     return serve(config, model, model_name, Notifier())
@@ -234,7 +242,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_models_list(args: argparse.Namespace) -> int:
     config, path = build_config(args)
-    start_logging(config, path)
+    start_logging(config.service.log_level, path)
     manifest = manifest_for(config)
     directory = model_dir(config)
     for name, spec in sorted(manifest.models.items()):
@@ -254,7 +262,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_install(args: argparse.Namespace) -> int:
     config, path = build_config(args)
-    start_logging(config, path)
+    start_logging(config.service.log_level, path)
     manifest = manifest_for(config)
     if args.name not in (None, "all"):
         check_model_name(args.name, manifest)
