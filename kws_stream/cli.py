@@ -264,15 +264,17 @@ def cmd_models_install(args: argparse.Namespace) -> int:
     config, path = build_config(args)
     start_logging(config.service.log_level, path)
     manifest = manifest_for(config)
-    if args.name not in (None, "all"):
-        check_model_name(args.name, manifest)
+    if args.name not in (None, "all") and args.name not in manifest.models:
+        raise cfg.ConfigError(f"unknown model {args.name!r}; {cfg.did_you_mean(args.name, sorted(manifest.models))}")
+    source = args.source or config.model.source or None
+    if source and "://" not in source and not Path(source).expanduser().exists():
+        raise cfg.ConfigError(f"model source {source}: no such file or directory")
     names = sorted(n for n, s in manifest.models.items() if s.path is None) if args.name == "all" \
         else [args.name or manifest.default]
     for name in names:
         spec = manifest.get(name)
-        path = install(spec, model_dir(config), args.source or config.model.source or None,
-                       progress=sys.stderr.isatty())
-        print(f"installed {name} -> {path} (sha1 {spec.sha1} verified)")
+        installed = install(spec, model_dir(config), source, progress=sys.stderr.isatty())
+        print(f"installed {name} -> {installed} (sha1 {spec.sha1} verified)")
     return 0
 
 

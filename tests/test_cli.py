@@ -186,6 +186,7 @@ def test_serve_wyoming_refuses_format(run_cli):
     (["detect", "--keywords", "yes,marvin", YES], "bad value for detection.keywords"),
     (["detect", "--channel", "²", YES], "bad value for audio.channel"),
     (["models", "install", "micronet-xl", "--from", SHARED_MODELS], "did you mean 'micronet-l'?"),
+    (["models", "install", "micronet-m", "--from", "/nonexistent/models"], "model source /nonexistent/models: no such"),
 ])
 def test_bad_values_and_names_exit_2(run_cli, args, message):
     assert message in one_line(run_cli(*args))
