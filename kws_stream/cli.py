@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import __version__
 from . import config as cfg
 from .errors import InputError, KwsError
 from .events import EventBus
@@ -15,6 +17,8 @@ from .models import default_model_dir, install, installed_path, load_manifest, r
 from .sinks import StdoutSink
 
 log = logging.getLogger("kws_stream")
+
+MODES = {"command": True, "plain": False}  # --mode -> command.enabled
 
 
 def setup_logging(level: str) -> None:
@@ -28,28 +32,63 @@ def setup_logging(level: str) -> None:
     root.propagate = False
 
 
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="TOML config file (see config/kws-stream.toml)")
+# ---------------------------------------------------------------- options, per subcommand
+
+def _config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="TOML config file (default: $XDG_CONFIG_HOME/kws-stream/kws-stream.toml, "
+                        "else /etc/kws-stream/kws-stream.toml, else the built-in defaults)")
+
+
+def _model_options(p: argparse.ArgumentParser, choose: bool = True) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", dest="model.name", metavar="NAME_OR_PATH", help="micronet-l (default), micronet-m, or a .tflite path")
+    if choose:
+        g.add_argument("--model", dest="model.name", metavar="NAME_OR_PATH",
+                       help="micronet-l (default), micronet-m, or a .tflite path")
     g.add_argument("--model-dir", dest="model.dir", metavar="DIR", help="where models are installed")
-    g.add_argument("--model-source", dest="model.source", metavar="DIR_OR_URL", help="install a missing model from here")
     g.add_argument("--manifest", dest="model.manifest", metavar="FILE", help="an extra manifest with your own models")
+
+
+def _spotting_options(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("detection")
+    d.add_argument("--mode", choices=tuple(MODES),
+                   help="command: only keywords spoken as commands, with a pause around them (default); "
+                        "plain: every keyword, inside sentences too")
     d.add_argument("--stride", dest="detection.stride", type=int, metavar="HOPS", help="run the model every HOPS x 20 ms")
     d.add_argument("--smoothing", dest="detection.smoothing", type=int, metavar="N", help="average the last N inferences")
-    d.add_argument("--threshold", dest="detection.threshold", type=float, metavar="P", help="score needed to report (0-1)")
-    d.add_argument("--refractory", dest="detection.refractory", type=float, metavar="SECONDS", help="same keyword not reported again within")
-    d.add_argument("--keywords", dest="detection.keywords", type=lambda s: s.split(","), metavar="K1,K2", help="report only these")
-    p.add_argument("--channel", dest="audio.channel", metavar="mix|N", help="mix channels down (default) or take channel N")
-    p.add_argument("--format", dest="output.format", choices=("json", "text"), help="output: JSON lines (default) or text")
+    d.add_argument("--threshold", dest="detection.threshold", type=float, metavar="P", help="score needed to report (0-1]")
+    d.add_argument("--refractory", dest="detection.refractory", type=float, metavar="SECONDS",
+                   help="same keyword not reported again within")
+    d.add_argument("--keywords", dest="detection.keywords", type=lambda s: s.split(","), metavar="K1,K2",
+                   help="report only these")
     p.add_argument("--log-level", dest="service.log_level", choices=cfg.LOG_LEVELS)
 
 
-def build_config(args: argparse.Namespace) -> cfg.Config:
-    base = cfg.load(args.config) if getattr(args, "config", None) else cfg.Config()
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--channel", dest="audio.channel", metavar="mix|N", help="mix channels down (default) or take channel N")
+    p.add_argument("--format", dest="output.format", choices=("json", "text"), help="output: JSON lines (default) or text")
+
+
+# ---------------------------------------------------------------- config and model
+
+def build_config(args: argparse.Namespace) -> tuple[cfg.Config, Path | None]:
+    """The config file (see `cfg.find`) with the command line's flags on top, and its path."""
+    path = cfg.find(getattr(args, "config", None))
+    base = cfg.load(path) if path is not None else cfg.Config()
     flags = {k: v for k, v in vars(args).items() if "." in k}
-    return cfg.override(base, flags)
+    if getattr(args, "mode", None):
+        flags["command.enabled"] = MODES[args.mode]
+    return cfg.override(base, flags), path
+
+
+def start_logging(level: str, path: Path | None) -> None:
+    """Logging at the configured level, then which config file is in use. A file is
+    logged at info (it changes results); the defaults at debug, so `detect` stays quiet."""
+    setup_logging(level)
+    if path is not None:
+        log.info("event=config file=%s", path)
+    else:
+        log.debug("event=config file=none using=defaults")
 
 
 def model_dir(config: cfg.Config) -> Path:
@@ -60,21 +99,55 @@ def open_model(config: cfg.Config) -> tuple[Any, str]:
     """Resolve, install if needed, verify and load the configured model."""
     from .backend import KeywordModel
 
-    manifest = load_manifest(tuple(Path(m) for m in [config.model.manifest] if m))
+    manifest = manifest_for(config)
+    check_model_name(config.model.name, manifest)
     spec, path = resolve(config.model.name, model_dir(config), manifest, config.model.source or None,
                          progress=sys.stderr.isatty())
     return KeywordModel(path, spec.labels, num_threads=config.model.threads), spec.name
 
 
+def stdout_is_closed() -> bool:
+    """True when the process started with fd 1 closed (`>&-`); fd 1 is then pointed at
+    /dev/null, so no file opened later can take its number and receive our output."""
+    try:
+        os.fstat(1)
+        return sys.stdout is None
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        if fd != 1:
+            os.dup2(fd, 1)
+            os.close(fd)
+        return True
+
+
+def _need_stdout(command: str, alternative: str = "") -> None:
+    raise cfg.ConfigError(f"stdout is closed: `{command}` writes detections there; "
+                          f"redirect it (e.g. >/dev/null){alternative} instead of closing it")
+
+
+# ---------------------------------------------------------------- commands
+
 def cmd_detect(args: argparse.Namespace) -> int:
+    from .explain import explain_line
     from .pipeline import Pipeline
     from .sources import WavFileSource
 
-    config = build_config(args)
-    setup_logging(config.service.log_level)
+    if args.stdout_closed:
+        _need_stdout("detect")
+    config, path = build_config(args)
+    start_logging(config.service.log_level, path)
     model, model_name = open_model(config)
     params = config.pipeline_params()
     bus = EventBus([StdoutSink(config.output.format)])
+
+    def explain(detection: Detection, verdict: str, rule: str = "") -> None:
+        print(explain_line(detection, params, verdict, rule), file=sys.stderr, flush=True)
+
+    def report(detection: Detection) -> None:
+        if args.explain:
+            explain(detection, "reported")
+        bus.publish(detection)
+
     status = 0
     try:
         for name in args.files:
@@ -87,17 +160,19 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 status = exc.exit_code
                 continue
             pipeline = Pipeline(model, model_name, name, params)
+            if args.explain:
+                pipeline.rejection_observer = lambda detection, rule: explain(detection, "rejected", rule)
             try:
                 for block in source.blocks():
                     for detection in pipeline.feed(block):
-                        bus.publish(detection)
+                        report(detection)
                     if bus.sink_closed.is_set():
                         break
             except InputError as exc:  # a pipe shows a truncation only when it ends
                 print(f"kws-stream: {exc}", file=sys.stderr)
                 status = exc.exit_code
             for detection in pipeline.finish():
-                bus.publish(detection)
+                report(detection)
     finally:
         bus.close()
     return status
@@ -106,15 +181,27 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import run_service  # installs the signal handlers before loading anything
 
-    return run_service(lambda: build_config(args), setup_logging, open_model)
+    path = cfg.find(args.config)
+
+    def load() -> cfg.Config:
+        """The config, at start and on each SIGHUP: refused (exit 2 / reload rejected) when
+        `run` could not work with it."""
+        config, _ = build_config(args)
+        if args.stdout_closed and config.output.stdout:
+            _need_stdout("run", " or set [output] stdout = false")
+        check_runnable(config)
+        return config
+
+    return run_service(load, lambda level: start_logging(level, path), open_model)
 
 
 def cmd_serve_wyoming(args: argparse.Namespace) -> int:
     from .service import Notifier
     from .wyoming_server import serve
 
-    config = build_config(args)
-    setup_logging(config.service.log_level)
+    config, path = build_config(args)
+    start_logging(config.service.log_level, path)
+    check_runnable(config, mqtt=False)
     model, model_name = open_model(config)
     return serve(config, model, model_name, Notifier())
 
@@ -136,21 +223,19 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    path = args.file or default_config_path()
-    cfg.load(path)
+    path = cfg.find(args.file)
+    if path is None:
+        print(f"no config file at {cfg.find_candidates()[0]} or {cfg.SYSTEM_CONFIG}: the defaults apply")
+        return 0
+    check_runnable(cfg.load(path))
     print(f"{path}: ok")
     return 0
 
 
-def default_config_path() -> Path:
-    """/etc/kws-stream/kws-stream.toml when present, else the user's config dir."""
-    system = Path("/etc/kws-stream/kws-stream.toml")
-    return system if system.is_file() else user_config_dir() / "kws-stream.toml"
-
-
 def cmd_models_list(args: argparse.Namespace) -> int:
-    config = build_config(args)
-    manifest = load_manifest(tuple(Path(m) for m in [config.model.manifest] if m))
+    config, path = build_config(args)
+    start_logging(config.service.log_level, path)
+    manifest = manifest_for(config)
     directory = model_dir(config)
     for name, spec in sorted(manifest.models.items()):
         path = installed_path(spec, directory)
@@ -168,30 +253,44 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_install(args: argparse.Namespace) -> int:
-    config = build_config(args)
-    manifest = load_manifest(tuple(Path(m) for m in [config.model.manifest] if m))
+    config, path = build_config(args)
+    start_logging(config.service.log_level, path)
+    manifest = manifest_for(config)
+    if args.name not in (None, "all") and args.name not in manifest.models:
+        raise cfg.ConfigError(f"unknown model {args.name!r}; {cfg.did_you_mean(args.name, sorted(manifest.models))}")
+    source = args.source or config.model.source or None
+    if source and "://" not in source and not Path(source).expanduser().exists():
+        raise cfg.ConfigError(f"model source {source}: no such file or directory")
     names = sorted(n for n, s in manifest.models.items() if s.path is None) if args.name == "all" \
         else [args.name or manifest.default]
     for name in names:
         spec = manifest.get(name)
-        path = install(spec, model_dir(config), args.source or config.model.source or None,
-                       progress=sys.stderr.isatty())
-        print(f"installed {name} -> {path} (sha1 {spec.sha1} verified)")
+        installed = install(spec, model_dir(config), source, progress=sys.stderr.isatty())
+        print(f"installed {name} -> {installed} (sha1 {spec.sha1} verified)")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kws-stream", description="Always-on keyword spotting with MicroNet.")
+    parser.add_argument("--version", action="version", version=f"kws-stream {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("detect", help="spot keywords in WAV files, exactly as the live pipeline would")
     p.add_argument("files", nargs="+", metavar="FILE.wav")
-    _add_config_flags(p)
+    p.add_argument("--explain", action="store_true",
+                   help="one key=value line on stderr per reported and per rejected candidate: score, "
+                        "threshold, window and (command mode) the rule that rejected it")
+    _config_options(p)
+    _model_options(p)
+    _spotting_options(p)
+    _output_options(p)
     p.set_defaults(func=cmd_detect)
 
-    models = sub.add_parser("models", help="list or install models").add_subparsers(dest="models_command", required=True)
     p = sub.add_parser("run", help="listen to the microphone and print detections (the daemon)")
-    _add_config_flags(p)
+    _config_options(p)
+    _model_options(p)
+    _spotting_options(p)
+    _output_options(p)
     a = p.add_argument_group("audio")
     a.add_argument("--device", dest="audio.device", metavar="INDEX_OR_NAME", help="input device (see `kws-stream devices`)")
     a.add_argument("--sample-rate", dest="audio.sample_rate", type=int, metavar="HZ", help="capture rate (default: auto)")
@@ -202,30 +301,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = serve.add_parser("wyoming", help="a Wyoming wake-word service (Home Assistant) on --uri")
     p.add_argument("--uri", dest="wyoming.uri", metavar="URI",
                    help="tcp://HOST:PORT or unix://PATH (default tcp://127.0.0.1:10400)")
-    _add_config_flags(p)
+    _config_options(p)
+    _model_options(p)
+    _spotting_options(p)
     p.set_defaults(func=cmd_serve_wyoming)
 
     p = sub.add_parser("devices", help="list input devices")
     p.set_defaults(func=cmd_devices)
 
     conf = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_command", required=True)
-    p = conf.add_parser("check", help="validate a config file without starting")
-    p.add_argument("file", nargs="?", type=Path, help="default: /etc/kws-stream/kws-stream.toml or ~/.config/kws-stream/kws-stream.toml")
+    p = conf.add_parser("check", help="validate a config file without starting: whatever it accepts runs")
+    p.add_argument("file", nargs="?", type=Path,
+                   help="default: the file the other commands read ($XDG_CONFIG_HOME/kws-stream/kws-stream.toml, "
+                        "else /etc/kws-stream/kws-stream.toml)")
     p.set_defaults(func=cmd_config_check)
 
+    models = sub.add_parser("models", help="list or install models").add_subparsers(dest="models_command", required=True)
     p = models.add_parser("list", help="models in the manifest and whether they are installed")
-    _add_config_flags(p)
+    _config_options(p)
+    _model_options(p, choose=False)
     p.set_defaults(func=cmd_models_list)
     p = models.add_parser("install", help="install (download or copy) and verify a model")
     p.add_argument("name", nargs="?", help="model name (default: the manifest default) or 'all'")
-    p.add_argument("--from", dest="source", metavar="DIR_OR_URL", help="a directory or URL holding the .tflite")
-    _add_config_flags(p)
+    p.add_argument("--from", dest="source", metavar="DIR_OR_URL",
+                   help="a directory or URL holding the .tflite (default: [model] source, else the manifest URL)")
+    _config_options(p)
+    _model_options(p, choose=False)
     p.set_defaults(func=cmd_models_install)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    stdout_closed = stdout_is_closed()
     args = build_parser().parse_args(argv)
+    args.stdout_closed = stdout_closed
     try:
         return int(args.func(args))
     except KwsError as exc:

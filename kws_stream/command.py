@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -221,6 +221,9 @@ class CommandGate:
         self._recent: deque[_Word] = deque(maxlen=8)  # words judged lately, to report each once
         self.rejected = 0
         """Candidates rejected so far (not commands, or a second keyword in one burst)."""
+        self.on_reject: Callable[[Decision, str], None] | None = None
+        """Called with each rejected candidate and `rule: measured value` (`detect --explain`)."""
+        self._hop_s = hop_s
 
     def push(self, hop: np.ndarray, end_sample: int, candidates: Sequence[Decision] = (),
              probabilities: np.ndarray | None = None) -> list[Decision]:
@@ -266,7 +269,7 @@ class CommandGate:
         for item, verdict in judged:
             word = _Word(verdict.peak, verdict.accepted)
             if any(abs(w.peak - word.peak) < self._same_word_hops for w in self._recent):
-                self.rejected += 1  # this word was judged already (a later, second guess)
+                self._reject(item.decision, "same_word: this word was judged already")
                 continue
             decision = item.decision
             # a burst that holds several words ("left up" said quickly) cannot be judged
@@ -279,10 +282,10 @@ class CommandGate:
                     word = _Word(verdict.peak, False)
             same = [k for k, (w, _) in enumerate(accepted) if abs(w.peak - word.peak) < self._same_word_hops]
             if not word.accepted:
-                self.rejected += 1
+                self._reject(item.decision, self._why(verdict) if self.on_reject else "")
                 self._recent.append(word)
             elif same:  # two keywords for one word in the same hop: keep the more confident
-                self.rejected += 1
+                self._reject(item.decision, "same_word: another keyword scored higher for this word")
                 k = same[0]
                 if accepted[k][1].score < decision.score:
                     accepted[k] = (word, decision)
@@ -291,6 +294,27 @@ class CommandGate:
         self._pending = waiting
         self._recent.extend(w for w, _ in accepted)
         return sorted((d for _, d in accepted), key=lambda d: d.end_sample)
+
+    def _reject(self, decision: Decision, rule: str) -> None:
+        self.rejected += 1
+        if self.on_reject is not None:
+            self.on_reject(decision, rule)
+
+    def _why(self, verdict: _Verdict) -> str:
+        """`rule: what was measured`, the rule being the CommandParams field that rejected the word."""
+        p, length = self.params, (verdict.end - verdict.start + 1) * self._hop_s
+        snr = self._level(verdict.peak) - self.floor.floor_db
+        if length > p.max_word + 1e-9:
+            return f"max_word: speech lasts {length:.2f} s > {p.max_word:g} s"
+        if snr < p.min_snr_db:
+            return f"min_snr_db: peak {snr:.1f} dB above the noise floor < {p.min_snr_db:g} dB"
+        if verdict.accepted:  # the burst was a command, the whole word scored too low
+            return f"word_score_ratio: no keyword scores {p.word_score_ratio:g} x its threshold over the whole word"
+        oldest = max(0, self._hops - self._size)
+        threshold = max(self.floor.floor_db + p.speech_margin_db, self._level(verdict.peak) - CORE_DROP_DB)
+        start, before = self._burst_start(verdict.peak, threshold, oldest)
+        pause = (start - max(before + 1, oldest)) * self._hop_s
+        return f"pre_silence: pause before the word {pause:.2f} s < {p.pre_silence:g} s"
 
     def _rescore(self, verdict: _Verdict, fired: Decision) -> Decision | None:
         """The word judged as a whole: the keyword with the highest smoothed score over

@@ -6,6 +6,9 @@ allowed. CLI flags override the file by replacing fields (`dataclasses.replace`)
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -19,6 +22,11 @@ from .silence import SilenceParams
 
 KEYWORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SYSTEM_CONFIG = Path("/etc/kws-stream/kws-stream.toml")
+CONFIG_NAME = "kws-stream.toml"
+MAX_CONFIG_BYTES = 1 << 20  # a real config is ~5 kB; bigger is not a config (and parsing it costs RAM)
+MAX_NESTING = 16  # tables/arrays/dotted keys; ours go 3 deep. tomllib recurses (RecursionError
+#                   near 500 levels) and is quadratic in a dotted name's length (100000 parts: ~60 s)
 
 
 class ConfigError(KwsError):
@@ -35,7 +43,7 @@ class AudioConfig:
     no_audio_timeout: float = 3.0  # seconds without audio before the device counts as lost
 
     def channel_index(self) -> int | None:
-        return None if self.channel == "mix" else int(self.channel)
+        return None if self.channel == "mix" else int(self.channel)  # validated: ASCII digits
 
 
 @dataclass(frozen=True)
@@ -139,8 +147,9 @@ SECTIONS = tuple(f.name for f in fields(Config))
 # What each key accepts, as (check, description). Checks take the raw TOML value.
 _RULES: dict[str, tuple[Any, str]] = {
     "audio.device": (lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a device index or name"),
-    "audio.channel": (lambda v: v == "mix" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
-                      or (isinstance(v, str) and v.isdigit()), '"mix" or a channel index >= 0'),
+    "audio.channel": (lambda v: v == "mix" or (_int(v) and 0 <= v <= 255)
+                      or (isinstance(v, str) and re.fullmatch(r"[0-9]{1,3}", v) is not None and int(v) <= 255),
+                      '"mix" or a channel index from 0 to 255'),
     "audio.sample_rate": (lambda v: _int(v) and (v == 0 or 8000 <= v <= 192000), "0 (auto) or a rate from 8000 to 192000"),
     "audio.channels": (lambda v: _int(v) and 0 <= v <= 32, "0 (auto) or a channel count from 1 to 32"),
     "audio.block_ms": (lambda v: _int(v) and 5 <= v <= 200, "an integer from 5 to 200"),
@@ -222,14 +231,24 @@ _FLOAT_KEYS = frozenset({"audio.no_audio_timeout", "detection.threshold", "detec
                          "command.min_snr_db", "silence.floor_dbfs"})
 
 
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """"did you mean 'x'?" for the nearest choice, else the (short) list of choices."""
+    near = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f"did you mean {near[0]!r}?" if near else f"allowed: {', '.join(choices)}"
+
+
 def check_value(key: str, value: Any) -> Any:
     """Validate one `section.key` value; returns it in its config type."""
     rule = _RULES.get(key)
     if rule is None:
-        raise ConfigError(f"unknown setting {key!r}; allowed: {', '.join(sorted(_RULES))}")
+        section, name = key.split(".", 1)
+        names = [k.split(".", 1)[1] for k in _RULES if k.startswith(section + ".")]
+        raise ConfigError(f"unknown setting {key!r} in [{section}]; {did_you_mean(name, names)}")
     check, allowed = rule
     if not check(value):
         raise ConfigError(f"bad value for {key}: {value!r}; expected {allowed}")
+    if isinstance(value, str) and "\0" in value:
+        raise ConfigError(f"bad value for {key}: {value!r}; it contains a NUL character")
     return _coerce(key, value)
 
 
@@ -238,7 +257,7 @@ def from_mapping(data: Mapping[str, Any], base: Config = Config()) -> Config:
     sections: dict[str, Any] = {}
     for section, table in data.items():
         if section not in SECTIONS:
-            raise ConfigError(f"unknown section [{section}]; allowed: {', '.join(f'[{s}]' for s in SECTIONS)}")
+            raise ConfigError(f"unknown section [{section}]; {did_you_mean(section, list(SECTIONS))}")
         if not isinstance(table, dict):
             raise ConfigError(f"{section} must be a table: write it as [{section}]")
         values = {key: check_value(f"{section}.{key}", value) for key, value in table.items()}
@@ -246,19 +265,100 @@ def from_mapping(data: Mapping[str, Any], base: Config = Config()) -> Config:
     return replace(base, **sections)
 
 
+def find(explicit: Path | None = None) -> Path | None:
+    """The config file every command reads: `explicit` (--config), else
+    $XDG_CONFIG_HOME/kws-stream/kws-stream.toml (default ~/.config), else
+    /etc/kws-stream/kws-stream.toml; None when there is none (the defaults apply)."""
+    if explicit is not None:
+        return explicit
+    return next((c for c in find_candidates() if c.is_file()), None)
+
+
+def find_candidates() -> tuple[Path, Path]:
+    """The default config locations, in the order they are tried."""
+    home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(home) / "kws-stream" / CONFIG_NAME, SYSTEM_CONFIG
+
+
 def load(path: Path) -> Config:
+    """Read, parse and validate a config file; any problem is one ConfigError line."""
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"config {path}: cannot be read ({exc.strerror})") from None
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise ConfigError(f"config {path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config {path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, not a kws-stream config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    depth = nesting_depth(text)
+    if depth > MAX_NESTING:
+        raise ConfigError(f"config {path}: nested {depth} levels deep (the limit is {MAX_NESTING}; "
+                          "kws-stream's settings are at most 3 levels deep)")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: not valid TOML ({exc})") from None
+    except RecursionError:  # the depth scan above should make this unreachable
+        raise ConfigError(f"config {path}: nested too deeply") from None
     try:
         return from_mapping(data)
     except ConfigError as exc:
         raise ConfigError(f"config {path}: {exc}") from None
+
+
+# TOML strings and comments may hold any brackets and dots: blanked out before counting.
+_OPENERS = re.compile("\"\"\"|'''|[\"'#]")
+_BASIC_BODY = re.compile(r'(?:[^"\\\n]|\\.)*')
+_DOTTED = re.compile(r"(?<![\w-])[\w-]+(?:[ \t]*\.[ \t]*[\w-]+)+")
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _without_strings(text: str) -> str:
+    """`text` with every string replaced by `s` and every comment by a space, in one
+    linear pass (a regex over the whole file backtracks quadratically on `"\"\"\"...`)."""
+    out: list[str] = []
+    pos = 0
+    while (m := _OPENERS.search(text, pos)) is not None:
+        out.append(text[pos:m.start()])
+        opener, body = m.group(), m.end()
+        if opener == "#":
+            out.append(" ")
+            line_end = text.find("\n", body)
+            pos = len(text) if line_end < 0 else line_end
+            continue
+        if len(opener) == 3:
+            close = text.find(opener, body)
+            pos = len(text) if close < 0 else close + 3
+        elif opener == '"':
+            end = _BASIC_BODY.match(text, body).end()
+            pos = end + 1 if text.startswith('"', end) else end
+        else:  # a literal string ends at the next ' on its line
+            close = text.find("'", body)
+            close = len(text) if close < 0 else close
+            line_end = text.find("\n", body, close)
+            pos = line_end if line_end >= 0 else min(close + 1, len(text))
+        out.append("s")
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def nesting_depth(text: str) -> int:
+    """An upper bound of a TOML document's nesting, in linear time without parsing it:
+    the deepest open brackets/braces, or the parts of the longest dotted name (a float
+    such as 0.7 counts as 2)."""
+    bare = _without_strings(text)
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(bare):
+        if m.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(0, depth - 1)
+    dotted = max((m.group().count(".") + 1 for m in _DOTTED.finditer(bare)), default=0)
+    return max(deepest, dotted)
 
 
 def override(config: Config, values: Mapping[str, Any]) -> Config:

@@ -157,13 +157,16 @@ def sha1_of(path: Path) -> str:
 
 
 def verify(spec: ModelSpec, path: Path) -> None:
-    """Refuse a file whose size or SHA-1 is not the manifest's."""
+    """Refuse a file whose size or SHA-1 is not the manifest's; the fix names the file's
+    directory, so it reinstalls where this process looks (a service's --model-dir too)."""
+    import shlex
+
+    fix = (f"reinstall it with `kws-stream models install {spec.name} --model-dir {shlex.quote(str(path.parent))}`"
+           if spec.path is None else "replace it with the file the manifest describes")
     if spec.size is not None and path.stat().st_size != spec.size:
-        raise KwsError(f"model file {path} is corrupt ({path.stat().st_size} bytes, expected {spec.size}): "
-                       f"reinstall it with `kws-stream models install {spec.name}`")
+        raise KwsError(f"model file {path} is corrupt ({path.stat().st_size} bytes, expected {spec.size}): {fix}")
     if spec.sha1 is not None and sha1_of(path) != spec.sha1:
-        raise KwsError(f"model file {path} is corrupt (SHA-1 mismatch): "
-                       f"reinstall it with `kws-stream models install {spec.name}`")
+        raise KwsError(f"model file {path} is corrupt (SHA-1 mismatch): {fix}")
 
 
 def installed_path(spec: ModelSpec, model_dir: Path) -> Path:

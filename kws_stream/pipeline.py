@@ -58,12 +58,21 @@ class Pipeline:
         self.gate = self._new_gate(params.command)
         self.silence = self._new_silence(params.silence)
         self._tail = np.zeros(0, dtype=np.int16)  # audio after the newest frame's end
+        self._fed = 0  # samples fed so far
+        self.rejection_observer: Callable[[Detection, str], None] | None = None
+        """Called with each candidate command mode rejects and the rule that did (`--explain`)."""
 
     def _new_gate(self, command: CommandParams) -> CommandGate | None:
         if not command.enabled:
             return None
-        return CommandGate(command, self._rate, self.features.params.window_samples,
+        gate = CommandGate(command, self._rate, self.features.params.window_samples,
                            self.model.labels, self.params.decision)
+        gate.on_reject = self._rejected
+        return gate
+
+    def _rejected(self, decision: Decision, rule: str) -> None:
+        if self.rejection_observer is not None:
+            self.rejection_observer(self._detection(decision), rule)
 
     def _new_silence(self, silence: SilenceParams) -> SilenceGate | None:
         return SilenceGate(silence, self.features.params.num_frames) if silence.enabled else None
@@ -85,6 +94,7 @@ class Pipeline:
     def feed(self, samples: np.ndarray) -> list[Detection]:
         """Process a block of 16 kHz mono int16 audio; returns any detections."""
         samples = np.asarray(samples, dtype=np.int16).reshape(-1)
+        self._fed += len(samples)
         gate, silence = self.gate, self.silence
         per_hop_audio = gate is not None or silence is not None
         detections: list[Detection] = []
@@ -113,7 +123,15 @@ class Pipeline:
 
     def finish(self) -> list[Detection]:
         """End of stream: evaluate the last window if the stride skipped it; in command
-        mode the end of the stream counts as the silence after the last word."""
+        mode the end of the stream counts as the silence after the last word.
+
+        A stream shorter than one window (a 0.9 s clip) is first padded with zeros to
+        1 s at its end, as the Speech Commands clips the model was trained on were."""
+        window = self.features.params.window_samples
+        padded = self.feed(np.zeros(window - self._fed, dtype=np.int16)) if 0 < self._fed < window else []
+        return padded + self._finish()
+
+    def _finish(self) -> list[Detection]:
         decisions, inferred = [], False
         quiet = self.silence is not None and not self.silence.active
         if self.features.ready and self._evaluated_frame != self.features.frames_total and not quiet:

@@ -117,7 +117,7 @@ def test_corrupt_installed_model_is_one_line_with_the_fix(run_cli, cli_env, tmp_
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         f"kws-stream: model file {models}/kws_micronet_l.tflite is corrupt (SHA-1 mismatch): "
-        "reinstall it with `kws-stream models install micronet-l`"]
+        f"reinstall it with `kws-stream models install micronet-l --model-dir {models}`"]
 
 
 def test_wrong_shape_model_from_a_user_manifest_is_one_line(run_cli, tmp_path):
@@ -132,7 +132,8 @@ def test_wrong_shape_model_from_a_user_manifest_is_one_line(run_cli, tmp_path):
 
 
 def test_missing_model_is_installed_on_first_use_from_the_configured_source(run_cli, tmp_path):
-    result = run_cli("detect", "--model-dir", tmp_path / "fresh", "--model-source", SHARED_MODELS,
+    (tmp_path / "c.toml").write_text(f'[model]\nsource = "{SHARED_MODELS}"\n')
+    result = run_cli("detect", "--config", tmp_path / "c.toml", "--model-dir", tmp_path / "fresh",
                      AUDIO / "keywords/yes.wav")
     assert result.returncode == 0, result.stderr
     assert [d["keyword"] for d in detections(result.stdout)] == ["yes"]

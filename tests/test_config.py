@@ -130,3 +130,56 @@ def test_a_bad_flag_value_is_one_line(run_cli):
     result = run_cli("detect", "--threshold", "2", AUDIO / "keywords/yes.wav")
     assert result.returncode == 2
     assert result.stderr.strip() == "kws-stream: bad value for detection.threshold: 2.0; expected a number in (0, 1]"
+
+
+def test_an_unknown_key_suggests_the_nearest_one():
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.from_mapping({"detection": {"treshold": 0.5}})
+    assert str(err.value) == "unknown setting 'detection.treshold' in [detection]; did you mean 'threshold'?"
+    with pytest.raises(cfg.ConfigError, match=r"unknown setting 'audio.zzz' in \[audio\]; allowed: device, "):
+        cfg.from_mapping({"audio": {"zzz": 1}})  # nothing near: that section's keys, not all 48
+    with pytest.raises(cfg.ConfigError, match=r"unknown section \[comand\]; did you mean 'command'\?"):
+        cfg.from_mapping({"comand": {}})
+
+
+@pytest.mark.parametrize("value", ["²", "١", "0x1", " 1", "1000"])
+def test_channel_is_mix_or_ascii_digits(value):
+    with pytest.raises(cfg.ConfigError, match="bad value for audio.channel"):
+        cfg.from_mapping({"audio": {"channel": value}})
+    assert cfg.from_mapping({"audio": {"channel": "2"}}).audio.channel_index() == 2
+
+
+@pytest.mark.parametrize("key", [k for k, (check, _) in cfg._RULES.items() if check("x")])
+def test_no_string_setting_takes_a_nul(key):
+    section, name = key.split(".")
+    with pytest.raises(cfg.ConfigError, match="contains a NUL character"):
+        cfg.from_mapping({section: {name: "a\0b"}})
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[detection]\nthreshold = 0.5 # caf\xe9\n".encode("latin-1"), "not UTF-8 text"),
+    (b"\x00\xff" * 100, "not UTF-8 text"),
+    (("x = " + "[" * 1000 + "]" * 1000).encode(), "nested 1000 levels deep"),
+    (("[" + "a." * 99999 + "a]").encode(), "nested 100000 levels deep"),
+    (b"#" * (cfg.MAX_CONFIG_BYTES + 1), "larger than 1024 KiB"),
+])
+def test_every_loader_turns_a_hostile_file_into_one_config_error(tmp_path, content, message):
+    """`load` is what run, detect, serve, check and the daemon's SIGHUP reload all call."""
+    path = tmp_path / "c.toml"
+    path.write_bytes(content)
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.load(path)
+    assert message in str(err.value) and str(err.value).startswith(f"config {path}: ")
+    assert "\n" not in str(err.value)
+
+
+def test_brackets_and_dots_inside_strings_and_comments_are_not_nesting(tmp_path):
+    text = ('[mqtt] # [[[[[[[[[[[[[[[[[[[[ a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r\n'
+            'password = "[[[[[[[[[[[[[[[[[[[[ \\" a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r"\n'
+            "username = '{{{{{{{{{{{{{{{{{{{{{{ a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r'\n"
+            'site_id = """\n[[[[[[[[[[[[[[[[[[[[[[\na.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r\n"""\n'
+            '[detection.thresholds]\nup = 0.8\n')
+    assert cfg.nesting_depth(text) == 2
+    (tmp_path / "c.toml").write_text(text)
+    config = cfg.load(tmp_path / "c.toml")
+    assert config.mqtt.password.startswith("[[[[") and config.detection.thresholds == {"up": 0.8}

@@ -354,7 +354,8 @@ class HeldModelServer:
 
 def start_downloading(mic: VirtualMic, cli_env: dict[str, str], server: HeldModelServer, models: Path) -> DaemonProcess:
     env = {**mic.env, **{k: cli_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}}
-    daemon = DaemonProcess([*kws_command(), "run", "--model-dir", str(models), "--model-source", server.url], env)
+    conf = write_config(models.parent / "source.toml", f'[model]\nsource = "{server.url}"\n')
+    daemon = DaemonProcess([*kws_command(), "run", "--config", str(conf), "--model-dir", str(models)], env)
     assert server.requested.wait(30), f"the daemon never asked for the model; stderr:\n{daemon.stderr}"
     return daemon
 

@@ -1,0 +1,29 @@
+"""`detect --explain`: why each candidate keyword was reported or rejected, one line each.
+
+The lines go to stderr as `key=value` fields (stdout keeps the public JSON schema), so a
+user can tune thresholds and the `[command]` rules on their own recordings.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .events import Detection
+from .pipeline import PipelineParams
+
+
+def _value(text: str) -> str:
+    """Bare when it is one word, JSON-quoted otherwise (a path with spaces stays one field)."""
+    return text if text and not any(c.isspace() or c in '"=' for c in text) else json.dumps(text)
+
+
+def explain_line(d: Detection, params: PipelineParams, verdict: str, rule: str = "") -> str:
+    """`verdict` is "reported" or "rejected"; `rule` is command mode's `name: what was measured`."""
+    mode = "command" if params.command.enabled else "plain"
+    fields = [f"source={_value(d.source)}", f"mode={mode}", f"verdict={verdict}", f"keyword={d.keyword}",
+              f"score={d.score:.3f}", f"threshold={params.decision.threshold_for(d.keyword):.2f}",
+              f"start={d.start:.2f}", f"end={d.end:.2f}"]
+    if rule:
+        name, _, detail = rule.partition(": ")
+        fields += [f"rule={name}", f"detail={json.dumps(detail)}"]
+    return "explain " + " ".join(fields)

@@ -1,0 +1,79 @@
+"""What `run` would refuse at start, checked without starting anything.
+
+`config check` runs these, so a config it accepts runs; `run` and `serve` run them (and
+`detect` the model checks) before loading the model, so a bad name or secret is one line
+and exit 2, not a failure halfway through starting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import Config, ConfigError, did_you_mean
+from .errors import KwsError
+from .models import USER_MANIFEST, Manifest, load_manifest, sha1_of, user_config_dir
+
+
+def manifest_for(config: Config) -> Manifest:
+    """The manifest with the user's; a missing or broken manifest is a bad value (exit 2)."""
+    try:
+        return load_manifest(tuple(Path(m).expanduser() for m in [config.model.manifest] if m))
+    except ConfigError:
+        raise
+    except KwsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_model_name(name: str, manifest: Manifest) -> None:
+    """A model name the manifest does not know, or a path that is not there or in no
+    manifest (its labels would be unknown): exit 2."""
+    if name.endswith(".tflite") or os.sep in name:
+        path = Path(name).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"model file {name}: no such file")
+        if all(m.path != path for m in manifest.models.values()) and manifest.by_sha1(sha1_of(path)) is None:
+            raise ConfigError(f"model file {path} is in no manifest: add an entry with its `path` and "
+                                  f"`labels` to {user_config_dir() / USER_MANIFEST} (see models/manifest.toml)")
+    elif name and name not in manifest.models:
+        raise ConfigError(f"unknown model {name!r}; {did_you_mean(name, sorted(manifest.models))}")
+
+
+def check_runnable(config: Config, mqtt: bool = True) -> None:
+    """What `run`/`serve` would refuse at start, found without starting: the model name,
+    the manifest, the Wyoming URI and (`mqtt`) the MQTT secrets and CA file. One
+    ConfigError line (exit 2)."""
+    check_model_name(config.model.name, manifest_for(config))
+    from urllib.parse import urlparse
+
+    uri = urlparse(config.wyoming.uri)
+    try:
+        port = uri.port
+    except ValueError:
+        port = None
+    if uri.scheme == "tcp" and (not uri.hostname or port is None):
+        raise ConfigError(f"bad value for wyoming.uri: {config.wyoming.uri!r}; expected tcp://HOST:PORT")
+    if uri.scheme == "unix" and not uri.path:
+        raise ConfigError(f"bad value for wyoming.uri: {config.wyoming.uri!r}; expected unix://PATH")
+    m = config.mqtt
+    if not (mqtt and m.enabled):
+        return
+    from .mqtt import MqttError, read_password_file
+
+    if m.password and m.password_file:
+        raise ConfigError("mqtt: set password or password_file, not both")
+    try:
+        password = read_password_file(m.password_file) if m.password_file else m.password
+    except MqttError as exc:
+        raise ConfigError(str(exc)) from None
+    if password and not m.username:
+        raise ConfigError("mqtt: a password needs a username")
+    if m.tls and m.ca_file:
+        import ssl
+
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=m.ca_file)
+        except ssl.SSLError as exc:  # an OSError too: first
+            raise ConfigError(f"mqtt ca_file {m.ca_file}: not a usable CA certificate ({exc.reason or exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"mqtt ca_file {m.ca_file}: cannot be read ({exc.strerror or exc})") from None
