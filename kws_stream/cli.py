@@ -12,8 +12,9 @@ from typing import Any, Sequence
 from . import __version__
 from . import config as cfg
 from .errors import InputError, KwsError
-from .events import EventBus
-from .models import default_model_dir, install, installed_path, load_manifest, resolve, user_config_dir, verify
+from .events import Detection, EventBus
+from .models import default_model_dir, install, installed_path, resolve, verify
+from .preflight import check_model_name, check_runnable, manifest_for
 from .sinks import StdoutSink
 
 log = logging.getLogger("kws_stream")

@@ -348,8 +348,9 @@ def run_service(load_config: Callable[[], cfg.Config], setup_logging: Callable[[
         setup_logging(config.service.log_level)
         model, model_name = open_model(config)
         d = config.detection
-        log.info("event=start version=%s model=%s runtime=%s stride=%d smoothing=%d threshold=%s keywords=%s "
-                 "device=%r", __version__, model_name, model.runtime, d.stride, d.smoothing, d.threshold,
+        log.info("event=start version=%s model=%s runtime=%s mode=%s stride=%d smoothing=%d threshold=%s "
+                 "keywords=%s device=%r", __version__, model_name, model.runtime,
+                 "command" if config.command.enabled else "plain", d.stride, d.smoothing, d.threshold,
                  ",".join(d.keywords) or "all", config.audio.device or "default")
         pipeline = Pipeline(model, model_name, f"mic:{config.audio.device or 'default'}",
                             config.pipeline_params(), clock=utc_now)
