@@ -413,8 +413,11 @@ class CommandGate:
         elif start - before - 1 >= self._pre_hops:
             isolated = True
         else:
+            # the previous burst must itself be a short one with a pause before it; quiet
+            # that reaches back to the history's start counts as that pause
             previous, earlier = self._burst_start(before, threshold, oldest)
-            isolated = (earlier >= oldest or oldest == 0) and before - previous < self._max_hops
+            bounded = earlier >= oldest or oldest == 0 or previous - oldest >= self._gap_hops
+            isolated = bounded and before - previous < self._max_hops
         loud = peak >= self.floor.floor_db + self.params.min_snr_db
         accepted = isolated and loud and end - start + 1 <= self._max_hops
         return _Verdict(accepted, peak_hop, start, end)

@@ -254,3 +254,13 @@ def test_words_after_long_quiet_gaps_are_all_found(model, quiet_s, digital):
     gap = np.zeros(round(quiet_s * 16000), dtype=np.int16) if digital else room_tone(quiet_s)
     audio = np.concatenate([gap, yes, gap, yes, gap, yes, gap])
     assert [d.keyword for d in spot(model, audio, block=16000)] == ["yes", "yes", "yes"]
+
+
+@pytest.mark.parametrize("quiet_s", [2.5, 5.0])
+def test_commands_in_a_row_after_a_long_quiet_are_all_found(model, quiet_s):
+    """Soak regression: after 2.5 s or more of quiet the second command of a row ("no" in
+    yes-no-go-stop) was dropped: the pause before the first one ran past the history."""
+    _, words = read_clip("keywords/yes_no_go_stop.wav")
+    gap = np.zeros(round(quiet_s * 16000), dtype=np.int16)
+    audio = np.concatenate([gap, words, gap])
+    assert [d.keyword for d in spot(model, audio, block=16000)] == ["yes", "no", "go", "stop"]
