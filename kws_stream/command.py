@@ -45,6 +45,7 @@ the contour scan (at most a few seconds of hops) runs only while a candidate wai
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -92,6 +93,8 @@ class CommandParams:
     min_snr_db: how far above the noise floor the word's loudest point must be: a command
         is spoken to the device, while a TV or talk further away peaks barely above the
         room's noise, and its syllables then look like isolated short words.
+    min_margin: the word's keyword must beat every other class (other keywords,
+        `_unknown_`, `_silence_`) by this much in the window where it scored best.
     """
 
     enabled: bool = True
@@ -101,6 +104,7 @@ class CommandParams:
     speech_margin_db: float = 10.0
     word_score_ratio: float = 0.7
     min_snr_db: float = 20.0
+    min_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.2 <= self.max_word <= 3.0:
@@ -113,6 +117,8 @@ class CommandParams:
             raise ValueError(f"command speech_margin_db must be 3-30 dB, not {self.speech_margin_db}")
         if not 0.3 <= self.word_score_ratio <= 1.5:
             raise ValueError(f"command word_score_ratio must be 0.3-1.5, not {self.word_score_ratio}")
+        if not 0.0 <= self.min_margin <= 0.9:
+            raise ValueError(f"command min_margin must be 0-0.9, not {self.min_margin}")
         if not 0.0 <= self.min_snr_db <= 40.0:
             raise ValueError(f"command min_snr_db must be 0-40 dB, not {self.min_snr_db}")
 
@@ -168,8 +174,23 @@ class _Pending:
 
 @dataclass(frozen=True)
 class _Word:
+    """A word judged already: where it was and which keywords it was taken for."""
+
     peak: int  # hop of the loudest point
     accepted: bool
+    start: int = 0  # its burst's first and last hop
+    end: int = -1
+    keywords: frozenset[str] = frozenset()  # the keyword reported and the one that fired
+
+    def same_word(self, other: "_Word", keyword: str, same_word_hops: int) -> bool:
+        """Is a candidate for `keyword` in burst `other` this word again? Peaks close
+        together, or the same keyword again inside the same burst (a word with two loud
+        parts: the first candidate was judged, maybe corrected, on the whole burst, and a
+        later candidate for that keyword in it is the same word again)."""
+        if abs(self.peak - other.peak) < same_word_hops:
+            return True
+        overlap = self.start <= other.end and other.start <= self.end
+        return overlap and keyword in self.keywords
 
 @dataclass(frozen=True)
 class _Verdict:
@@ -179,6 +200,7 @@ class _Verdict:
     peak: int  # hop of the word's loudest point
     start: int  # first and last hop of its burst
     end: int
+    reason: str = "command"  # why it was rejected (for diagnostics), or "command"
 
 
 class CommandGate:
@@ -219,6 +241,8 @@ class CommandGate:
         self._hops = 0  # hops seen; hop k (0-based) is stored at k % size
         self._pending: list[_Pending] = []
         self._recent: deque[_Word] = deque(maxlen=8)  # words judged lately, to report each once
+        self._refractory = int(decision.refractory * sample_rate)
+        self._reported: dict[str, int] = {}  # keyword -> end_sample of its latest report
         self.rejected = 0
         """Candidates rejected so far (not commands, or a second keyword in one burst)."""
 
@@ -264,20 +288,30 @@ class CommandGate:
                 judged.append((item, verdict))
         peaks = [v.peak for _, v in judged] + [w.peak for w in self._recent]
         for item, verdict in judged:
-            word = _Word(verdict.peak, verdict.accepted)
-            if any(abs(w.peak - word.peak) < self._same_word_hops for w in self._recent):
+            fired = item.decision
+            word = _Word(verdict.peak, verdict.accepted, verdict.start, verdict.end, frozenset({fired.keyword}))
+            if any(w.same_word(word, fired.keyword, self._same_word_hops) for w in self._recent):
                 self.rejected += 1  # this word was judged already (a later, second guess)
                 continue
-            decision = item.decision
+            decision = fired
             # a burst that holds several words ("left up" said quickly) cannot be judged
             # as one word: its candidates stand as the decider made them
             several = any(verdict.start <= p <= verdict.end and abs(p - verdict.peak) >= self._same_word_hops
                           for p in peaks)
+            # ... and so cannot a burst that overlaps a word accepted before (words glued
+            # by a gap shorter than post_silence): its windows still hear that word
+            several = several or any(w.accepted and w.start <= verdict.end and verdict.start <= w.end
+                                     for w in [*self._recent, *(w for w, _ in accepted)])
             if word.accepted and self._labels is not None and not several:
-                decision = self._rescore(verdict, decision)
+                decision = self._rescore(verdict, fired)
                 if decision is None:
-                    word = _Word(verdict.peak, False)
-            same = [k for k, (w, _) in enumerate(accepted) if abs(w.peak - word.peak) < self._same_word_hops]
+                    word = dataclasses.replace(word, accepted=False)
+                else:
+                    word = dataclasses.replace(word, keywords=frozenset({fired.keyword, decision.keyword}))
+            same = [k for k, (w, _) in enumerate(accepted)
+                    if w.same_word(word, decision.keyword if decision else fired.keyword, self._same_word_hops)]
+            if word.accepted and not same and self._repeats(decision):
+                word = dataclasses.replace(word, accepted=False)  # one word reported once, as plain mode does
             if not word.accepted:
                 self.rejected += 1
                 self._recent.append(word)
@@ -290,7 +324,15 @@ class CommandGate:
                 accepted.append((word, decision))
         self._pending = waiting
         self._recent.extend(w for w, _ in accepted)
+        for _, d in accepted:
+            self._reported[d.keyword] = max(d.end_sample, self._reported.get(d.keyword, d.end_sample))
         return sorted((d for _, d in accepted), key=lambda d: d.end_sample)
+
+    def _repeats(self, decision: Decision) -> bool:
+        """The same keyword was reported within the decider's refractory time: the same
+        word again (a correction landing on the word before), never a new command."""
+        last = self._reported.get(decision.keyword)
+        return last is not None and abs(decision.end_sample - last) < self._refractory
 
     def _rescore(self, verdict: _Verdict, fired: Decision) -> Decision | None:
         """The word judged as a whole: the keyword with the highest smoothed score over
@@ -315,11 +357,16 @@ class CommandGate:
         j = int(np.argmax(best))
         if best[j] < self._min_scores[j] * self.params.word_score_ratio:
             return None
+        at = int(np.argmax(probs[:, j]))  # the window where the word's keyword scored best
+        if self.params.min_margin > 0.0:
+            row = self._probs[hops[at]]
+            others = np.delete(row, self._keyword_ids[j])
+            if best[j] - float(others.max()) < self.params.min_margin:
+                return None
         keyword = self._labels[self._keyword_ids[j]]
         if keyword == fired.keyword:  # confirmed: report the window that fired, as plain mode does
             return fired
-        at = int(np.argmax(probs[:, j]))  # corrected: the window where the right keyword scored best
-        return Decision(keyword, float(best[j]), int(self._ends[hops[at]]))
+        return Decision(keyword, float(best[j]), int(self._ends[hops[at]]))  # corrected
 
     def _level(self, k: int) -> float:
         return float(self._levels[k % self._size])
@@ -356,7 +403,7 @@ class CommandGate:
             if peak < threshold:  # nothing above the noise floor (yet: a stream that starts
                 # with speech learns its floor from the pause after it): wait up to a window
                 if final or now - hop >= self._window_hops:
-                    return _Verdict(False, peak_hop, peak_hop, peak_hop)
+                    return _Verdict(False, peak_hop, peak_hop, peak_hop, "no speech above the noise floor")
                 return None
             # forward: the burst ends at the first gap of post_silence
             end, run, k = peak_hop, 0, peak_hop + 1
@@ -364,7 +411,7 @@ class CommandGate:
                 if self._level(k) >= threshold:
                     end, run = k, 0
                     if end - peak_hop >= self._max_hops:  # already too long, no need to wait
-                        return _Verdict(False, peak_hop, peak_hop, end)
+                        return _Verdict(False, peak_hop, peak_hop, end, "longer than max_word")
                 else:
                     run += 1
                 k += 1
@@ -392,5 +439,10 @@ class CommandGate:
             previous, earlier = self._burst_start(before, threshold, oldest)
             isolated = (earlier >= oldest or oldest == 0) and before - previous < self._max_hops
         loud = peak >= self.floor.floor_db + self.params.min_snr_db
-        accepted = isolated and loud and end - start + 1 <= self._max_hops
-        return _Verdict(accepted, peak_hop, start, end)
+        if end - start + 1 > self._max_hops:
+            return _Verdict(False, peak_hop, start, end, "longer than max_word")
+        if not isolated:
+            return _Verdict(False, peak_hop, start, end, "no pause before it (pre_silence)")
+        if not loud:
+            return _Verdict(False, peak_hop, start, end, "too quiet above the noise floor (min_snr_db)")
+        return _Verdict(True, peak_hop, start, end)
