@@ -236,3 +236,17 @@ def test_a_folder_problem_is_one_line_and_exit_2(tmp_path, capsys, model_dir):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
     assert "hello.wav" in err and "stop_1.wav" in err
+
+
+def test_command_benchmark_splits_real_speech_by_speaker_and_keeps_long_quiet_gaps():
+    from benchmarks import command_mode as cm
+
+    dev, val = cm.real_dev_split("dev"), cm.real_dev_split("val")
+    assert dev and val and not {cm.speaker_of(p) for p in dev} & {cm.speaker_of(p) for p in val}
+    assert len(dev) + len(val) == len(list(cm.REAL_DEV.glob("*.wav")))
+    word = np.full(1600, 3000, dtype=np.int16)
+    audio, starts = cm.gapped([word] * len(cm.GAPS_S))
+    gaps = np.diff([0.0, *starts]) - np.r_[0.0, [0.1] * (len(starts) - 1)]
+    assert gaps.min() == pytest.approx(1.0) and gaps.max() == pytest.approx(60.0)
+    second = audio[int(starts[0] * 16000) + 1600: int(starts[1] * 16000)]  # the 2nd gap: digital silence
+    assert len(second) and not second.any()
