@@ -565,8 +565,6 @@ class Variant:
 def variants(base: CommandParams, decision: DecisionParams) -> list[Variant]:
     worst = ("right", "left", "stop")  # the issue: most false accepts on real speech
     out = [Variant("defaults", decision, base)]
-    for m in (0.2, 0.4):
-        out.append(Variant(f"margin over the second class >= {m:g}", decision, dataclasses.replace(base, min_margin=m)))
     for t in (0.8, 0.9):
         th = {k: t for k in worst}
         out.append(Variant(f"right/left/stop threshold {t:g}", dataclasses.replace(decision, thresholds=th), base))
@@ -574,18 +572,14 @@ def variants(base: CommandParams, decision: DecisionParams) -> list[Variant]:
         out.append(Variant(f"word_score_ratio {r:g}", decision, dataclasses.replace(base, word_score_ratio=r)))
     for v in (0.8,):
         out.append(Variant(f"pre_silence {v:g}", decision, dataclasses.replace(base, pre_silence=v)))
-    for v in (0.25, 0.3, 0.35, 0.4):
+    for v in (0.25, 0.3):
         out.append(Variant(f"post_silence {v:g}", decision, dataclasses.replace(base, post_silence=v),
-                           f"~0; +{(v - base.post_silence) * 1000:.0f} ms latency"))
-    post = dataclasses.replace(base, post_silence=0.3)
-    out.append(Variant("post_silence 0.3 + right/left/stop 0.8", dataclasses.replace(decision, thresholds={k: 0.8 for k in worst}),
-                       post, "~0; +100 ms latency"))
-    out.append(Variant("post_silence 0.3 + pre_silence 0.8", decision, dataclasses.replace(post, pre_silence=0.8),
-                       "~0; +100 ms latency"))
+                           f"~0; {(max(v, base.after_silence) - base.after_silence) * 1000:+.0f} ms latency"))
+    for v in (0.2, 0.3, 0.35):
+        out.append(Variant(f"after_silence {v:g}", decision, dataclasses.replace(base, after_silence=v),
+                           f"~0; {(v - base.after_silence) * 1000:+.0f} ms latency"))
     for v in (15.0, 25.0):
         out.append(Variant(f"min_snr_db {v:g}", decision, dataclasses.replace(base, min_snr_db=v)))
-    out.append(Variant("margin 0.4 + right/left/stop 0.8", dataclasses.replace(decision, thresholds={k: 0.8 for k in worst}),
-                       dataclasses.replace(base, min_margin=0.4)))
     return out
 
 

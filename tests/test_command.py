@@ -164,7 +164,7 @@ def test_a_word_barely_above_the_noise_floor_is_rejected():
 
 @pytest.mark.parametrize("field, value", [("max_word", 0.1), ("pre_silence", -1.0), ("post_silence", 0.0),
                                           ("speech_margin_db", 50.0), ("word_score_ratio", 0.1),
-                                          ("min_snr_db", 41.0)])
+                                          ("min_snr_db", 41.0), ("after_silence", 1.5)])
 def test_params_out_of_range_are_refused(field, value):
     with pytest.raises(ValueError):
         CommandParams(**{field: value})
@@ -280,3 +280,21 @@ def test_one_word_is_reported_once_when_a_correction_would_repeat_the_word_befor
     assert [d.keyword for d in found] == plain
     for a, b in zip(found, found[1:]):
         assert not (a.keyword == b.keyword and b.end - a.end < 1.0), "one word reported twice"
+
+
+def test_the_first_word_of_a_sentence_after_a_pause_is_not_a_command(model):
+    """Real meeting speech (AMI, real-dev): at 18.8 s a speaker's "right" after a pause is
+    followed 0.2-0.25 s later by more talk. It used to be accepted (after_silence = 0.2
+    s); longer speech after a burst now means it was not a command."""
+    _, audio = read_clip("real-dev/ami_trn03.wav")
+    before = PipelineParams(command=CommandParams(after_silence=0.2))
+    assert [(d.keyword, round(d.end, 1)) for d in spot(model, audio, before)] == [("right", 18.8)]
+    assert spot(model, audio) == []
+
+
+def test_commands_in_a_row_are_not_taken_for_a_sentence(model):
+    """after_silence does not apply when the next burst is another short command."""
+    _, audio = read_clip("keywords/yes_no_go_stop.wav")
+    audio = np.concatenate([room_tone(1.0), audio, room_tone(1.0)])
+    long_wait = PipelineParams(command=CommandParams(after_silence=0.6))
+    assert [d.keyword for d in spot(model, audio, long_wait)] == ["yes", "no", "go", "stop"]
