@@ -250,3 +250,11 @@ def test_command_benchmark_splits_real_speech_by_speaker_and_keeps_long_quiet_ga
     assert gaps.min() == pytest.approx(1.0) and gaps.max() == pytest.approx(60.0)
     second = audio[int(starts[0] * 16000) + 1600: int(starts[1] * 16000)]  # the 2nd gap: digital silence
     assert len(second) and not second.any()
+
+
+def test_command_benchmark_refuses_a_missing_folder_in_one_line(tmp_path, capsys):
+    from benchmarks import command_mode as cm
+
+    assert cm.main(["--targets", "--negatives", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "nope" in err
