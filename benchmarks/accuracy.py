@@ -119,6 +119,32 @@ def shared_keyword_clips(shared: Path, keywords: Iterable[str]) -> list[Clip]:
     return clips
 
 
+def folder_label(path: Path, keywords: Iterable[str]) -> tuple[str, ...]:
+    """A user's keyword clip: the leading keyword words of its name (`stop_017.wav` ->
+    stop), else its folder's name if that is a keyword (`yes/take3.wav` -> yes)."""
+    expected = expected_from_name(path, keywords)
+    if not expected and path.parent.name.lower() in set(keywords):
+        expected = (path.parent.name.lower(),)
+    return expected
+
+
+def folder_clips(folder: Path, set_name: str, keywords: Iterable[str]) -> list[Clip]:
+    """Every WAV under `folder` (recursively): `--negatives` (keyword-free, every detection
+    is a false accept) or `--positives` (labelled by :func:`folder_label`)."""
+    paths = sorted(Path(folder).rglob("*.wav"))
+    if not paths:
+        raise ValueError(f"{folder}: no .wav files in it")
+    if set_name == "negatives":
+        return [Clip(p, "negatives", (), "user") for p in paths]
+    clips = []
+    for path in paths:
+        expected = folder_label(path, keywords)
+        if not expected:
+            raise ValueError(f"{path}: no keyword in its name or folder; name it like stop_1.wav or put it in stop/")
+        clips.append(Clip(path, "positives", expected, "user"))
+    return clips
+
+
 def shared_negative_clips(shared: Path) -> list[Clip]:
     return [Clip(p, "negative", (), "shared") for p in sorted((shared / "audio" / "negatives").glob("*.wav"))]
 
@@ -698,8 +724,8 @@ def score(model: str, candidate: Candidate, clips: Sequence[Clip],
     for clip in clips:
         analysis = analyses[clip.path.resolve()]
         decisions = replay(analysis, candidate.stride, candidate.make_stage)
-        if clip.set == "negative":
-            s = scores.setdefault("negative", NegativeSetScore())
+        if clip.set in ("negative", "negatives"):
+            s = scores.setdefault(clip.set, NegativeSetScore())
             s.add(clip, decisions, analysis.seconds)
         else:
             scores.setdefault(clip.set, KeywordSetScore()).add(clip, decisions)
@@ -766,6 +792,11 @@ def _fa(x: float | None) -> str:
 def table_rows(results: Sequence[Result]) -> tuple[list[str], list[list[str]]]:
     header = ["model", "stride", "smooth", "thresh", "refr", "shared acc", "synth acc", "synth recall",
               "FA", "FA/h", ""]
+    mine = any("positives" in r.scores for r in results), any("negatives" in r.scores for r in results)
+    if mine[0]:
+        header[-1:-1] = ["your acc", "your recall"]
+    if mine[1]:
+        header[-1:-1] = ["your FA", "your FA/h"]
     rows = []
     for r in results:
         neg = r.scores.get("negative")
@@ -775,6 +806,12 @@ def table_rows(results: Sequence[Result]) -> tuple[list[str], list[list[str]]]:
                      f"{p['threshold']:g}" if "threshold" in p else "", f"{p['refractory']:g}" if "refractory" in p else "",
                      _pct(r.accuracy("shared")), _pct(r.accuracy("synthetic")), _pct(r.recall("synthetic")),
                      str(neg.total) if isinstance(neg, NegativeSetScore) else "-", _fa(r.fa_per_hour), mark])
+        if mine[0]:
+            rows[-1][-1:-1] = [_pct(r.accuracy("positives")), _pct(r.recall("positives"))]
+        if mine[1]:
+            yours = r.scores.get("negatives")
+            rows[-1][-1:-1] = ([str(yours.total), _fa(yours.per_hour)] if isinstance(yours, NegativeSetScore)
+                               else ["-", "-"])
     return header, rows
 
 
@@ -853,7 +890,7 @@ def render_text(results: Sequence[Result], meta: Mapping[str, Any], keywords: Se
 def describe_sets(meta: Mapping[str, Any]) -> str:
     sets = meta.get("sets", {})
     bits = []
-    for name in SETS:
+    for name in (*SETS, "positives", "negatives"):
         s = sets.get(name)
         if s:
             bits.append(f"{name}: {s['files']} files, {s['seconds'] / 60:.1f} min")
@@ -995,7 +1032,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the probability cache")
     parser.add_argument("--json", type=Path, help="write every result as JSON here")
     parser.add_argument("--markdown", type=Path, help="write the tables as markdown here (for docs/benchmarks.md)")
+    parser.add_argument("--negatives", type=Path, help="a folder of keyword-free WAVs: every detection is a false accept")
+    parser.add_argument("--positives", type=Path,
+                        help="a folder of keyword WAVs, labelled by name (stop_1.wav, right_left_up.wav) or folder (stop/)")
     args = parser.parse_args(argv)
+    for folder in (args.negatives, args.positives):
+        if folder is not None and not folder.is_dir():
+            print(f"error: {folder} is not a folder of WAV files", file=sys.stderr)
+            return 2
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     if not sets or set(sets) - set(SETS):
         parser.error(f"--sets takes a comma-separated subset of {','.join(SETS)}")
@@ -1018,6 +1062,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = [load_model(name.strip(), args.model_dir) for name in args.models.split(",") if name.strip()]
     keywords = models[0].keywords
     clips = collect_clips(sets, keywords, corpus)
+    try:
+        if args.negatives is not None:
+            clips += folder_clips(args.negatives, "negatives", keywords)
+        if args.positives is not None:
+            clips += folder_clips(args.positives, "positives", keywords)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cache = None if args.no_cache else (args.cache or (corpus or args.corpus) / "accuracy-cache")
     candidates = grid(args.grid)
     results, meta = run(models, clips, candidates, cache, args.jobs, log)

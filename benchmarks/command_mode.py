@@ -67,12 +67,19 @@ SHARED_KEYWORDS = {
 
 @dataclass
 class Stream:
-    """One audio stream and what it should yield: `words` (keyword, word_end_s) in order."""
+    """One audio stream and what it should yield: `words` (keyword, word_end_s) in order.
+    `speech_s`: the seconds of speech in it, when a false-accept rate should not count its
+    quiet gaps (None: all of it)."""
 
     name: str
     audio: np.ndarray
     words: list[tuple[str, float]] = field(default_factory=list)
     group: str = ""
+    speech_s: float | None = None
+
+    @property
+    def hours(self) -> float:
+        return (self.speech_s if self.speech_s is not None else len(self.audio) / RATE) / 3600
 
 
 def read_wav(path: Path) -> np.ndarray:
@@ -201,7 +208,8 @@ def add_scenarios(sets: dict[str, list[Stream]], corpus: Path) -> None:
 
 
 def is_negative(set_name: str) -> bool:
-    return set_name in NEGATIVE_SETS or set_name.startswith("tv_alone")
+    return (set_name in NEGATIVE_SETS or set_name.startswith("tv_alone")
+            or split_of(set_name)[1] in NEGATIVE_KINDS)
 
 
 NEGATIVE_SETS = ("prose", "librispeech", "librispeech_padded")
@@ -209,6 +217,129 @@ SCENARIO_SETS = tuple([f"tv_keywords_-{db}dB" for db in TV_LEVELS_DB]
                       + [f"after_speech_{g}s" for g in AFTER_SPEECH_GAPS_S])
 POSITIVE_SETS = ("synthetic_keywords", "synthetic_keywords_padded", "synthetic_joined",
                  "shared_keywords", "shared_keywords_padded")
+
+
+# ----------------------------------------------------------------------------- dev / validation
+
+REAL_DEV = AUDIO / "real-dev"
+SPLITS = ("dev", "val")
+# Quiet before each word or utterance, cycling; every other gap is digital silence (a muted or
+# gated source), the rest room tone. Issue 15: nothing may go deaf after a long quiet.
+GAPS_S = (1.0, 2.0, 3.5, 5.0, 10.0, 1.5, 3.0, 60.0, 1.0, 2.0, 1.5, 3.0, 1.0, 2.0, 1.5, 3.0)  # mean 6.3 s
+KEYWORDS_WITH_GAPS_EVERY = 3  # every 3rd keyword clip goes into the gapped stream (CPU budget)
+TV_DB = 20  # the issue's TV: background speech 20 dB below the command
+NEGATIVE_KINDS = ("real_speech", "tv_alone", "prose", "negatives")
+KIND_TITLES = {
+    "real_speech": "real running speech (LibriSpeech + AMI), FA/h",
+    "tv_alone": f"real speech as a TV {TV_DB} dB below a command's level, FA/h",
+    "prose": "synthetic prose, FA/h",
+    "negatives": "--negatives, FA/h",
+    "keywords_padded": "isolated synthetic keywords in room tone",
+    "keywords_gaps": "synthetic keywords after 1-60 s of quiet (room tone / digital silence)",
+    "keywords_tv": f"synthetic keywords with real speech {TV_DB} dB below",
+    "shared_padded": "real keyword clips (shared/audio/keywords) in room tone",
+    "positives": "--positives",
+}
+
+
+def split_of(name: str) -> tuple[str, str]:
+    """'dev:real_speech' -> ('dev', 'real_speech')."""
+    split, _, kind = name.partition(":")
+    return split, kind
+
+
+def speaker_of(path: Path) -> str:
+    """LibriSpeech `ls_<speaker>-<chapter>-<utterance>` -> the speaker; an AMI excerpt is its own."""
+    stem = path.stem
+    return stem.split("-")[0] if stem.startswith("ls_") else stem
+
+
+def real_dev_split(split: str, folder: Path = REAL_DEV) -> list[Path]:
+    """Half of real-dev by speaker: the sorted speakers alternate dev, val, dev, ...
+    (63 + 63 LibriSpeech speakers, 5 + 5 AMI excerpts). Tune on dev, never on val."""
+    files = sorted(folder.glob("*.wav"))
+    speakers = sorted({speaker_of(f) for f in files})
+    part = {spk: SPLITS[i % 2] for i, spk in enumerate(speakers)}
+    return [f for f in files if part[speaker_of(f)] == split]
+
+
+def gapped(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, list[float]]:
+    """`parts` each after a quiet gap from GAPS_S (alternately room tone and digital
+    silence), then 1 s of room tone; returns the audio and where each part starts (s)."""
+    chunks, starts, t = [], [], 0
+    for i, x in enumerate(parts):
+        g = GAPS_S[i % len(GAPS_S)]
+        quiet = np.zeros(int(g * RATE), dtype=np.int16) if i % 2 else room_tone(g)
+        chunks += [quiet, x]
+        starts.append((t + len(quiet)) / RATE)
+        t += len(quiet) + len(x)
+    chunks.append(room_tone(1.0))
+    return np.concatenate(chunks), starts
+
+
+def labelled_wavs(folder: Path) -> list[tuple[Path, list[str]]]:
+    """A user's keyword clips with their labels (benchmarks.accuracy.folder_label)."""
+    from benchmarks.accuracy import folder_clips
+
+    return [(c.path, list(c.expected)) for c in folder_clips(folder, "positives", LABELS[:10])]
+
+
+def user_sets(negatives: Path | None, positives: Path | None) -> dict[str, list[Stream]]:
+    """--negatives (every detection is a false accept) and --positives (labelled keywords)."""
+    sets: dict[str, list[Stream]] = {}
+    if negatives is not None:
+        from benchmarks.accuracy import folder_clips
+
+        sets["user:negatives"] = [Stream(f"user:{c.path}", read_wav(c.path))
+                                  for c in folder_clips(negatives, "negatives", LABELS[:10])]
+    if positives is not None:
+        sets["user:positives"] = [Stream(f"user:{p}", read_wav(p), [(w, math.nan) for w in words])
+                                  for p, words in labelled_wavs(positives)]
+    return sets
+
+
+def split_sets(split: str, corpus: Path) -> dict[str, list[Stream]]:
+    """Everything measured on one side of the split: its half of real-dev and its corpus."""
+    real = [read_wav(p) for p in real_dev_split(split)]
+    speech_s = sum(len(x) for x in real) / RATE
+    audio, _ = gapped(real)
+    sets = {f"{split}:real_speech": [Stream(f"{split}:real_speech", audio, speech_s=speech_s)]}
+    sets[f"{split}:prose"] = [Stream(f"{split}:{p.name}", read_wav(p)) for p in sorted((corpus / "prose").glob("*.wav"))]
+    rows = list(csv.DictReader(open(corpus / "keywords.csv")))
+    clips = [(r, read_wav(corpus / r["path"])) for r in rows]
+    levels = [speech_level_db(x) for _, x in clips]
+    ref = float(np.median(levels))
+    bed = np.concatenate(real)
+    bed_level = speech_level_db(bed)
+    tv = scaled(bed, ref - TV_DB - bed_level)
+    sets[f"{split}:tv_alone"] = [Stream(f"{split}:tv_alone", np.clip(
+        tv.astype(np.int32) + room_tone(len(tv) / RATE), -32768, 32767).astype(np.int16))]
+    sets[f"{split}:keywords_padded"] = [
+        Stream(f"{split}:{r['path']}+pad", padded(x), [(r["keyword"], float(r["word_end_s"]) + PAD_S)], r["voice"])
+        for r, x in clips]
+    rng = np.random.default_rng(7)
+    streams = []
+    for (r, x), level in zip(clips, levels):
+        clip = padded(x)
+        start = int(rng.integers(0, len(bed) - len(clip)))
+        mix = clip.astype(np.int32) + scaled(bed[start:start + len(clip)], level - TV_DB - bed_level)
+        streams.append(Stream(f"{split}:{r['path']}+tv", np.clip(mix, -32768, 32767).astype(np.int16),
+                              [(r["keyword"], float(r["word_end_s"]) + PAD_S)], r["voice"]))
+    sets[f"{split}:keywords_tv"] = streams
+    by_voice: dict[str, list[tuple[dict, np.ndarray]]] = {}
+    for r, x in clips[::KEYWORDS_WITH_GAPS_EVERY]:
+        by_voice.setdefault(r["voice"], []).append((r, x))
+    streams = []
+    for voice, items in sorted(by_voice.items()):
+        audio, starts = gapped([x for _, x in items])
+        words = [(r["keyword"], t + float(r["word_end_s"])) for (r, _), t in zip(items, starts)]
+        streams.append(Stream(f"{split}:gaps:{voice}", audio, words, voice))
+    sets[f"{split}:keywords_gaps"] = streams
+    if split == "val":  # real keyword clips: never tuned on (the tests only check they work)
+        sets["val:shared_padded"] = [
+            Stream(f"val:{c}+pad", padded(read_wav(AUDIO / "keywords" / c)), [(k, math.nan) for k in kws])
+            for c, kws in SHARED_KEYWORDS.items()]
+    return sets
 
 
 # ----------------------------------------------------------------------------- model pass
@@ -302,6 +433,7 @@ class Result:
     wrong: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    duplicates: int = 0  # the same keyword reported twice within DUPLICATE_S (one word, two reports)
 
 
 def match(words: list[tuple[str, float]], fired: list[Fired], joined: bool) -> tuple[int, int, list[float]]:
@@ -328,9 +460,11 @@ def evaluate(sets, traces, decision: DecisionParams, command: CommandParams,
         streams = sets[set_name]
         for s in streams:
             fired = replay(traces[s.name], decision, command)
+            res.duplicates += sum(1 for a, b in zip(fired, fired[1:])
+                                  if a.keyword == b.keyword and b.window_end - a.window_end < DUPLICATE_S)
             if is_negative(set_name):
                 res.fa[set_name] = res.fa.get(set_name, 0) + len(fired)
-                res.hours[set_name] = res.hours.get(set_name, 0.0) + len(s.audio) / RATE / 3600
+                res.hours[set_name] = res.hours.get(set_name, 0.0) + s.hours
                 if fired and set_name != "prose":
                     res.failures.append(f"{s.name}: {[f.keyword for f in fired]}")
             else:
@@ -338,11 +472,15 @@ def evaluate(sets, traces, decision: DecisionParams, command: CommandParams,
                 res.hits[set_name] = res.hits.get(set_name, 0) + hits
                 res.total[set_name] = res.total.get(set_name, 0) + len(s.words)
                 res.wrong[set_name] = res.wrong.get(set_name, 0) + wrong
-                if set_name in ("synthetic_keywords_padded", "synthetic_joined"):
+                if set_name in ("synthetic_keywords_padded", "synthetic_joined") or \
+                        split_of(set_name)[1] in ("keywords_padded", "keywords_gaps"):
                     res.latencies.extend(lat)
                 if set_name.startswith("shared") and [f.keyword for f in fired] != [w for w, _ in s.words]:
                     res.failures.append(f"{s.name}: {[f.keyword for f in fired]}")
     return res
+
+
+DUPLICATE_S = 1.0  # nobody says one command twice within a second: two reports are one word
 
 
 def gate_cpu_us(sets, command: CommandParams, seconds: float = 300.0) -> float:
@@ -354,6 +492,123 @@ def gate_cpu_us(sets, command: CommandParams, seconds: float = 300.0) -> float:
     for i, hop in enumerate(hops):
         gate.push(hop, (i + 1) * HOP_SAMPLES)
     return (time.perf_counter() - t0) / len(hops) * 1e6
+
+
+# ----------------------------------------------------------------------------- item 4 targets
+
+TARGET_FA_H = 2.0
+TARGET_RECALL = 0.97  # of plain mode's, isolated keywords
+TARGET_RECALL_TV = 0.90  # of plain mode's, with a TV 20 dB below
+TARGET_LATENCY_S = 0.4
+
+
+def _names(sets, split: str) -> list[str]:
+    order = list(KIND_TITLES)
+    names = [n for n in sets if split_of(n)[0] == split]
+    return sorted(names, key=lambda n: order.index(split_of(n)[1]))
+
+
+def describe(sets, name: str) -> str:
+    split, kind = split_of(name)
+    streams = sets[name]
+    if is_negative(name):
+        minutes = sum(s.hours for s in streams) * 60
+        return f"{KIND_TITLES[kind]} ({minutes:.1f} min)"
+    words = sum(len(s.words) for s in streams)
+    return f"{KIND_TITLES[kind]} ({words} words)"
+
+
+def target_rows(sets, traces, decision: DecisionParams, command: CommandParams,
+                split: str) -> list[dict[str, str]]:
+    """The issue's item 4 on one side of the split: plain vs command mode, target, met?"""
+    plain_p = CommandParams(enabled=False)
+    rows = []
+    lat: list[float] = []
+    dups = 0
+    for name in _names(sets, split):
+        p, c = evaluate(sets, traces, decision, plain_p, [name]), evaluate(sets, traces, decision, command, [name])
+        lat += c.latencies
+        dups += c.duplicates
+        if is_negative(name):
+            fp, fc = p.fa[name] / p.hours[name], c.fa[name] / c.hours[name]
+            rows.append({"measure": describe(sets, name), "target": f"<= {TARGET_FA_H:g}",
+                         "plain": f"{fp:.0f}", "command": f"{fc:.1f} ({c.fa[name]})",
+                         "met": "yes" if fc <= TARGET_FA_H else "NO"})
+        else:
+            goal = TARGET_RECALL_TV if split_of(name)[1] == "keywords_tv" else TARGET_RECALL
+            hp, hc, n = p.hits[name], c.hits[name], p.total[name]
+            ratio = hc / hp if hp else math.nan
+            rows.append({"measure": describe(sets, name), "target": f">= {goal:.0%} of plain",
+                         "plain": f"{hp}/{n}", "command": f"{hc}/{n} ({ratio:.1%} of plain)",
+                         "met": "yes" if ratio >= goal else "NO"})
+    if lat:
+        p95 = float(np.percentile(lat, 95))
+        rows.append({"measure": "added latency after the word, p95 (offline, stream positions)",
+                     "target": f"<= {TARGET_LATENCY_S * 1000:.0f} ms", "plain": "-",
+                     "command": f"{p95 * 1000:.0f} ms", "met": "yes" if p95 <= TARGET_LATENCY_S else "NO"})
+    rows.append({"measure": f"same keyword twice within {DUPLICATE_S:g} s (every set above)", "target": "0",
+                 "plain": "-", "command": str(dups), "met": "yes" if dups == 0 else "NO"})
+    return rows
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An alternative rule set measured side by side: its decision and gate parameters,
+    and what it costs per hour on top of the default (model passes it adds)."""
+
+    label: str
+    decision: DecisionParams
+    command: CommandParams
+    cost: str = "~0 (posteriors already computed)"
+
+
+def variants(base: CommandParams, decision: DecisionParams) -> list[Variant]:
+    worst = ("right", "left", "stop")  # the issue: most false accepts on real speech
+    out = [Variant("defaults", decision, base)]
+    for t in (0.8, 0.9):
+        th = {k: t for k in worst}
+        out.append(Variant(f"right/left/stop threshold {t:g}", dataclasses.replace(decision, thresholds=th), base))
+    for r in (1.0,):
+        out.append(Variant(f"word_score_ratio {r:g}", decision, dataclasses.replace(base, word_score_ratio=r)))
+    for v in (0.8,):
+        out.append(Variant(f"pre_silence {v:g}", decision, dataclasses.replace(base, pre_silence=v)))
+    for v in (0.25, 0.3):
+        out.append(Variant(f"post_silence {v:g}", decision, dataclasses.replace(base, post_silence=v),
+                           f"~0; {(max(v, base.after_silence) - base.after_silence) * 1000:+.0f} ms latency"))
+    for v in (0.2, 0.3, 0.35):
+        out.append(Variant(f"after_silence {v:g}", decision, dataclasses.replace(base, after_silence=v),
+                           f"~0; {(v - base.after_silence) * 1000:+.0f} ms latency"))
+    for v in (15.0, 25.0):
+        out.append(Variant(f"min_snr_db {v:g}", decision, dataclasses.replace(base, min_snr_db=v)))
+    return out
+
+
+def variant_rows(sets, traces, chosen: Sequence[Variant]) -> list[dict[str, str]]:
+    """Each variant on dev and val: FA/h on real speech, TV and prose; recall vs plain."""
+    plain_p = CommandParams(enabled=False)
+    rows = []
+    plain_hits = {}
+    for name in sets:
+        if not is_negative(name) and split_of(name)[0] in SPLITS:
+            plain_hits[name] = evaluate(sets, traces, DecisionParams(), plain_p, [name]).hits[name]
+    for v in chosen:
+        row_ = {"variant": v.label}
+        for split in SPLITS:
+            names = _names(sets, split)
+            r = evaluate(sets, traces, v.decision, v.command, names)
+            for name in names:
+                kind = split_of(name)[1]
+                short = {"real_speech": "real", "tv_alone": "TV", "prose": "prose", "keywords_padded": "kw",
+                         "keywords_gaps": "gaps", "keywords_tv": "kw+TV", "shared_padded": "shared"}.get(kind)
+                if short is None:
+                    continue
+                if is_negative(name):
+                    row_[f"{split} {short} FA/h"] = f"{r.fa[name] / r.hours[name]:.1f}"
+                else:
+                    row_[f"{split} {short} %"] = f"{100 * r.hits[name] / max(1, plain_hits[name]):.1f}"
+        row_["extra CPU"] = v.cost
+        rows.append(row_)
+    return rows
 
 
 # ----------------------------------------------------------------------------- report
@@ -442,6 +697,38 @@ def scenario_rows(sets, traces, decision: DecisionParams, command: CommandParams
     return rows
 
 
+def run_targets(args: argparse.Namespace, user: dict[str, list[Stream]]) -> int:
+    """Item 4's table on dev and on validation data (and the user's folders), one command."""
+    for corpus in (args.corpus, args.validation_corpus):
+        if not (corpus / "keywords.csv").exists():
+            print(f"error: no corpus in {corpus}: build it with python -m benchmarks.corpus", file=sys.stderr)
+            return 2
+    sets = {**split_sets("dev", args.corpus), **split_sets("val", args.validation_corpus), **user}
+    model = "micronet-l" if args.model == "all" else args.model
+    t0 = time.perf_counter()
+    traces = traces_for(sets, model, args.cache)
+    print(f"{model} model pass: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    decision, command = DecisionParams(), CommandParams()
+    out, md = [], []
+    titles = {"dev": f"dev (tuned on): {args.corpus} + real-dev speakers 1, 3, 5, ... (sorted)",
+              "val": f"validation (never tuned on): {args.validation_corpus} + real-dev speakers 2, 4, 6, ...",
+              "user": f"your folders: {args.negatives or '-'} (negatives), {args.positives or '-'} (positives)"}
+    for split in (*SPLITS, "user"):
+        if not _names(sets, split):
+            continue
+        rows = target_rows(sets, traces, decision, command, split)
+        out += [f"== {model}, {titles[split]}", table(rows, False), ""]
+        md += [f"### {model}: {titles[split]}", "", table(rows, True), ""]
+    if args.alternatives:
+        rows = variant_rows(sets, traces, variants(command, decision))
+        out += ["== rule variants side by side (recall as % of plain mode's)", table(rows, False), ""]
+        md += ["### Rule variants side by side (recall as % of plain mode's)", "", table(rows, True), ""]
+    print("\n".join(out))
+    if args.markdown:
+        args.markdown.write_text("\n".join(md) + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, default=Path("/tmp/kws-corpus"))
@@ -452,7 +739,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="also quiet room / TV on / after talking / conversation (more audio through the model)")
     ap.add_argument("--markdown", type=Path, help="write the tables as markdown to this file")
     ap.add_argument("--failures", action="store_true", help="list shared clips that went wrong")
+    ap.add_argument("--targets", action="store_true",
+                    help="the issue-11 targets on dev (--corpus + half of real-dev) and validation data "
+                         "(--validation-corpus + the other half), instead of the tables above")
+    ap.add_argument("--validation-corpus", type=Path, default=Path("/tmp/kws-corpus-val"),
+                    help="held-out corpus: python -m benchmarks.corpus DIR --seed 1 --held-out")
+    ap.add_argument("--alternatives", action="store_true", help="with --targets: compare rule variants")
+    ap.add_argument("--negatives", type=Path, help="a folder of keyword-free WAVs (16 kHz): false accepts")
+    ap.add_argument("--positives", type=Path,
+                    help="a folder of keyword WAVs (16 kHz) labelled by name (stop_1.wav) or folder (stop/)")
     args = ap.parse_args(argv)
+    for folder in (args.negatives, args.positives):
+        if folder is not None and not folder.is_dir():
+            print(f"error: {folder} is not a folder of WAV files", file=sys.stderr)
+            return 2
+    try:
+        user = user_sets(args.negatives, args.positives)
+    except (ValueError, OSError, AssertionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.targets:
+        return run_targets(args, user)
 
     sets = load_sets(args.corpus)
     if args.scenarios:

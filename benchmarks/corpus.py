@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -66,6 +67,13 @@ KEYWORD_ESPEAK_VOICES = ("en-us", "en-us+f2", "en-gb+m3", "en-gb-x-rp+f4", "en-g
 KEYWORD_ESPEAK_WPM = (130.0, 160.0, 190.0)
 FLITE_VOICES = ("kal16", "slt", "rms", "awb")
 KEYWORD_FLITE_STRETCH = (1.2, 1.0, 0.85)
+# Held-out voices (--held-out): a validation corpus nothing is tuned on. The espeak voices
+# share no voice+variant with the tuning set; flite has only four voices, so they differ
+# in speed only.
+HELD_OUT_KEYWORD_ESPEAK_VOICES = ("en-us+m1", "en-gb-x-gbclan+f1", "en-us-nyc+m7", "en-gb-x-gbcwmd+f5",
+                                  "en-029+m2", "en-gb-scotland+f3")
+HELD_OUT_KEYWORD_ESPEAK_WPM = (120.0, 150.0, 180.0)
+HELD_OUT_KEYWORD_FLITE_STRETCH = (1.1, 0.92, 0.78)
 
 # Prose stream
 PROSE_FILE_MINUTES = 5.0
@@ -74,6 +82,8 @@ PROSE_ESPEAK_BASES = (
     "en-gb-x-gbcwmd", "en-029", "en-us-nyc",
 )
 PROSE_ESPEAK_VARIANTS = ("", "+m1", "+m2", "+m3", "+m4", "+m7", "+f1", "+f2", "+f3", "+f4", "+f5")
+HELD_OUT_PROSE_ESPEAK_VARIANTS = ("+m5", "+m6", "+Andy", "+Annie", "+david", "+robert", "+steph", "+linda",
+                                  "+klatt", "+grandpa")
 PROSE_ESPEAK_WPM = (130.0, 200.0)
 PROSE_FLITE_STRETCH = (0.85, 1.25)
 PROSE_FLITE_SHARE = 0.3
@@ -436,6 +446,7 @@ class Tools:
 
     flite_voices: tuple[str, ...]
     versions: str
+    held_out: bool = False  # use the held-out voice pools (a validation corpus)
 
 
 def _tool_output(cmd: list[str]) -> str:
@@ -585,6 +596,9 @@ class KeywordClip:
 
 def keyword_voices(tools: Tools) -> list[tuple[Voice, tuple[float, ...]]]:
     """Voices and speeds used for the keyword set."""
+    if tools.held_out:
+        plan = [(Voice("espeak", v), HELD_OUT_KEYWORD_ESPEAK_WPM) for v in HELD_OUT_KEYWORD_ESPEAK_VOICES]
+        return plan + [(Voice("flite", v), HELD_OUT_KEYWORD_FLITE_STRETCH) for v in tools.flite_voices]
     plan = [(Voice("espeak", v), KEYWORD_ESPEAK_WPM) for v in KEYWORD_ESPEAK_VOICES]
     plan += [(Voice("flite", v), KEYWORD_FLITE_STRETCH) for v in tools.flite_voices]
     return plan
@@ -676,7 +690,8 @@ class Paragraph:
 
 def prose_voice_pool(tools: Tools) -> tuple[list[Voice], list[Voice]]:
     """(espeak voices, flite voices) used for the prose stream."""
-    espeak = [Voice("espeak", b + v) for b in PROSE_ESPEAK_BASES for v in PROSE_ESPEAK_VARIANTS]
+    variants = HELD_OUT_PROSE_ESPEAK_VARIANTS if tools.held_out else PROSE_ESPEAK_VARIANTS
+    espeak = [Voice("espeak", b + v) for b in PROSE_ESPEAK_BASES for v in variants]
     return espeak, [Voice("flite", v) for v in tools.flite_voices]
 
 
@@ -806,11 +821,12 @@ class CorpusPaths:
     prose_text: Path
 
 
-def build_corpus(outdir: Path, minutes: float = 30, seed: int = 0, workers: int = 2) -> CorpusPaths:
+def build_corpus(outdir: Path, minutes: float = 30, seed: int = 0, workers: int = 2,
+                 held_out: bool = False) -> CorpusPaths:
     """Build (or reuse from cache) the keyword set and the keyword-free prose stream."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    tools = detect_tools()
+    tools = dataclasses.replace(detect_tools(), held_out=held_out)
     manifest = read_manifest(outdir)
     build_keywords(outdir, tools, seed, workers, manifest)
     prose_files, seconds = build_prose(outdir, minutes, tools, seed, workers, manifest)
@@ -838,12 +854,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="minimum prose minutes (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--workers", type=int, default=2, help="parallel synthesis processes (default 2)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="voices the tuning corpus never uses (build a validation corpus)")
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.workers < 1:
         parser.error("--minutes must be > 0 and --workers >= 1")
     t0 = time.monotonic()
     try:
-        paths = build_corpus(args.outdir, args.minutes, args.seed, args.workers)
+        paths = build_corpus(args.outdir, args.minutes, args.seed, args.workers, args.held_out)
     except CorpusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

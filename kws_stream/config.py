@@ -175,6 +175,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "command.speech_margin_db": (lambda v: _num(v) and 3 <= v <= 30, "a number of dB from 3 to 30"),
     "command.word_score_ratio": (lambda v: _num(v) and 0.3 <= v <= 1.5, "a number from 0.3 to 1.5"),
     "command.min_snr_db": (lambda v: _num(v) and 0 <= v <= 40, "a number of dB from 0 to 40"),
+    "command.after_silence": (lambda v: _num(v) and 0.06 <= v <= 1.0, "a number of seconds from 0.06 to 1"),
     "silence.enabled": (lambda v: isinstance(v, bool), "true or false"),
     "silence.floor_dbfs": (lambda v: _num(v) and -90 <= v <= -10, "a level in dBFS from -90 to -10"),
     "output.stdout": (lambda v: isinstance(v, bool), "true or false"),
@@ -228,7 +229,7 @@ def _coerce(key: str, value: Any) -> Any:
 _FLOAT_KEYS = frozenset({"audio.no_audio_timeout", "detection.threshold", "detection.refractory",
                          "service.status_interval", "command.max_word", "command.pre_silence",
                          "command.post_silence", "command.speech_margin_db", "command.word_score_ratio",
-                         "command.min_snr_db", "silence.floor_dbfs"})
+                         "command.min_snr_db", "command.after_silence", "silence.floor_dbfs"})
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:

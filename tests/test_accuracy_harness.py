@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from benchmarks.accuracy import (
-    Analyzer, Candidate, Clip, FileAnalysis, Setting, align, default_setting, expected_from_name, grid,
-    inference_windows, load_model, replay, run, shared_keyword_clips, shared_negative_clips,
+    Analyzer, Candidate, Clip, FileAnalysis, Setting, align, default_setting, expected_from_name, folder_clips,
+    grid, inference_windows, load_model, main, replay, run, shared_keyword_clips, shared_negative_clips,
 )
 from conftest import AUDIO, SHARED
 from kws_stream.decision import Decision
@@ -194,3 +194,67 @@ def test_hop_stages_see_every_hop_and_the_pipelines_inferences(replay_analyses, 
     assert all(n == 320 for _, _, n in hops)
     inferred = [e for e, due, _ in hops if due] + ([analysis.end_samples[-1]] if seen[-1][1] else [])
     assert inferred == list(analysis.end_samples[inference_windows(analysis.windows, stride)])
+
+
+@pytest.fixture()
+def user_folders(tmp_path):
+    """A user's recordings: keyword clips labelled by name or by folder, and speech."""
+    pos, neg = tmp_path / "pos", tmp_path / "neg"
+    (pos / "yes").mkdir(parents=True)
+    neg.mkdir()
+    (pos / "stop_take1.wav").symlink_to(AUDIO / "keywords/yes_no_go_stop.wav")  # first token: stop
+    (pos / "right_left_up.wav").symlink_to(AUDIO / "keywords/right_left_up.wav")
+    (pos / "yes" / "kitchen.wav").symlink_to(AUDIO / "keywords/yes.wav")
+    (neg / "talk.wav").symlink_to(AUDIO / "negatives/i_tell_you.wav")
+    return pos, neg
+
+
+def test_user_folders_are_labelled_by_name_or_folder(user_folders):
+    pos, neg = user_folders
+    assert {c.path.name: c.expected for c in folder_clips(pos, "positives", KEYWORDS)} == {
+        "stop_take1.wav": ("stop",), "right_left_up.wav": ("right", "left", "up"), "kitchen.wav": ("yes",)}
+    assert [(c.set, c.expected) for c in folder_clips(neg, "negatives", KEYWORDS)] == [("negatives", ())]
+
+
+def test_negatives_and_positives_are_scored_as_their_own_sets(models, user_folders):
+    pos, neg = user_folders
+    clips = folder_clips(pos, "positives", KEYWORDS) + folder_clips(neg, "negatives", KEYWORDS)
+    (result,), meta = run([models["micronet-l"]], clips, [Candidate.from_setting(default_setting(), True)])
+    assert meta["sets"]["positives"]["files"] == 3 and meta["sets"]["negatives"]["files"] == 1
+    # right_left_up and yes are right; "stop_take1" holds yes, no, go, stop: found, with 3 extras
+    assert result.scores["positives"].clips == 3 and result.scores["positives"].correct == 2
+    assert result.recall("positives") == 1.0
+    assert result.scores["negatives"].false_accepts["right"] >= 1  # SPEC: i_tell_you -> right
+    assert "negatives" not in [c.set for c in clips if c.expected]
+
+
+def test_a_folder_problem_is_one_line_and_exit_2(tmp_path, capsys, model_dir):
+    (tmp_path / "hello.wav").symlink_to(AUDIO / "keywords/yes.wav")
+    for args in (["--negatives", str(tmp_path / "missing")], ["--positives", str(tmp_path)]):
+        assert main(["--sets", "shared", "--models", "micronet-l", "--model-dir", str(model_dir), "--no-cache",
+                     *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert "hello.wav" in err and "stop_1.wav" in err
+
+
+def test_command_benchmark_splits_real_speech_by_speaker_and_keeps_long_quiet_gaps():
+    from benchmarks import command_mode as cm
+
+    dev, val = cm.real_dev_split("dev"), cm.real_dev_split("val")
+    assert dev and val and not {cm.speaker_of(p) for p in dev} & {cm.speaker_of(p) for p in val}
+    assert len(dev) + len(val) == len(list(cm.REAL_DEV.glob("*.wav")))
+    word = np.full(1600, 3000, dtype=np.int16)
+    audio, starts = cm.gapped([word] * len(cm.GAPS_S))
+    gaps = np.diff([0.0, *starts]) - np.r_[0.0, [0.1] * (len(starts) - 1)]
+    assert gaps.min() == pytest.approx(1.0) and gaps.max() == pytest.approx(60.0)
+    second = audio[int(starts[0] * 16000) + 1600: int(starts[1] * 16000)]  # the 2nd gap: digital silence
+    assert len(second) and not second.any()
+
+
+def test_command_benchmark_refuses_a_missing_folder_in_one_line(tmp_path, capsys):
+    from benchmarks import command_mode as cm
+
+    assert cm.main(["--targets", "--negatives", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "nope" in err

@@ -116,6 +116,14 @@ def test_two_guesses_for_one_word_give_one_report_the_more_confident():
     assert [d.keyword for d in out] == ["on"]
 
 
+def test_the_same_keyword_is_never_reported_twice_within_the_refractory_time():
+    # two short bursts 0.3 s apart, each with a `yes` candidate: plain mode's refractory
+    # (1 s) would report one; so does the gate, whatever route the second one takes
+    levels = contour((1.0, -60), (0.3, -20), (0.3, -60), (0.3, -20), (1.0, -60))
+    assert [k for k, _ in run_levels(levels, {63: "yes", 93: "yes"})] == ["yes"]
+    assert [k for k, _ in run_levels(levels, {63: "yes", 93: "no"})] == ["yes", "no"]
+
+
 def run_scored(levels_db, probs_at, fired_at: int, fired_keyword: str, params=CommandParams()):
     """Like run_levels, with the decider's smoothed probabilities: probs_at(hop) -> the
     top label of the window ending at that hop (score 0.9), one candidate at `fired_at`."""
@@ -156,7 +164,7 @@ def test_a_word_barely_above_the_noise_floor_is_rejected():
 
 @pytest.mark.parametrize("field, value", [("max_word", 0.1), ("pre_silence", -1.0), ("post_silence", 0.0),
                                           ("speech_margin_db", 50.0), ("word_score_ratio", 0.1),
-                                          ("min_snr_db", 41.0)])
+                                          ("min_snr_db", 41.0), ("after_silence", 1.5)])
 def test_params_out_of_range_are_refused(field, value):
     with pytest.raises(ValueError):
         CommandParams(**{field: value})
@@ -264,3 +272,39 @@ def test_commands_in_a_row_after_a_long_quiet_are_all_found(model, quiet_s):
     gap = np.zeros(round(quiet_s * 16000), dtype=np.int16)
     audio = np.concatenate([gap, words, gap])
     assert [d.keyword for d in spot(model, audio, block=16000)] == ["yes", "no", "go", "stop"]
+
+
+@pytest.mark.parametrize("slower", [1.25, 1.3])
+def test_one_word_is_reported_once_when_a_correction_would_repeat_the_word_before(model, slower):
+    """right_left_up.wav said slower (resampled: longer and lower, a real voice still):
+    the whole-word re-scoring of "up" used to pick a window that still held the end of
+    "left" and report `left` again 0.6 s after the first (and lose "up")."""
+    import soxr
+
+    _, audio = read_clip("keywords/right_left_up.wav")
+    slow = soxr.resample(audio.astype(np.float32) / 32768, 16000, round(16000 * slower)) * 32768
+    audio = np.concatenate([room_tone(0.5), np.round(slow).astype(np.int16), room_tone(1.0)])
+    plain = [d.keyword for d in spot(model, audio, PLAIN)]
+    found = spot(model, audio)
+    assert plain == ["right", "left", "up"]
+    assert [d.keyword for d in found] == plain
+    for a, b in zip(found, found[1:]):
+        assert not (a.keyword == b.keyword and b.end - a.end < 1.0), "one word reported twice"
+
+
+def test_the_first_word_of_a_sentence_after_a_pause_is_not_a_command(model):
+    """Real meeting speech (AMI, real-dev): at 18.8 s a speaker's "right" after a pause is
+    followed 0.2-0.25 s later by more talk. It used to be accepted (after_silence = 0.2
+    s); longer speech after a burst now means it was not a command."""
+    _, audio = read_clip("real-dev/ami_trn03.wav")
+    before = PipelineParams(command=CommandParams(after_silence=0.2))
+    assert [(d.keyword, round(d.end, 1)) for d in spot(model, audio, before)] == [("right", 18.8)]
+    assert spot(model, audio) == []
+
+
+def test_commands_in_a_row_are_not_taken_for_a_sentence(model):
+    """after_silence does not apply when the next burst is another short command."""
+    _, audio = read_clip("keywords/yes_no_go_stop.wav")
+    audio = np.concatenate([room_tone(1.0), audio, room_tone(1.0)])
+    long_wait = PipelineParams(command=CommandParams(after_silence=0.6))
+    assert [d.keyword for d in spot(model, audio, long_wait)] == ["yes", "no", "go", "stop"]

