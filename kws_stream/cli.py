@@ -139,7 +139,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     start_logging(config.service.log_level, path)
     model, model_name = open_model(config)
     params = config.pipeline_params()
-    bus = EventBus([StdoutSink(config.output.format)])
+    bus = EventBus([StdoutSink(config.output.format)]).start()
 
     def explain(detection: Detection, verdict: str, rule: str = "") -> None:
         print(explain_line(detection, params, verdict, rule), file=sys.stderr, flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -195,14 +196,31 @@ def test_sd_notify_ready_watchdog_stopping(mic16, cli_env, notify):
         daemon.stop()
 
 
+# The real `kws-stream run`, with its Pipeline's feed() freezing once 3 s of audio went
+# through: a worker stuck in native code. The stall is injected here, not in the daemon.
+STALLING_RUN = """
+import sys, threading
+from kws_stream import pipeline
+feed = pipeline.Pipeline.feed
+def stalling_feed(self, samples):
+    if self.samples_seen > 3 * 16000:
+        print("test_stall", file=sys.stderr, flush=True)
+        threading.Event().wait()
+    return feed(self, samples)
+pipeline.Pipeline.feed = stalling_feed
+from kws_stream.entry import main
+sys.exit(main())
+"""
+
+
 def test_a_stalled_worker_stops_the_watchdog_pings(mic16, cli_env, notify):
-    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000", "KWS_STREAM_TEST_STALL_AFTER": "3"}
-    daemon = DaemonProcess([*kws_command(), "run"],
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    daemon = DaemonProcess([sys.executable, "-c", STALLING_RUN, "run"],
                            {**mic16.env, **{k: cli_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}, **env})
     try:
         notify.wait_for("READY=1", timeout=20)
         notify.wait_for("WATCHDOG=1", timeout=2)
-        daemon.wait_log("event=test_stall", timeout=10)
+        daemon.wait_log("test_stall", timeout=10)
         # Pings in flight may still arrive just after the stall; after that: silence.
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
@@ -396,6 +414,9 @@ class ListSink:
     def __init__(self) -> None:
         self.got: list[str] = []
 
+    def start(self) -> None:
+        pass
+
     def handle(self, detection) -> None:
         self.got.append(detection.keyword)
 
@@ -425,7 +446,7 @@ def test_a_stopping_worker_drains_its_backlog_only_within_the_stop_budget(model_
     session = CaptureSession("backlog", 16000, 1, ring, StreamConverter(16000, 1))
     sink = ListSink()
     pipeline = Pipeline(KeywordModel(model_dir / "kws_micronet_l.tflite", LABELS), "micronet-l", "mic:test")
-    worker = Worker(pipeline, EventBus([sink]))
+    worker = Worker(pipeline, EventBus([sink]).start())
     worker.session = session
     worker.request_stop(time.monotonic() + budget_left)
     with caplog.at_level("WARNING", logger="kws_stream"):
