@@ -197,14 +197,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_wyoming(args: argparse.Namespace) -> int:
-    from .service import Notifier
-    from .wyoming_server import serve
+    from .service import Notifier, Signals, StopRequested
 
-    config, path = build_config(args)
-    start_logging(config.service.log_level, path)
-    check_runnable(config, mqtt=False)
-    model, model_name = open_model(config)
-    return serve(config, model, model_name, Notifier())
+    signals = Signals().install()  # before the model loads: SIGHUP is kept (and ignored), SIGTERM exits 0
+    try:
+        from .wyoming_server import serve
+
+        config, path = build_config(args)
+        start_logging(config.service.log_level, path)
+        check_runnable(config, mqtt=False)
+        model, model_name = open_model(config)
+        signals.starting = False
+    except StopRequested as exc:
+        log.info("event=stopped_while_starting signal=%s", exc)
+        return 0
+    with Notifier() as notifier:
+        return serve(config, model, model_name, notifier, signals)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
