@@ -344,6 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stdout_closed = stdout_is_closed()
     args = build_parser().parse_args(argv)
     args.stdout_closed = stdout_closed
+    if args.func not in (cmd_run, cmd_serve_wyoming):  # the services take over entry's early handlers
+        from .entry import restore_default_signals
+
+        restore_default_signals()
     try:
         return int(args.func(args))
     except KwsError as exc:

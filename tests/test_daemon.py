@@ -101,6 +101,46 @@ def test_unplug_and_replug_the_microphone(mic16, cli_env):
         assert daemon.stop() == 0
 
 
+def hangups_while_starting(proc: subprocess.Popen) -> list[str]:
+    """Send SIGHUP at the two moments of a start that used to kill it: as soon as the process
+    catches SIGHUP at all (the entry point, before the heavy imports), and as soon as numpy is
+    mapped (the imports under way; before the fix no handler existed yet). Watches /proc; the
+    interpreter's own start-up before our first line cannot be covered by any handler of ours."""
+    status, maps = Path(f"/proc/{proc.pid}/status"), Path(f"/proc/{proc.pid}/maps")
+    sent: list[str] = []
+    deadline = time.monotonic() + 60
+    while len(sent) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        try:
+            caught = int(next(line for line in status.read_text().splitlines() if line.startswith("SigCgt:"))
+                         .split()[1], 16) & (1 << (signal.SIGHUP - 1))
+            mapped = "numpy" in maps.read_text()
+        except (OSError, StopIteration, ValueError):
+            continue  # the process is between exec and its first line
+        for moment, now in (("handler", caught), ("imports", mapped)):
+            if now and moment not in sent:
+                proc.send_signal(signal.SIGHUP)
+                sent.append(moment)
+        time.sleep(0.002)  # polling /proc: the process under test exposes no event for this
+    return sent
+
+
+def test_a_sighup_at_any_moment_of_the_start_never_kills_run(mic16, cli_env):
+    """Issue 15.3: a SIGHUP during `run`'s imports (~0.8 s) killed it, and systemd does not
+    restart a unit killed by SIGHUP. It is now remembered and applied as a reload."""
+    env = {**mic16.env, **{k: cli_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}}
+    for _ in range(3):
+        daemon = DaemonProcess([*kws_command(), "run"], env)
+        try:
+            sent = hangups_while_starting(daemon.proc)
+            assert daemon.proc.poll() is None, (sent, daemon.proc.returncode, daemon.stderr)
+            daemon.wait_log("event=ready", timeout=30)
+            daemon.wait_log("event=reloaded")
+        finally:
+            status = daemon.stop()
+        assert status == 0, (sent, daemon.stderr)
+        assert "Traceback" not in daemon.stderr
+
+
 def test_sigterm_exits_zero_within_the_units_stop_timeout(mic16, cli_env):
     daemon = start(mic16, cli_env)
     daemon.signal(signal.SIGTERM)
