@@ -599,3 +599,47 @@ def test_a_sighup_that_changes_only_a_threshold_keeps_the_mqtt_connection(broker
     assert daemon.stderr.count("event=mqtt_connected") == 1 and "event=mqtt_closed" in daemon.stderr
     assert "event=ring_overflow" not in daemon.stderr
     assert "ring_overflow_s=0.00" in daemon.wait_log("event=stopping")
+
+
+def test_a_sighup_while_the_broker_is_down_loses_no_queued_detection(tmp_path: Path, closing: list[Any],
+                                                                     cli_env: dict[str, str]) -> None:
+    """Soak defect: a SIGHUP while the sink waited for the broker closed it with
+    `undelivered=...` and those detections never arrived. Now the new sink (changed [mqtt])
+    takes them over and publishes them once the broker is back, with its own settings."""
+    from daemon_process import write_config
+    from test_daemon import play_clip, start
+    from vmic import VirtualMic
+
+    broker = Broker(tmp_path / "broker", free_port())
+    closing.append(broker)
+    broker.start()
+    subscriber = Subscriber(broker.port)
+    closing.append(subscriber)
+
+    def conf(site: str) -> Path:
+        return write_config(tmp_path / "k.toml", f"[mqtt]\nenabled = true\nport = {broker.port}\nqos = 1\n"
+                            f"topic_prefix = \"{PREFIX}\"\nsite_id = \"{site}\"\n")
+
+    with VirtualMic(tmp_path / "vmic") as mic:
+        daemon = start(mic, cli_env, "--config", str(conf("kitchen")), "--mode", "plain")
+        try:
+            daemon.wait_log("event=mqtt_connected")
+            broker.stop()
+            daemon.wait_log("event=mqtt_disconnected")
+            play_clip(mic, "keywords/yes.wav")
+            [(_, found)] = daemon.detections(1, timeout=10)
+            conf("hall")
+            mark = daemon.log_mark()
+            daemon.signal(signal.SIGHUP)
+            daemon.wait_log("event=reloaded .*sinks=rebuilt:mqtt", start=mark)
+            assert "detections=1" in daemon.wait_log("event=sink_handover sink=mqtt", start=mark)
+            broker.start()
+            got = subscriber.wait_for(2, timeout=45)  # the new sink's backoff is at most 30 s
+        finally:
+            status = daemon.stop()
+    assert status == 0, daemon.stderr
+    assert got[0] == (f"{PREFIX}/detection", found)
+    assert got[1][0] == "hermes/hotword/yes/detected" and got[1][1]["siteId"] == "hall"
+    closes = [line for line in daemon.stderr.splitlines() if "event=mqtt_closed" in line]
+    assert len(closes) == 2 and "undelivered=1" in closes[0], closes  # handed over (sink_handover)...
+    assert "undelivered" not in closes[1], daemon.stderr  # ...and delivered by exit
