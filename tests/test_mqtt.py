@@ -577,6 +577,8 @@ def test_a_sighup_that_changes_only_a_threshold_keeps_the_mqtt_connection(broker
     mqtt = f"[mqtt]\nenabled = true\nport = {broker.port}\ntopic_prefix = \"{PREFIX}\"\n"
     conf = write_config(tmp_path / "k.toml", f"[detection]\nthreshold = 0.7\n{mqtt}")
     with VirtualMic(tmp_path / "vmic") as mic:
+        # plain mode: command mode misses a second "yes" played right after the first, reload
+        # or not (a command needs quiet before it); this test is about the sinks.
         daemon = start(mic, cli_env, "--config", str(conf), "--mode", "plain")
         try:
             daemon.wait_log("event=mqtt_connected")
