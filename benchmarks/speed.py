@@ -557,7 +557,7 @@ class InProcess:
         with open(os.devnull, "w") as devnull:
             sink = StdoutSink("json", stream=devnull)
             cpu_sink, _ = cpu_timed(lambda: [sink.handle(detection) for _ in range(calls)])
-            bus = EventBus([StdoutSink("json", stream=devnull)])
+            bus = EventBus([StdoutSink("json", stream=devnull)]).start()
 
             def via_bus() -> None:
                 for _ in range(calls):

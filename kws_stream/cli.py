@@ -139,7 +139,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     start_logging(config.service.log_level, path)
     model, model_name = open_model(config)
     params = config.pipeline_params()
-    bus = EventBus([StdoutSink(config.output.format)])
+    bus = EventBus([StdoutSink(config.output.format)]).start()
 
     def explain(detection: Detection, verdict: str, rule: str = "") -> None:
         print(explain_line(detection, params, verdict, rule), file=sys.stderr, flush=True)
@@ -197,14 +197,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_wyoming(args: argparse.Namespace) -> int:
-    from .service import Notifier
-    from .wyoming_server import serve
+    from .service import Notifier, Signals, StopRequested
 
-    config, path = build_config(args)
-    start_logging(config.service.log_level, path)
-    check_runnable(config, mqtt=False)
-    model, model_name = open_model(config)
-    return serve(config, model, model_name, Notifier())
+    signals = Signals().install()  # before the model loads: SIGHUP is kept (and ignored), SIGTERM exits 0
+    try:
+        from .wyoming_server import serve
+
+        config, path = build_config(args)
+        start_logging(config.service.log_level, path)
+        check_runnable(config, mqtt=False)
+        model, model_name = open_model(config)
+        signals.starting = False
+    except StopRequested as exc:
+        log.info("event=stopped_while_starting signal=%s", exc)
+        return 0
+    with Notifier() as notifier:
+        return serve(config, model, model_name, notifier, signals)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -336,6 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stdout_closed = stdout_is_closed()
     args = build_parser().parse_args(argv)
     args.stdout_closed = stdout_closed
+    if args.func not in (cmd_run, cmd_serve_wyoming):  # the services take over entry's early handlers
+        from .entry import restore_default_signals
+
+        restore_default_signals()
     try:
         return int(args.func(args))
     except KwsError as exc:

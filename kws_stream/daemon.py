@@ -8,16 +8,20 @@ Threads, each owned and joined:
   worker makes progress, reloads the config on SIGHUP and stops on SIGTERM/SIGINT
   (handled from the very start, before the model loads: see service.Signals);
 - the event bus gives each sink its own thread and bounded queue (events.py).
+
+A SIGHUP changes the pipeline's parameters in place (applied by the worker between blocks)
+and rebuilds the sinks only when `[output]` or `[mqtt]` changed: the supervisor swaps the
+worker's bus, closes the old one (what MQTT could not deliver passes to the new sink), then
+starts the new one. The audio worker never waits for a sink to close.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -44,17 +48,11 @@ STOP_BUDGET = 1.5  # s to finish captured audio and flush sinks (systemd allows 
 DRAIN_BUDGET = 0.8  # s of that the worker may spend on audio captured before the stop; the rest is dropped, logged
 SLICE = 1600  # samples (0.1 s) fed per pipeline call: a backlog never hides a stop request
 RESTART_ONLY = ("audio", "model", "metrics")  # config sections a SIGHUP cannot change in place
-STALL_HOOK = "KWS_STREAM_TEST_STALL_AFTER"  # tests only: worker freezes after N s of audio
+SINK_SECTIONS = ("output", "mqtt")  # a SIGHUP rebuilds the sinks only when one of these changed
 
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class Reconfiguration:
-    params: PipelineParams
-    sinks: list[Sink]
 
 
 class Worker:
@@ -72,9 +70,9 @@ class Worker:
         self.detections = 0
         self.detections_by_keyword: Counter[str] = Counter()
         self.ring_overflow_seconds = 0.0
-        self._pending: Reconfiguration | None = None
+        self._pending: PipelineParams | None = None
         self._pending_lock = threading.Lock()
-        self._stall_after = float(os.environ.get(STALL_HOOK, "0") or 0)
+        self._bus_lock = threading.Lock()  # held only to publish or to swap the bus, never to close one
         # Joined at shutdown; daemon=True only so that a worker stuck in native code cannot
         # keep the process alive past its stop budget.
         self._thread = threading.Thread(target=self._run, name="worker", daemon=True)
@@ -90,15 +88,18 @@ class Worker:
         if session is not None:
             session.ring.wake()
 
-    def reconfigure(self, change: Reconfiguration) -> None:
-        """Hand a change to the worker thread (applied between blocks). A change it has not
-        applied yet is superseded: its sinks (connected MQTT clients) are closed here, or they
-        would live on, unreferenced, fighting the new one for the broker session."""
+    def reconfigure(self, params: PipelineParams) -> None:
+        """Hand new pipeline parameters to the worker thread (applied between blocks; a newer
+        change replaces one not applied yet)."""
         with self._pending_lock:
-            superseded, self._pending = self._pending, change
-        if superseded is not None:
-            log.info("event=reload_superseded sinks=%d", len(superseded.sinks))
-            EventBus(superseded.sinks).close()
+            self._pending = params
+
+    def swap_bus(self, bus: EventBus) -> EventBus:
+        """Detections go to `bus` from now on; returns the old one for the caller to close
+        (off the audio path)."""
+        with self._bus_lock:
+            old, self.bus = self.bus, bus
+        return old
 
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
@@ -123,7 +124,6 @@ class Worker:
             if self.stop.is_set() and (len(block) == 0 or self._drain_cut):
                 # The end of the captured audio counts as the pause after a last command.
                 self._publish(self.pipeline.finish())
-                self._apply_pending()  # a reload not applied yet: its sinks close with the bus
                 return
 
     def _process(self, session: CaptureSession, block: np.ndarray) -> None:
@@ -143,24 +143,19 @@ class Worker:
                 return
             self._publish(self.pipeline.feed(audio[start : start + SLICE]))
         self.audio_flowing.set()
-        if self._stall_after and self.pipeline.samples_seen > self._stall_after * 16000:
-            log.warning("event=test_stall hook=%s", STALL_HOOK)
-            threading.Event().wait()  # test hook: a stuck worker
 
     def _publish(self, detections: list[Detection]) -> None:
         for detection in detections:
             self.detections += 1
             self.detections_by_keyword[detection.keyword] += 1
-            self.bus.publish(detection)
+            with self._bus_lock:
+                self.bus.publish(detection)  # never blocks: a full sink queue drops and counts
 
     def _apply_pending(self) -> None:
         with self._pending_lock:
-            change, self._pending = self._pending, None
-        if change is None:
-            return
-        self.pipeline.reconfigure(change.params)
-        old, self.bus = self.bus, EventBus(change.sinks)
-        old.close()
+            params, self._pending = self._pending, None
+        if params is not None:
+            self.pipeline.reconfigure(params)
 
 
 class Daemon:
@@ -171,7 +166,7 @@ class Daemon:
         self.notifier = notifier
         self.stop = signals.stop
         self.reload = signals.reload
-        self.worker = Worker(pipeline, EventBus(build_sinks(config, pipeline.model_name)))
+        self.worker = Worker(pipeline, EventBus(build_sinks(config, pipeline.model_name)))  # started by run()
         self._session: CaptureSession | None = None
         self._next_open = 0.0
         self._failures = 0
@@ -189,6 +184,7 @@ class Daemon:
             self.worker.pipeline.inference_observer = self.metrics.inference_seconds.observe
             port = self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
             log.info("event=metrics_listening address=%s:%d", self.config.metrics.host, port)
+        self.worker.bus.start()
         self.worker.start()
         try:
             while not self.stop.is_set():
@@ -269,7 +265,8 @@ class Daemon:
     def _apply_reload(self) -> None:
         try:
             new = self._reload_config()
-            sinks = build_sinks(new, self.worker.pipeline.model_name)
+            rebuild = [s for s in SINK_SECTIONS if getattr(new, s) != getattr(self.config, s)]
+            sinks = build_sinks(new, self.worker.pipeline.model_name) if rebuild else None
         except Exception as exc:  # whatever a bad file raises (UnicodeDecodeError, RecursionError...)
             log.error("event=reload_rejected error=%r action=keeping_old_config", _one_line(exc))
             return
@@ -278,9 +275,24 @@ class Daemon:
             log.warning("event=reload_partial sections=%s note=these_apply_after_a_restart", ",".join(restart_only))
         self.config = replace(new, **{s: getattr(self.config, s) for s in RESTART_ONLY})
         logging.getLogger("kws_stream").setLevel(new.service.log_level.upper())
-        self.worker.reconfigure(Reconfiguration(new.pipeline_params(), sinks))
-        log.info("event=reloaded threshold=%s keywords=%s", new.detection.threshold,
-                 ",".join(new.detection.keywords) or "all")
+        self.worker.reconfigure(new.pipeline_params())
+        closing = f" close_s={self._replace_sinks(sinks):.2f}" if sinks is not None else ""
+        log.info("event=reloaded threshold=%s keywords=%s sinks=%s%s", new.detection.threshold,
+                 ",".join(new.detection.keywords) or "all", "rebuilt:" + ",".join(rebuild) if rebuild else "kept",
+                 closing)
+
+    def _replace_sinks(self, sinks: list[Sink]) -> float:
+        """Swap in new sinks; close the old ones here on the supervisor thread, before the new
+        ones connect (the same MQTT client id must not hold two sessions), handing over what
+        they could not deliver. Detections of the meantime wait in the new bus's queues.
+        Returns the seconds the close took (at most ~2 s with MQTT: mqtt.CLOSE_TIMEOUT for
+        acknowledgements, then joining paho's thread), during which the supervisor waits."""
+        started = time.monotonic()
+        new = EventBus(sinks)
+        old = self.worker.swap_bus(new)
+        old.close(successor=new)
+        new.start()
+        return time.monotonic() - started
 
     def stats(self) -> DaemonStats:
         session = self._session
@@ -323,7 +335,6 @@ class Daemon:
         self.worker.bus.close(timeout=max(0.1, deadline - time.monotonic()))
         if self.metrics is not None:
             self.metrics.close()
-        self.notifier.close()
         return clean
 
 
@@ -358,4 +369,5 @@ def run_service(load_config: Callable[[], cfg.Config], setup_logging: Callable[[
     except StopRequested as exc:
         log.info("event=stopped_while_starting signal=%s", exc)
         return 0
-    return Daemon(config, load_config, pipeline, Notifier(), signals).run()
+    with Notifier() as notifier:
+        return Daemon(config, load_config, pipeline, notifier, signals).run()

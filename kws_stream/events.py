@@ -21,7 +21,9 @@ SINK_QUEUE_SIZE = 256
 @dataclass(frozen=True)
 class Detection:
     """One reported keyword. `start`/`end`: seconds from the start of the audio, the
-    1 s window whose smoothed score fired. `time`: wall clock (ISO 8601 UTC), live only."""
+    1 s window whose smoothed score fired. `time`: wall clock (ISO 8601 UTC), live only.
+    `threshold`: the score this keyword needed when it fired (the pipeline's setting at that
+    moment), so that consumers (MQTT's Hermes `currentSensitivity`) need no copy of the config."""
 
     keyword: str
     score: float
@@ -30,6 +32,7 @@ class Detection:
     source: str
     model: str
     time: str | None = None
+    threshold: float | None = None
 
     def event(self) -> dict[str, Any]:
         """The public JSON-lines schema (see README)."""
@@ -37,20 +40,25 @@ class Detection:
         data["score"] = round(self.score, 4)
         data["start"] = round(self.start, 3)
         data["end"] = round(self.end, 3)
-        if self.time is None:
-            del data["time"]
+        for optional in ("time", "threshold"):
+            if data[optional] is None:
+                del data[optional]
         return data
 
     @classmethod
     def from_event(cls, data: dict[str, Any]) -> "Detection":
         return cls(**{k: data[k] for k in ("keyword", "score", "start", "end", "source", "model")},
-                   time=data.get("time"))
+                   time=data.get("time"), threshold=data.get("threshold"))
 
 
 class Sink(Protocol):
-    """Where detections go. `handle` may raise `SinkClosed` to say it can take no more."""
+    """Where detections go. `handle` may raise `SinkClosed` to say it can take no more.
+    `start` opens what the sink needs (connections, threads); `close` releases all of it,
+    also when `start` was never called."""
 
     name: str
+
+    def start(self) -> None: ...
 
     def handle(self, detection: Detection) -> None: ...
 
@@ -72,6 +80,8 @@ class _SinkWorker:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=SINK_QUEUE_SIZE)
         self._on_closed = on_closed
         self._thread = threading.Thread(target=self._run, name=f"sink-{sink.name}", daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
     def put(self, detection: Detection) -> None:
@@ -96,12 +106,13 @@ class _SinkWorker:
                 log.error("event=sink_error sink=%s error=%r", self.sink.name, exc)
 
     def stop(self, timeout: float) -> None:
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            log.error("event=sink_stuck sink=%s queued=%d", self.sink.name, self._queue.qsize())
-            return
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            try:
+                self._queue.put(_STOP, timeout=timeout)
+            except queue.Full:
+                log.error("event=sink_stuck sink=%s queued=%d", self.sink.name, self._queue.qsize())
+                return
+            self._thread.join(timeout)
         try:
             self.sink.close()
         except SinkClosed:
@@ -109,12 +120,35 @@ class _SinkWorker:
 
 
 class EventBus:
-    """Fans detections out to every sink, each behind its own bounded queue."""
+    """Fans detections out to every sink, each behind its own bounded queue.
+
+    Nothing runs until `start()` (or `with`): detections published before it wait in the
+    queues. `close()` delivers what is queued, then closes every sink, started or not.
+    """
 
     def __init__(self, sinks: list[Sink]) -> None:
         self.sink_closed = threading.Event()
         """Set when a sink's destination went away (the CLI then stops quietly)."""
         self._workers = [_SinkWorker(s, self.sink_closed) for s in sinks]
+        self._started = False
+
+    def start(self) -> "EventBus":
+        if not self._started:
+            self._started = True
+            for worker in self._workers:
+                worker.sink.start()
+                worker.start()
+        return self
+
+    def __enter__(self) -> "EventBus":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def sinks(self) -> list[Sink]:
+        return [w.sink for w in self._workers]
 
     def publish(self, detection: Detection) -> None:
         for worker in self._workers:
@@ -128,7 +162,17 @@ class EventBus:
         """(errors, dropped) per sink name, for metrics."""
         return ({w.sink.name: w.errors for w in self._workers}, {w.sink.name: w.dropped for w in self._workers})
 
-    def close(self, timeout: float = 2.0) -> None:
-        """Deliver what is queued, then close every sink."""
+    def close(self, timeout: float = 2.0, successor: "EventBus | None" = None) -> None:
+        """Deliver what is queued, then close every sink. With a `successor` (a reload that
+        replaced the sinks), what a closed sink could not deliver (`undelivered()`, e.g. MQTT
+        while its broker is away) is handed to the successor's sink of the same name (`adopt`)."""
+        heirs = {s.name: s for s in successor.sinks} if successor is not None else {}
         for worker in self._workers:
             worker.stop(timeout)
+            heir = heirs.get(worker.sink.name)
+            take = getattr(worker.sink, "undelivered", None)
+            if heir is not None and take is not None and hasattr(heir, "adopt"):
+                left = take()
+                if left:
+                    heir.adopt(left)
+                    log.info("event=sink_handover sink=%s detections=%d", worker.sink.name, len(left))

@@ -85,16 +85,19 @@ class Metrics:
 
     def serve(self, host: str, port: int) -> int:
         """Start the HTTP endpoint; returns the bound port (0 picks a free one)."""
+        endpoint = _Endpoint(self.registry)
         try:
-            self._endpoint = _Endpoint(self.registry, host, port)
+            bound = endpoint.start(host, port)
         except OSError as exc:
             raise KwsError(f"metrics: cannot listen on {host}:{port} ({exc.strerror}): "
                            "choose another [metrics] port") from None
-        return self._endpoint.port
+        self._endpoint = endpoint
+        return bound
 
     def close(self) -> None:
         if self._endpoint is not None:
             self._endpoint.close()
+            self._endpoint = None
 
 
 class _Endpoint:
@@ -106,21 +109,24 @@ class _Endpoint:
     REQUEST_TIMEOUT, and at most MAX_CONNECTIONS are open at once (a new one closes the oldest).
     """
 
-    def __init__(self, registry: Any, host: str, port: int) -> None:
+    def __init__(self, registry: Any) -> None:
         self._registry = registry
         self._open: dict[asyncio.StreamWriter, None] = {}  # oldest first
         self._evicted = 0
         self._eviction_logged = -EVICTION_LOG_INTERVAL
         self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="metrics-http", daemon=True)
+
+    def start(self, host: str, port: int) -> int:
+        """Listen on host:port and serve from the endpoint's thread; returns the bound port."""
         try:
             self._server = self._loop.run_until_complete(
                 asyncio.start_server(self._serve, host, port, limit=MAX_REQUEST_HEAD))
         except BaseException:
             self._loop.close()
             raise
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        self._thread = threading.Thread(target=self._loop.run_forever, name="metrics-http", daemon=True)
         self._thread.start()
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._open) >= MAX_CONNECTIONS:

@@ -10,14 +10,15 @@ Each detection is published twice, in this order, with the configured QoS:
   | `modelId` | the keyword (`up`): one model spots ten keywords, and Rhasspy's own services use the per-keyword id here (Porcupine: the keyword file, Pocketsphinx: the keyphrase), the same as the `wakewordId` in the topic |
   | `modelVersion` | the acoustic model that fired: `micronet-l`, or `micronet-l@<version>` when a version is given |
   | `modelType` | `"universal"` (a speaker-independent model, not trained on the user's voice) |
-  | `currentSensitivity` | the threshold configured for that keyword, as Rhasspy's Pocketsphinx service reports its keyphrase threshold (note: higher = stricter here) |
+  | `currentSensitivity` | the threshold that keyword needed when it fired (`Detection.threshold`), as Rhasspy's Pocketsphinx service reports its keyphrase threshold (note: higher = stricter here) |
   | `siteId` | `[mqtt] site_id` |
 
   `sessionId`, `sendAudioCaptured` and `lang` are left out: kws-stream starts no dialogue
   session, captures no audio for ASR and has no language setting; absent means "let the dialogue
   manager decide" (an auto-generated session id), exactly as when Rhasspy's services omit them.
 
-Threads, each owned and joined by `close()`:
+Nothing connects and no thread runs until `start()`; `close()` stops and releases everything
+(paho's thread, its socket and its internal wake-up socket pair). Threads, each joined by `close()`:
 - paho's network thread (`loop_start`) connects, reconnects with backoff (1 s doubling to 30 s)
   and calls the `_on_*` callbacks, which never take a lock of ours: they only append to an
   event deque and wake the flusher (paho holds its own locks while calling them);
@@ -44,7 +45,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -109,6 +110,7 @@ class _Client(paho.Client):
 class _Item:
     """One detection: its two messages, and how many of them are not yet acknowledged."""
 
+    detection: Detection
     messages: tuple[tuple[str, str], ...]
     unacked: int = 0
 
@@ -124,15 +126,12 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, config: MqttConfig, model_name: str, model_version: str = "", *,
-                 threshold: float = 0.7, thresholds: Mapping[str, float] | None = None) -> None:
+    def __init__(self, config: MqttConfig, model_name: str, model_version: str = "") -> None:
         self.config = config
         self.published = 0
         self.dropped = 0
         self.reconnects = 0
         self._model_version = f"{model_name}@{model_version}" if model_version else model_name
-        self._threshold = float(threshold)
-        self._thresholds = dict(thresholds or {})
         self._detection_topic = f"{config.topic_prefix}/detection"
 
         self._client = self._make_client(config)  # raises MqttError before any thread starts
@@ -144,6 +143,7 @@ class MqttSink:
         self._idle = threading.Event()  # nothing pending and nothing unacknowledged
         self._idle.set()
         self._stopping = False
+        self._started = False
         self._closed = False
 
         # Owned by the flusher thread.
@@ -160,8 +160,14 @@ class MqttSink:
         self._refused: str | None = None
 
         self._flusher = threading.Thread(target=self._flush_loop, name="mqtt-flusher", daemon=True)
+
+    def start(self) -> None:
+        """Connect in the background (paho's thread) and start the flusher; returns at once."""
+        if self._started or self._closed:
+            return
+        self._started = True
         self._flusher.start()
-        self._client.connect_async(config.host, config.port, keepalive=KEEPALIVE)
+        self._client.connect_async(self.config.host, self.config.port, keepalive=KEEPALIVE)
         self._client.loop_start()  # paho's thread: connects, retries with backoff, reconnects
 
     # ------------------------------------------------------------------ setup
@@ -192,7 +198,7 @@ class MqttSink:
         client.reconnect_delay_set(RECONNECT_MIN, RECONNECT_MAX)
         client.connect_timeout = CONNECT_TIMEOUT
         client.suppress_exceptions = True  # a bug in a callback must not end paho's thread
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.on_log = self._on_log  # paho's own lines, folded into ours (no logger of paho's)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -206,7 +212,7 @@ class MqttSink:
             "modelId": detection.keyword,
             "modelVersion": self._model_version,
             "modelType": "universal",
-            "currentSensitivity": self._thresholds.get(detection.keyword, self._threshold),
+            "currentSensitivity": detection.threshold,
             "siteId": self.config.site_id,
         }
 
@@ -221,7 +227,7 @@ class MqttSink:
 
     def handle(self, detection: Detection) -> None:
         """Queue one detection for publishing; never waits for the broker."""
-        item = _Item(self.messages(detection))
+        item = _Item(detection, self.messages(detection))
         with self._lock:
             overflow = len(self._pending) >= self.config.queue_size
             if overflow:
@@ -244,6 +250,10 @@ class MqttSink:
         if self._closed:
             return
         self._closed = True
+        if not self._started:
+            self._client._reset_sockets()  # nothing ran; paho made no sockets yet, but be sure
+            log.info("event=mqtt_closed published=0 dropped=0 started=false")
+            return
         deadline = time.monotonic() + timeout
         # Wait only while delivery is possible: connected, or the first attempt still under way.
         while not self._idle.is_set() and (self._up or (self._connects == 0 and not self._outage_logged)):
@@ -257,11 +267,40 @@ class MqttSink:
         undelivered = self.queued
         self._client.disconnect()
         self._client.loop_stop()  # joins paho's thread (at most CONNECT_TIMEOUT if mid-connect)
+        # loop_start() made a socket pair to wake paho's select(); loop_stop() leaves it open
+        # until the client is garbage-collected (2 fds per replaced client). paho 2.x has no
+        # public call for it; _reset_sockets() is what its own __del__ runs.
+        self._client._reset_sockets()
         if undelivered:
             log.warning("event=mqtt_closed published=%d undelivered=%d dropped=%d",
                         self.published, undelivered, self.dropped)
         else:
             log.info("event=mqtt_closed published=%d dropped=%d", self.published, self.dropped)
+
+    def undelivered(self) -> list[Detection]:
+        """After `close()`: the detections the broker has not acknowledged, oldest first
+        (in flight, then queued), for the sink that replaces this one (`adopt`)."""
+        inflight = list(dict.fromkeys(id(i) for i in self._inflight.values()))
+        items = {id(i): i for i in self._inflight.values()}
+        with self._lock:
+            pending = list(self._pending)
+        return [items[k].detection for k in inflight] + [i.detection for i in pending]
+
+    def adopt(self, detections: list[Detection]) -> None:
+        """Take over a replaced sink's undelivered detections, ahead of this sink's own (they
+        are older); still at most `queue_size`, the oldest dropped first and counted."""
+        items = [_Item(d, self.messages(d)) for d in detections]
+        with self._lock:
+            self._pending.extendleft(reversed(items))
+            excess = max(0, len(self._pending) - self.config.queue_size)
+            for _ in range(excess):
+                self._pending.popleft()
+            self.dropped += excess
+            self._idle.clear()
+        if excess:
+            log.warning("event=mqtt_queue_overflow dropped=%d queue_size=%d kept=newest",
+                        self.dropped, self.config.queue_size)
+        self._wake.set()
 
     # ------------------------------------------------------------------ state
 
@@ -328,6 +367,15 @@ class MqttSink:
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         self._push("ack", mid)
+
+    def _on_log(self, client: paho.Client, userdata: Any, level: int, buf: str) -> None:
+        """paho's log lines. Its connection errors while the broker is away repeat what
+        mqtt_unreachable/mqtt_disconnected already say once, so they go to debug; only an
+        exception in one of our callbacks (which paho swallows) is an error."""
+        if level == paho.MQTT_LOG_ERR and buf.startswith("Caught exception"):
+            log.error("event=mqtt_callback_error error=%s", _q(buf))
+        else:
+            log.debug("event=mqtt_paho level=%s message=%s", getattr(level, "name", level), _q(buf))
 
     def _push(self, kind: str, mid: int = 0) -> None:
         self._events.append((kind, mid))  # deque.append is atomic; no lock shared with paho

@@ -156,4 +156,5 @@ class Pipeline:
         end = decision.end_sample / self._rate
         window = self.features.params.window_samples / self._rate
         return Detection(keyword=decision.keyword, score=decision.score, start=max(0.0, end - window),
-                         end=end, source=self.source, model=self.model_name, time=self._clock())
+                         end=end, source=self.source, model=self.model_name, time=self._clock(),
+                         threshold=self.params.decision.threshold_for(decision.keyword))

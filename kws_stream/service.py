@@ -15,6 +15,8 @@ from typing import Mapping
 
 
 class Notifier:
+    """sd_notify sender; a context manager (its socket is closed by whoever created it)."""
+
     def __init__(self, env: Mapping[str, str] = os.environ) -> None:
         address = env.get("NOTIFY_SOCKET", "")
         self._address = "\0" + address[1:] if address.startswith("@") else address
@@ -48,6 +50,12 @@ class Notifier:
     def stopping(self) -> None:
         self.send(STOPPING="1", STATUS="stopping")
 
+    def __enter__(self) -> "Notifier":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close()
@@ -77,9 +85,12 @@ class Signals:
         self.starting = True  # cleared by the main thread once the supervisor runs
 
     def install(self) -> "Signals":
+        """Take over from the entry point's early handler: a SIGHUP it remembered is a reload."""
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGHUP, self._on_reload)
+        early = signal.signal(signal.SIGHUP, self._on_reload)
+        if getattr(early, "received", False):  # entry.EarlyHangup
+            self.reload.set()
         return self
 
     def _on_stop(self, signum: int, frame: object) -> None:

@@ -38,6 +38,9 @@ class StdoutSink:
         return (f"{prefix}{detection.keyword:<6} {detection.score:.2f}  "
                 f"{detection.start:7.2f}-{detection.end:.2f}s  {detection.source}")
 
+    def start(self) -> None:
+        """Nothing to open: stdout is the process's."""
+
     def handle(self, detection: Detection) -> None:
         try:
             self._stream.write(self.format(detection) + "\n")
@@ -72,13 +75,13 @@ def stdout_reader_gone() -> bool:
 
 
 def build_sinks(config: Config, model_name: str) -> list[Sink]:
-    """The sinks the config asks for; a bad sink setting raises KwsError before any starts."""
+    """The sinks the config's [output] and [mqtt] ask for, not started; a bad sink setting
+    raises KwsError here, before anything connects."""
     sinks: list[Sink] = []
     if config.mqtt.enabled:
         from .mqtt import MqttSink  # paho only loads when MQTT is used
 
-        sinks.append(MqttSink(config.mqtt, model_name, threshold=config.detection.threshold,
-                              thresholds=config.detection.thresholds))
+        sinks.append(MqttSink(config.mqtt, model_name))
     if config.output.stdout:
         sinks.append(StdoutSink(config.output.format))
     return sinks

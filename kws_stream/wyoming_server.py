@@ -379,7 +379,9 @@ def _length(header: dict[str, Any], key: str, limit: int) -> int:
     return value
 
 
-async def _serve(uri: str, service: WakeService, notifier: Any = None) -> int:
+async def _serve(uri: str, service: WakeService, notifier: Any = None, early: Any = None) -> int:
+    """`early`: the `service.Signals` installed before the model loaded; what they caught
+    while starting is applied here, once the loop's own handlers are in place."""
     try:
         server = AsyncServer.from_uri(uri)
     except ValueError as exc:
@@ -392,8 +394,15 @@ async def _serve(uri: str, service: WakeService, notifier: Any = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
-        "event=reload_ignored reason=%r", "the Wyoming service does not reload; restart it to apply changes"))
+    def reload_ignored() -> None:
+        log.warning("event=reload_ignored reason=%r", "the Wyoming service does not reload; restart it to apply changes")
+
+    loop.add_signal_handler(signal.SIGHUP, reload_ignored)
+    if early is not None:
+        if early.reload.is_set():
+            reload_ignored()
+        if early.stop.is_set():  # a stop requested between the model load and now
+            stop.set()
     log.info("event=listening uri=%s model=%s keywords=%s", uri, service.model_name, ",".join(service.keywords))
     if notifier is not None:
         notifier.ready(f"Wyoming wake service on {uri}")
@@ -402,6 +411,7 @@ async def _serve(uri: str, service: WakeService, notifier: Any = None) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # not SIG_DFL: a late SIGHUP must not kill the exit
     log.info("event=stopping clients=%d", len(service.tasks))
     if notifier is not None:
         notifier.stopping()
@@ -412,8 +422,8 @@ async def _serve(uri: str, service: WakeService, notifier: Any = None) -> int:
     return 0
 
 
-def serve(config: Any, model: Any, model_name: str, notifier: Any = None) -> int:
+def serve(config: Any, model: Any, model_name: str, notifier: Any = None, early: Any = None) -> int:
     """Run the Wyoming wake service until SIGTERM/SIGINT; returns the exit status (0)."""
     service = WakeService(model, model_name, config.pipeline_params(), config.detection.keywords,
                           config.wyoming.idle_timeout, config.wyoming.max_clients)
-    return asyncio.run(_serve(config.wyoming.uri, service, notifier))
+    return asyncio.run(_serve(config.wyoming.uri, service, notifier, early))

@@ -271,6 +271,40 @@ def test_sighup_is_ignored_and_sigterm_or_sigint_stop_cleanly_with_a_client_conn
     assert "event=stop" in text and "Traceback" not in text, text
 
 
+def test_sighup_while_starting_never_kills_serve_wyoming_and_sigterm_exits_zero(cli_env: dict[str, str],
+                                                                                  tmp_path: Path) -> None:
+    """Issue 15.3: serve wyoming loaded its model before any handler existed, so a SIGHUP then
+    killed it and a SIGTERM was not a clean exit 0. Now SIGHUP is logged and ignored, and a
+    SIGTERM during the start ends it with 0."""
+    from test_daemon import hangups_while_starting
+
+    for stop_early in (False, True, False):
+        log = tmp_path / "wyoming.log"
+        with log.open("w") as err:
+            proc = subprocess.Popen([*kws_command(), "serve", "wyoming", "--uri", f"tcp://127.0.0.1:{free_port()}"],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=cli_env)
+            try:
+                sent = hangups_while_starting(proc)
+                assert proc.poll() is None, (sent, proc.returncode, log.read_text())
+                if stop_early:  # still importing or loading the model
+                    proc.send_signal(signal.SIGTERM)
+                else:
+                    deadline = time.monotonic() + 30
+                    while "event=listening" not in log.read_text():
+                        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                        time.sleep(0.05)
+                    proc.send_signal(signal.SIGTERM)
+                assert proc.wait(TIMEOUT) == 0, (sent, log.read_text())
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        text = log.read_text()
+        assert "Traceback" not in text
+        if not stop_early:
+            assert "event=reload_ignored" in text
+
+
 def raw_event(header: dict, body: bytes = b"") -> bytes:
     return json.dumps(header).encode() + b"\n" + body
 
