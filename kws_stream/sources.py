@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import soxr
 
+from . import resample
 from .errors import InputError
 from .features import SAMPLE_RATE
 
@@ -32,8 +32,7 @@ class StreamConverter:
         self.rate = rate
         self.channels = channels
         self.channel = channel
-        self._resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
-            rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        self._resampler = None if rate == SAMPLE_RATE else resample.stream(rate, SAMPLE_RATE)
 
     @property
     def passthrough(self) -> bool:
