@@ -1,6 +1,6 @@
 """Audio sources: everything becomes 16 kHz mono int16 blocks here, at the edge.
 
-`StreamConverter` mixes down and resamples as a stream (python-soxr keeps filter
+`StreamConverter` mixes down and resamples as a stream (the resampler keeps filter
 state across blocks, so block edges do not click); files and microphones share it.
 `WavFileSource` reads a WAV file, pipe or FIFO as a stream: only its header and one
 block are ever in memory, whatever the file's length, rate or sample format.
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 import numpy as np
-import soxr
 
+from . import resample
 from .errors import InputError
 from .features import SAMPLE_RATE
 
@@ -43,8 +43,7 @@ class StreamConverter:
         self.rate = rate
         self.channels = channels
         self.channel = channel
-        self._resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
-            rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        self._resampler = None if rate == SAMPLE_RATE else resample.stream(rate, SAMPLE_RATE)
 
     @property
     def passthrough(self) -> bool:
