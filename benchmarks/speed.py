@@ -76,7 +76,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from kws_stream import config as cfg
-from kws_stream.backend import KeywordModel, _native_stderr_silenced
+from kws_stream.backend import KeywordModel, native_stderr_silenced
 from kws_stream.capture import RING_SECONDS, CaptureSession
 from kws_stream.decision import RELEASE_FRACTION, Decision, KeywordDecider
 from kws_stream.events import Detection, EventBus
@@ -223,7 +223,7 @@ class BareModel:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:  # 32-bit Pi OS
             from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found,no-redef]
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self.interpreter = Interpreter(model_path=str(path), num_threads=1)
             self.interpreter.allocate_tensors()
         inp = self.interpreter.get_input_details()[0]

@@ -7,14 +7,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from . import __version__
 from . import config as cfg
-from .errors import InputError, KwsError
+from .errors import KwsError
 from .events import Detection, EventBus
-from .models import default_model_dir, install, installed_path, resolve, verify
-from .preflight import check_model_name, check_runnable, manifest_for
+from .models import install, installed_path, manifest_for, model_dir, open_model, verify
+from .preflight import check_runnable
 from .sinks import StdoutSink
 
 log = logging.getLogger("kws_stream")
@@ -92,21 +92,6 @@ def start_logging(level: str, path: Path | None) -> None:
         log.debug("event=config file=none using=defaults")
 
 
-def model_dir(config: cfg.Config) -> Path:
-    return Path(config.model.dir).expanduser() if config.model.dir else default_model_dir()
-
-
-def open_model(config: cfg.Config) -> tuple[Any, str]:
-    """Resolve, install if needed, verify and load the configured model."""
-    from .backend import KeywordModel
-
-    manifest = manifest_for(config)
-    check_model_name(config.model.name, manifest)
-    spec, path = resolve(config.model.name, model_dir(config), manifest, config.model.source or None,
-                         progress=sys.stderr.isatty())
-    return KeywordModel(path, spec.labels, num_threads=config.model.threads), spec.name
-
-
 def stdout_is_closed() -> bool:
     """True when the process started with fd 1 closed (`>&-`); fd 1 is then pointed at
     /dev/null, so no file opened later can take its number and receive our output."""
@@ -129,9 +114,8 @@ def _need_stdout(command: str, alternative: str = "") -> None:
 # ---------------------------------------------------------------- commands
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from .detect import FileError, detect_files
     from .explain import explain_line
-    from .pipeline import Pipeline
-    from .sources import WavFileSource
 
     if args.stdout_closed:
         _need_stdout("detect")
@@ -139,41 +123,24 @@ def cmd_detect(args: argparse.Namespace) -> int:
     start_logging(config.service.log_level, path)
     model, model_name = open_model(config)
     params = config.pipeline_params()
-    bus = EventBus([StdoutSink(config.output.format)])
 
     def explain(detection: Detection, verdict: str, rule: str = "") -> None:
         print(explain_line(detection, params, verdict, rule), file=sys.stderr, flush=True)
 
-    def report(detection: Detection) -> None:
-        if args.explain:
-            explain(detection, "reported")
-        bus.publish(detection)
-
+    rejected = (lambda d, rule: explain(d, "rejected", rule)) if args.explain else None
+    bus = EventBus([StdoutSink(config.output.format)])
     status = 0
     try:
-        for name in args.files:
+        for found in detect_files(args.files, model, model_name, params, config.audio.channel_index(), rejected):
+            if isinstance(found, FileError):
+                print(f"kws-stream: {found.error}", file=sys.stderr)
+                status = found.error.exit_code
+            else:
+                if args.explain:
+                    explain(found, "reported")
+                bus.publish(found)
             if bus.sink_closed.is_set():
                 break
-            try:
-                source = WavFileSource(Path(name), config.audio.channel_index())
-            except InputError as exc:
-                print(f"kws-stream: {exc}", file=sys.stderr)
-                status = exc.exit_code
-                continue
-            pipeline = Pipeline(model, model_name, name, params)
-            if args.explain:
-                pipeline.rejection_observer = lambda detection, rule: explain(detection, "rejected", rule)
-            try:
-                for block in source.blocks():
-                    for detection in pipeline.feed(block):
-                        report(detection)
-                    if bus.sink_closed.is_set():
-                        break
-            except InputError as exc:  # a pipe shows a truncation only when it ends
-                print(f"kws-stream: {exc}", file=sys.stderr)
-                status = exc.exit_code
-            for detection in pipeline.finish():
-                report(detection)
     finally:
         bus.close()
     return status
