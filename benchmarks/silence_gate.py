@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     shared_same = detections_per_file(model, files, SilenceParams()) == detections_per_file(model, files, GATE)
     synth_off = detections_per_file(model, synthetic, SilenceParams())
     synth_on = detections_per_file(model, synthetic, GATE)
-    synth_found = sum(f == [p.parent.name] for f, p in zip(synth_on, synthetic))
+    synth_found = sum(f == [p.parent.name] for f, p in zip(synth_on, synthetic, strict=True))
 
     rows = [
         ("audio", f"{audio_s / 60:.0f} min, a keyword clip every minute, room tone at {ROOM_DBFS:.0f} dBFS"),

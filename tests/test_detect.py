@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import AUDIO, detections
+
 from kws_stream import config as cfg
 from kws_stream.config import ConfigError
 from kws_stream.detect import FileError, detect_files

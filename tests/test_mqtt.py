@@ -420,9 +420,9 @@ def test_tls_with_the_wrong_ca_is_logged_as_a_certificate_failure(tmp_path: Path
 def test_the_daemon_publishes_live_detections(broker: Broker, closing: list[Any], tmp_path: Path,
                                               cli_env: dict[str, str]) -> None:
     """End to end: virtual microphone -> `kws-stream run` with [mqtt] on -> real mosquitto."""
-    from daemon_process import DaemonProcess, write_config
+    from testsupport.daemon_process import DaemonProcess, write_config
     from test_daemon import play_clip, start
-    from vmic import VirtualMic
+    from testsupport.vmic import VirtualMic
 
     subscriber = Subscriber(broker.port)
     closing.append(subscriber)
@@ -447,9 +447,9 @@ def test_rapid_sighups_close_every_replaced_mqtt_client(broker: Broker, closing:
     """Each SIGHUP builds a new MqttSink; one replaced (or superseded before the worker applied
     it) and never closed kept reconnecting with the same client id, and the broker handed the
     session back and forth between them forever."""
-    from daemon_process import write_config
+    from testsupport.daemon_process import write_config
     from test_daemon import play_clip, start
-    from vmic import VirtualMic
+    from testsupport.vmic import VirtualMic
 
     subscriber = Subscriber(broker.port)
     closing.append(subscriber)
