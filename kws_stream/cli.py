@@ -6,8 +6,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from . import __version__
 from . import config as cfg
@@ -55,9 +55,12 @@ def _spotting_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--mode", choices=tuple(MODES),
                    help="command: only keywords spoken as commands, with a pause around them (default); "
                         "plain: every keyword, inside sentences too")
-    d.add_argument("--stride", dest="detection.stride", type=int, metavar="HOPS", help="run the model every HOPS x 20 ms")
-    d.add_argument("--smoothing", dest="detection.smoothing", type=int, metavar="N", help="average the last N inferences")
-    d.add_argument("--threshold", dest="detection.threshold", type=float, metavar="P", help="score needed to report (0-1]")
+    d.add_argument("--stride", dest="detection.stride", type=int, metavar="HOPS",
+                   help="run the model every HOPS x 20 ms")
+    d.add_argument("--smoothing", dest="detection.smoothing", type=int, metavar="N",
+                   help="average the last N inferences")
+    d.add_argument("--threshold", dest="detection.threshold", type=float, metavar="P",
+                   help="score needed to report (0-1]")
     d.add_argument("--refractory", dest="detection.refractory", type=float, metavar="SECONDS",
                    help="same keyword not reported again within")
     d.add_argument("--keywords", dest="detection.keywords", type=lambda s: s.split(","), metavar="K1,K2",
@@ -66,8 +69,10 @@ def _spotting_options(p: argparse.ArgumentParser) -> None:
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--channel", dest="audio.channel", metavar="mix|N", help="mix channels down (default) or take channel N")
-    p.add_argument("--format", dest="output.format", choices=("json", "text"), help="output: JSON lines (default) or text")
+    p.add_argument("--channel", dest="audio.channel", metavar="mix|N",
+                   help="mix channels down (default) or take channel N")
+    p.add_argument("--format", dest="output.format", choices=("json", "text"),
+                   help="output: JSON lines (default) or text")
 
 
 # ---------------------------------------------------------------- config and model
@@ -260,8 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     _spotting_options(p)
     _output_options(p)
     a = p.add_argument_group("audio")
-    a.add_argument("--device", dest="audio.device", metavar="INDEX_OR_NAME", help="input device (see `kws-stream devices`)")
-    a.add_argument("--sample-rate", dest="audio.sample_rate", type=int, metavar="HZ", help="capture rate (default: auto)")
+    a.add_argument("--device", dest="audio.device", metavar="INDEX_OR_NAME",
+                   help="input device (see `kws-stream devices`)")
+    a.add_argument("--sample-rate", dest="audio.sample_rate", type=int, metavar="HZ",
+                   help="capture rate (default: auto)")
     a.add_argument("--channels", dest="audio.channels", type=int, metavar="N", help="capture channels (default: auto)")
     p.set_defaults(func=cmd_run)
 
@@ -284,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "else /etc/kws-stream/kws-stream.toml)")
     p.set_defaults(func=cmd_config_check)
 
-    models = sub.add_parser("models", help="list or install models").add_subparsers(dest="models_command", required=True)
+    models = sub.add_parser("models", help="list or install models").add_subparsers(dest="models_command",
+                                                                                    required=True)
     p = models.add_parser("list", help="models in the manifest and whether they are installed")
     _config_options(p)
     _model_options(p, choose=False)

@@ -6,9 +6,9 @@ live daemon feeds the microphone, so a file's detections are the ones `run` woul
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from .backend import KeywordModel
 from .errors import InputError
