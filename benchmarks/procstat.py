@@ -71,7 +71,7 @@ class Sample:
     cpu: float  # seconds
 
     @classmethod
-    def take(cls, pid: int | None = None) -> "Sample":
+    def take(cls, pid: int | None = None) -> Sample:
         return cls(time.monotonic(), cpu_seconds(pid))
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import scipy.io.wavfile
 
 from kws_stream.backend import KeywordModel
-from kws_stream.models import load_manifest, resolve, default_model_dir
+from kws_stream.detect import FileError, detect_files
+from kws_stream.models import default_model_dir, load_manifest, resolve
 from kws_stream.pipeline import Pipeline, PipelineParams
 from kws_stream.silence import SilenceParams, level_dbfs
 
@@ -70,11 +71,13 @@ def run(model: KeywordModel, pieces: list[np.ndarray], silence: SilenceParams) -
 
 
 def detections_per_file(model: KeywordModel, files: list[Path], silence: SilenceParams) -> list[list[str]]:
-    out = []
-    for f in files:
-        found, _, _ = run(model, [read(f)], silence)
-        out.append([k for k, _ in found])
-    return out
+    """Each file's keywords, as `kws-stream detect` finds them."""
+    out: dict[str, list[str]] = {str(f): [] for f in files}
+    for found in detect_files(files, model, "m", PipelineParams(silence=silence)):
+        if isinstance(found, FileError):
+            raise SystemExit(f"silence_gate: {found.error}")
+        out[found.source].append(found.keyword)
+    return list(out.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     shared_same = detections_per_file(model, files, SilenceParams()) == detections_per_file(model, files, GATE)
     synth_off = detections_per_file(model, synthetic, SilenceParams())
     synth_on = detections_per_file(model, synthetic, GATE)
-    synth_found = sum(f == [p.parent.name] for f, p in zip(synth_on, synthetic))
+    synth_found = sum(f == [p.parent.name] for f, p in zip(synth_on, synthetic, strict=True))
 
     rows = [
         ("audio", f"{audio_s / 60:.0f} min, a keyword clip every minute, room tone at {ROOM_DBFS:.0f} dBFS"),

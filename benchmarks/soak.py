@@ -4,7 +4,7 @@
 
 What runs (all real, all private, all on 127.0.0.1, all ended by their own PIDs):
 
-- a PulseAudio virtual microphone (tests/vmic.py) fed in real time;
+- a PulseAudio virtual microphone (testsupport/vmic.py) fed in real time;
 - a mosquitto broker on a free port (persistence on, stopped with SIGTERM so the
   subscriber's persistent session survives a restart), and a paho subscriber (QoS 1,
   clean_session=False) on `<prefix>/detection` and `hermes/hotword/+/detected`;
@@ -41,8 +41,6 @@ FLAT_FDS above the median of the first quarter.
 
 from __future__ import annotations
 
-import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
-
 import argparse
 import asyncio
 import json
@@ -60,12 +58,15 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.io.wavfile
+
+import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
 
 from . import procstat
 
@@ -144,7 +145,8 @@ class Command:
     pause_kind: str
 
 
-def plan(seed: int, count: int, min_pause: float, max_pause: float, clips: Sequence[str] = tuple(CLIPS)) -> list[Command]:
+def plan(seed: int, count: int, min_pause: float, max_pause: float,
+         clips: Sequence[str] = tuple(CLIPS)) -> list[Command]:
     """`count` commands: every clip once per shuffled round, pauses log-uniform in [min, max]."""
     rng = np.random.default_rng(seed)
     out: list[Command] = []
@@ -197,7 +199,8 @@ def match_stdout(expected: list[Expected], lines: list[tuple[float, dict[str, An
     return extra
 
 
-def match_mqtt(expected: list[Expected], messages: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+def match_mqtt(expected: list[Expected],
+               messages: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
     """Mark each word whose stdout detection also came on MQTT (the same JSON on the
     detection topic, and a Hermes message for that keyword); returns unmatched messages."""
     detection_topic = f"{PREFIX}/detection"
@@ -276,7 +279,8 @@ class Broker:
                 return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not start: {self.log.read_text() if self.log.exists() else ''}")
+                    log = self.log.read_text() if self.log.exists() else ""
+                    raise RuntimeError(f"mosquitto did not start: {log}") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:
@@ -361,7 +365,8 @@ class LoggedProcess:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.proc.poll() is not None:
                     tail = "\n".join(self.stderr[-20:])
-                    raise RuntimeError(f"{self.name}: no log line matching {pattern!r} (exit {self.proc.poll()}):\n{tail}")
+                    raise RuntimeError(f"{self.name}: no log line matching {pattern!r} "
+                                       f"(exit {self.proc.poll()}):\n{tail}")
                 self._cond.wait(min(remaining, 1.0))
 
     def stdout_lines(self) -> list[tuple[float, str]]:
@@ -444,7 +449,7 @@ class WyomingClient:
                 audio = np.concatenate([self.sounds.room(pause), self.sounds.clips[clip], self.sounds.room(1.0)])
                 if not await self._round(client, audio, rnd):
                     break  # stopped mid-round: not counted
-            except (OSError, ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, ConnectionError, asyncio.IncompleteReadError) as exc:
                 rnd.error = f"{type(exc).__name__}: {exc}"
                 client = None
             self.rounds.append(rnd)
@@ -576,10 +581,7 @@ def _config_text(port: int, threshold: float) -> str:
 
 
 def _vmic_class() -> Any:
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    from vmic import VirtualMic  # type: ignore[import-not-found]
+    from testsupport.vmic import VirtualMic
 
     return VirtualMic
 
@@ -814,8 +816,9 @@ def report(r: Result) -> str:
     out.append(f"# kws-stream soak: {o.minutes:g} min requested, {r.duration_s:.0f} s run, seed {o.seed}, "
                f"pauses {o.min_pause:g}-{o.max_pause:g} s")
     out.append("")
-    out.append("## Samples (every %g s)" % o.sample_every)
-    out.append(f"{'t_s':>6} {'rss_mb':>7} {'thr':>4} {'fds':>4} | {'wy_rss':>7} {'wy_thr':>6} {'wy_fds':>6} | {'metrics_det':>11}")
+    out.append(f"## Samples (every {o.sample_every:g} s)")
+    out.append(f"{'t_s':>6} {'rss_mb':>7} {'thr':>4} {'fds':>4} | "
+               f"{'wy_rss':>7} {'wy_thr':>6} {'wy_fds':>6} | {'metrics_det':>11}")
     for s in r.samples:
         md = "-" if s.metrics_detections is None else f"{s.metrics_detections:g}"
         out.append(f"{s.t:6.0f} {s.rss_mb:7.1f} {s.threads:4d} {s.fds:4d} | {s.wy_rss_mb:7.1f} {s.wy_threads:6d} "
@@ -828,7 +831,8 @@ def report(r: Result) -> str:
                    f"allowed +{tol:g}: {'yes' if ok else 'NO'}")
     out.append("")
     out.append("## Commands (stdout JSON lines and MQTT)")
-    out.append(f"{'cmd':>4} {'clip':<19} {'word':<6} {'pause':>6} {'kind':<13} {'stdout':>7} {'latency':>8} {'mqtt':>5}")
+    out.append(f"{'cmd':>4} {'clip':<19} {'word':<6} {'pause':>6} "
+               f"{'kind':<13} {'stdout':>7} {'latency':>8} {'mqtt':>5}")
     for e in r.expected:
         lat = "-" if e.latency is None else f"{e.latency:+.2f}s"
         out.append(f"{e.command:4d} {e.clip:<19} {e.keyword:<6} {e.pause_s:6.2f} {e.pause_kind:<13} "
@@ -847,7 +851,8 @@ def report(r: Result) -> str:
         f"\n  cmd {e.command} {e.clip} '{e.keyword}' after {e.pause_s} s {e.pause_kind}" for e in missing))
     out.append(f"extra on stdout: {len(r.extra_stdout)}" + "".join(
         f"\n  {json.dumps(d)}" for _, d in r.extra_stdout))
-    out.append(f"extra on MQTT: {len(r.extra_mqtt)}" + "".join(f"\n  {t} {json.dumps(p)}" for t, p in r.extra_mqtt[:20]))
+    out.append(f"extra on MQTT: {len(r.extra_mqtt)}"
+               + "".join(f"\n  {t} {json.dumps(p)}" for t, p in r.extra_mqtt[:20]))
     out.append(f"MQTT QoS 1 redeliveries ignored: {r.mqtt_redelivered}")
     out.append("")
     out.append("## Wyoming client")
@@ -855,7 +860,8 @@ def report(r: Result) -> str:
     out.append(f"rounds {len(r.wyoming)} over {r.wyoming_connections} connections, right {ok}")
     for w in r.wyoming:
         if not w.ok:
-            out.append(f"  round {w.index} {w.clip} after {w.pause_s} s: expected {list(w.expected)} got {w.got} {w.error}")
+            out.append(f"  round {w.index} {w.clip} after {w.pause_s} s: "
+                       f"expected {list(w.expected)} got {w.got} {w.error}")
     out.append("")
     out.append("## Faults")
     out.append(f"SIGHUPs sent {len(r.sighups)}: " + ", ".join(f"{t:.0f}s {w}" for t, w in r.sighups))
@@ -867,7 +873,7 @@ def report(r: Result) -> str:
                + " (lateness over 1 s resyncs the feeder: a loaded machine, not the daemon)")
     out.append(f"daemon exit {r.daemon_status}, Wyoming server exit {r.wyoming_status}, tracebacks {r.tracebacks}")
     out.append("")
-    out.append(("VERDICT: PASS" if r.verdict else "VERDICT: FAIL: " + "; ".join(r.reasons)))
+    out.append("VERDICT: PASS" if r.verdict else "VERDICT: FAIL: " + "; ".join(r.reasons))
     return "\n".join(out)
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class KeywordModel:
     def __init__(self, path: Path, labels: tuple[str, ...], num_threads: int = 1) -> None:
         interpreter_class, self.runtime = _interpreter_class()
         try:
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 self._interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
                 self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
@@ -90,7 +91,7 @@ class KeywordModel:
 
 
 @contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def native_stderr_silenced() -> Iterator[None]:
     """The runtime's C++ code prints "INFO: Created TensorFlow Lite XNNPACK delegate"
     straight to fd 2 on every load; our logs are one line per event, so hide it.
     Load failures still surface as exceptions, reported in our own words."""

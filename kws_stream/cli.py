@@ -6,15 +6,15 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
 
 from . import __version__
 from . import config as cfg
-from .errors import InputError, KwsError
+from .errors import KwsError
 from .events import Detection, EventBus
-from .models import default_model_dir, install, installed_path, resolve, verify
-from .preflight import check_model_name, check_runnable, manifest_for
+from .models import install, installed_path, manifest_for, model_dir, open_model, verify
+from .preflight import check_runnable
 from .sinks import StdoutSink
 
 log = logging.getLogger("kws_stream")
@@ -55,9 +55,12 @@ def _spotting_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--mode", choices=tuple(MODES),
                    help="command: only keywords spoken as commands, with a pause around them (default); "
                         "plain: every keyword, inside sentences too")
-    d.add_argument("--stride", dest="detection.stride", type=int, metavar="HOPS", help="run the model every HOPS x 20 ms")
-    d.add_argument("--smoothing", dest="detection.smoothing", type=int, metavar="N", help="average the last N inferences")
-    d.add_argument("--threshold", dest="detection.threshold", type=float, metavar="P", help="score needed to report (0-1]")
+    d.add_argument("--stride", dest="detection.stride", type=int, metavar="HOPS",
+                   help="run the model every HOPS x 20 ms")
+    d.add_argument("--smoothing", dest="detection.smoothing", type=int, metavar="N",
+                   help="average the last N inferences")
+    d.add_argument("--threshold", dest="detection.threshold", type=float, metavar="P",
+                   help="score needed to report (0-1]")
     d.add_argument("--refractory", dest="detection.refractory", type=float, metavar="SECONDS",
                    help="same keyword not reported again within")
     d.add_argument("--keywords", dest="detection.keywords", type=lambda s: s.split(","), metavar="K1,K2",
@@ -66,8 +69,10 @@ def _spotting_options(p: argparse.ArgumentParser) -> None:
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--channel", dest="audio.channel", metavar="mix|N", help="mix channels down (default) or take channel N")
-    p.add_argument("--format", dest="output.format", choices=("json", "text"), help="output: JSON lines (default) or text")
+    p.add_argument("--channel", dest="audio.channel", metavar="mix|N",
+                   help="mix channels down (default) or take channel N")
+    p.add_argument("--format", dest="output.format", choices=("json", "text"),
+                   help="output: JSON lines (default) or text")
 
 
 # ---------------------------------------------------------------- config and model
@@ -92,21 +97,6 @@ def start_logging(level: str, path: Path | None) -> None:
         log.debug("event=config file=none using=defaults")
 
 
-def model_dir(config: cfg.Config) -> Path:
-    return Path(config.model.dir).expanduser() if config.model.dir else default_model_dir()
-
-
-def open_model(config: cfg.Config) -> tuple[Any, str]:
-    """Resolve, install if needed, verify and load the configured model."""
-    from .backend import KeywordModel
-
-    manifest = manifest_for(config)
-    check_model_name(config.model.name, manifest)
-    spec, path = resolve(config.model.name, model_dir(config), manifest, config.model.source or None,
-                         progress=sys.stderr.isatty())
-    return KeywordModel(path, spec.labels, num_threads=config.model.threads), spec.name
-
-
 def stdout_is_closed() -> bool:
     """True when the process started with fd 1 closed (`>&-`); fd 1 is then pointed at
     /dev/null, so no file opened later can take its number and receive our output."""
@@ -129,9 +119,8 @@ def _need_stdout(command: str, alternative: str = "") -> None:
 # ---------------------------------------------------------------- commands
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from .detect import FileError, detect_files
     from .explain import explain_line
-    from .pipeline import Pipeline
-    from .sources import WavFileSource
 
     if args.stdout_closed:
         _need_stdout("detect")
@@ -139,41 +128,23 @@ def cmd_detect(args: argparse.Namespace) -> int:
     start_logging(config.service.log_level, path)
     model, model_name = open_model(config)
     params = config.pipeline_params()
-    bus = EventBus([StdoutSink(config.output.format)]).start()
-
     def explain(detection: Detection, verdict: str, rule: str = "") -> None:
         print(explain_line(detection, params, verdict, rule), file=sys.stderr, flush=True)
 
-    def report(detection: Detection) -> None:
-        if args.explain:
-            explain(detection, "reported")
-        bus.publish(detection)
-
+    rejected = (lambda d, rule: explain(d, "rejected", rule)) if args.explain else None
+    bus = EventBus([StdoutSink(config.output.format)]).start()
     status = 0
     try:
-        for name in args.files:
+        for found in detect_files(args.files, model, model_name, params, config.audio.channel_index(), rejected):
+            if isinstance(found, FileError):
+                print(f"kws-stream: {found.error}", file=sys.stderr)
+                status = found.error.exit_code
+            else:
+                if args.explain:
+                    explain(found, "reported")
+                bus.publish(found)
             if bus.sink_closed.is_set():
                 break
-            try:
-                source = WavFileSource(Path(name), config.audio.channel_index())
-            except InputError as exc:
-                print(f"kws-stream: {exc}", file=sys.stderr)
-                status = exc.exit_code
-                continue
-            pipeline = Pipeline(model, model_name, name, params)
-            if args.explain:
-                pipeline.rejection_observer = lambda detection, rule: explain(detection, "rejected", rule)
-            try:
-                for block in source.blocks():
-                    for detection in pipeline.feed(block):
-                        report(detection)
-                    if bus.sink_closed.is_set():
-                        break
-            except InputError as exc:  # a pipe shows a truncation only when it ends
-                print(f"kws-stream: {exc}", file=sys.stderr)
-                status = exc.exit_code
-            for detection in pipeline.finish():
-                report(detection)
     finally:
         bus.close()
     return status
@@ -301,8 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     _spotting_options(p)
     _output_options(p)
     a = p.add_argument_group("audio")
-    a.add_argument("--device", dest="audio.device", metavar="INDEX_OR_NAME", help="input device (see `kws-stream devices`)")
-    a.add_argument("--sample-rate", dest="audio.sample_rate", type=int, metavar="HZ", help="capture rate (default: auto)")
+    a.add_argument("--device", dest="audio.device", metavar="INDEX_OR_NAME",
+                   help="input device (see `kws-stream devices`)")
+    a.add_argument("--sample-rate", dest="audio.sample_rate", type=int, metavar="HZ",
+                   help="capture rate (default: auto)")
     a.add_argument("--channels", dest="audio.channels", type=int, metavar="N", help="capture channels (default: auto)")
     p.set_defaults(func=cmd_run)
 
@@ -325,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "else /etc/kws-stream/kws-stream.toml)")
     p.set_defaults(func=cmd_config_check)
 
-    models = sub.add_parser("models", help="list or install models").add_subparsers(dest="models_command", required=True)
+    models = sub.add_parser("models", help="list or install models").add_subparsers(dest="models_command",
+                                                                                    required=True)
     p = models.add_parser("list", help="models in the manifest and whether they are installed")
     _config_options(p)
     _model_options(p, choose=False)

@@ -19,12 +19,17 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import IO, Any, Mapping
+from typing import IO, TYPE_CHECKING, Any
 
+from .config import Config, ConfigError, did_you_mean
 from .errors import KwsError
 from .features import FeatureParams
+
+if TYPE_CHECKING:
+    from .backend import KeywordModel
 
 MANIFEST_NAME = "manifest.toml"
 USER_MANIFEST = "models.toml"
@@ -362,3 +367,48 @@ def resolve(name_or_path: str, model_dir: Path, manifest: Manifest, source: str 
         install(spec, model_dir, source, progress)
     verify(spec, path)
     return spec, path
+
+
+# ---------------------------------------------------------------- from a Config
+
+
+def model_dir(config: Config) -> Path:
+    """Where the configured models are installed: [model] dir, else `default_model_dir()`."""
+    return Path(config.model.dir).expanduser() if config.model.dir else default_model_dir()
+
+
+def manifest_for(config: Config) -> Manifest:
+    """The manifest with the user's; a missing or broken manifest is a bad value (exit 2)."""
+    try:
+        return load_manifest(tuple(Path(m).expanduser() for m in [config.model.manifest] if m))
+    except ConfigError:
+        raise
+    except KwsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_model_name(name: str, manifest: Manifest) -> None:
+    """A model name the manifest does not know, or a path that is not there or in no
+    manifest (its labels would be unknown): exit 2."""
+    if name.endswith(".tflite") or os.sep in name:
+        path = Path(name).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"model file {name}: no such file")
+        if all(m.path != path for m in manifest.models.values()) and manifest.by_sha1(sha1_of(path)) is None:
+            raise ConfigError(f"model file {path} is in no manifest: add an entry with its `path` and "
+                              f"`labels` to {user_config_dir() / USER_MANIFEST} (see models/manifest.toml)")
+    elif name and name not in manifest.models:
+        raise ConfigError(f"unknown model {name!r}; {did_you_mean(name, sorted(manifest.models))}")
+
+
+def open_model(config: Config, progress: bool | None = None) -> tuple[KeywordModel, str]:
+    """The configured model, loaded, and its manifest name: checked (a bad name is exit 2),
+    installed on first use from [model] source or its URL, verified. `progress` (default:
+    stderr is a terminal) shows a download bar."""
+    from .backend import KeywordModel
+
+    manifest = manifest_for(config)
+    check_model_name(config.model.name, manifest)
+    spec, path = resolve(config.model.name, model_dir(config), manifest, config.model.source or None,
+                         progress=sys.stderr.isatty() if progress is None else progress)
+    return KeywordModel(path, spec.labels, num_threads=config.model.threads), spec.name

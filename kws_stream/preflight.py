@@ -7,36 +7,8 @@ and exit 2, not a failure halfway through starting.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-from .config import Config, ConfigError, did_you_mean
-from .errors import KwsError
-from .models import USER_MANIFEST, Manifest, load_manifest, sha1_of, user_config_dir
-
-
-def manifest_for(config: Config) -> Manifest:
-    """The manifest with the user's; a missing or broken manifest is a bad value (exit 2)."""
-    try:
-        return load_manifest(tuple(Path(m).expanduser() for m in [config.model.manifest] if m))
-    except ConfigError:
-        raise
-    except KwsError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def check_model_name(name: str, manifest: Manifest) -> None:
-    """A model name the manifest does not know, or a path that is not there or in no
-    manifest (its labels would be unknown): exit 2."""
-    if name.endswith(".tflite") or os.sep in name:
-        path = Path(name).expanduser().resolve()
-        if not path.is_file():
-            raise ConfigError(f"model file {name}: no such file")
-        if all(m.path != path for m in manifest.models.values()) and manifest.by_sha1(sha1_of(path)) is None:
-            raise ConfigError(f"model file {path} is in no manifest: add an entry with its `path` and "
-                                  f"`labels` to {user_config_dir() / USER_MANIFEST} (see models/manifest.toml)")
-    elif name and name not in manifest.models:
-        raise ConfigError(f"unknown model {name!r}; {did_you_mean(name, sorted(manifest.models))}")
+from .config import Config, ConfigError
+from .models import check_model_name, manifest_for
 
 
 def check_runnable(config: Config, mqtt: bool = True) -> None:

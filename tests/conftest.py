@@ -6,14 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pytest
 import scipy.io.wavfile
-
-sys.path.insert(0, str(Path(__file__).parent))  # test helpers (vmic, tflite_fixtures)
 
 SHARED = Path(os.environ.get("KWS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 AUDIO = SHARED / "audio"

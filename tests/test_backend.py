@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
-
 from conftest import LABELS, SHARED_MODELS, read_clip
+
 from kws_stream.backend import KeywordModel
 from kws_stream.errors import KwsError
 from kws_stream.features import MfccExtractor
-from tflite_fixtures import passthrough_model
+from testsupport.tflite_fixtures import passthrough_model
 
 # SPEC.md's table; the backend must read these from the model, not hard-code them.
 QUANT = {"kws_micronet_l.tflite": (0.05110505, -63), "kws_micronet_m.tflite": (0.05605359, -54)}

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import scipy.io.wavfile
-
 from conftest import AUDIO, SHARED_MODELS, detections, kws_command, read_clip
 
 SENTENCE = AUDIO / "negatives/i_tell_you.wav"  # read speech: plain spotting finds "right" in it
@@ -214,7 +213,8 @@ def test_explain_says_why_each_candidate_was_reported_or_rejected(run_cli):
     assert len(reported) == 1 and "keyword=yes" in reported[0] and f"source={YES}" in reported[0]
     assert "explain" not in run_cli("detect", SENTENCE, YES).stderr
     plain = run_cli("detect", "--mode", "plain", "--explain", SENTENCE).stderr.splitlines()
-    assert len(plain) == 1 and plain[0].startswith(f"explain source={SENTENCE} mode=plain verdict=reported keyword=right ")
+    assert len(plain) == 1
+    assert plain[0].startswith(f"explain source={SENTENCE} mode=plain verdict=reported keyword=right ")
 
 
 # ------------------------------------------------------------------ short files
@@ -228,7 +228,8 @@ def _cut(tmp_path: Path, clip: str, seconds: float) -> Path:
 
 @pytest.mark.parametrize("mode", ["command", "plain"])
 def test_a_clip_shorter_than_one_window_is_padded_and_judged(run_cli, tmp_path, mode):
-    clips = [_cut(tmp_path, "keywords/down.wav", s) for s in (0.6, 0.8, 0.998)] + [_cut(tmp_path, "keywords/yes.wav", 0.7)]
+    clips = [_cut(tmp_path, "keywords/down.wav", s) for s in (0.6, 0.8, 0.998)]
+    clips.append(_cut(tmp_path, "keywords/yes.wav", 0.7))
     result = run_cli("detect", "--mode", mode, *clips)
     assert result.returncode == 0, result.stderr
     assert [(Path(d["source"]).name, d["keyword"]) for d in detections(result.stdout)] == [
@@ -266,9 +267,10 @@ def test_run_uses_the_user_config_and_a_hostile_reload_keeps_it(xdg_env, tmp_pat
     config is kept and the daemon keeps spotting (issue 15 item 2, the config half)."""
     import signal
 
-    from daemon_process import DaemonProcess
     from test_daemon import play_clip
-    from vmic import VirtualMic
+
+    from testsupport.daemon_process import DaemonProcess
+    from testsupport.vmic import VirtualMic
 
     path = user_config(xdg_env, '[detection]\nkeywords = ["yes"]\n')
     with VirtualMic(tmp_path / "vmic", rate=16000, channels=1) as mic:

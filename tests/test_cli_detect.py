@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import scipy.io.wavfile
 import soxr
-
 from conftest import AUDIO, SHARED_MODELS, detections, kws_command, read_clip
 
 KEYWORD_CLIPS = {
@@ -104,7 +103,7 @@ def test_bad_files_are_one_line_each_exit_2_and_the_rest_still_processed(run_cli
     assert [d["keyword"] for d in detections(result.stdout)] == ["yes", "down"]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 4, result.stderr
-    for line, path in zip(lines, (not_wav, truncated, empty, missing)):
+    for line, path in zip(lines, (not_wav, truncated, empty, missing), strict=True):
         assert line.startswith(f"kws-stream: {path}: ")
     assert "Traceback" not in result.stderr
 
@@ -121,7 +120,7 @@ def test_corrupt_installed_model_is_one_line_with_the_fix(run_cli, cli_env, tmp_
 
 
 def test_wrong_shape_model_from_a_user_manifest_is_one_line(run_cli, tmp_path):
-    from tflite_fixtures import passthrough_model
+    from testsupport.tflite_fixtures import passthrough_model
 
     passthrough_model(tmp_path / "wrong.tflite", (1, 40, 10, 1))
     (tmp_path / "m.toml").write_text('[models.wrong]\npath = "wrong.tflite"\nlabels = ["a", "b"]\n')

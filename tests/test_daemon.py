@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_MODELS, kws_command, read_clip
-from daemon_process import DaemonProcess, write_config
-from vmic import VirtualMic
+from testsupport.daemon_process import DaemonProcess, write_config
+from testsupport.vmic import VirtualMic
 
 RLU = ["right", "left", "up"]
 

@@ -5,13 +5,12 @@ import resource
 import signal
 import subprocess
 import threading
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from conftest import LABELS, SHARED_MODELS, kws_command
+
 from kws_stream import models
 from kws_stream.errors import KwsError
 from kws_stream.models import install, load_manifest, resolve, sha1_of
@@ -139,7 +138,8 @@ def test_unknown_model_file_needs_a_manifest_entry(tmp_path):
 @pytest.mark.parametrize("body, message", [
     ('[models.x]\nurl = "http://h/x.tflite"\nlabels = ["a"]\n', "give either `path`, or `url` with `sha1` and `size`"),
     ('[models.x]\npath = "x.tflite"\nlabels = []\n', "`labels` must be a non-empty list"),
-    ('[models.x]\npath = "x.tflite"\nlabels = ["a"]\nfeatures = { frame_step = 160 }\n', "only implements the MicroNet front end"),
+    ('[models.x]\npath = "x.tflite"\nlabels = ["a"]\nfeatures = { frame_step = 160 }\n',
+     "only implements the MicroNet front end"),
     ('[models.x\n', "cannot be read"),
 ])
 def test_bad_manifest_entries_are_named(tmp_path, body, message):

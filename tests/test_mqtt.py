@@ -490,9 +490,9 @@ def test_tls_with_the_wrong_ca_is_logged_as_a_certificate_failure(tmp_path: Path
 def test_the_daemon_publishes_live_detections(broker: Broker, closing: list[Any], tmp_path: Path,
                                               cli_env: dict[str, str]) -> None:
     """End to end: virtual microphone -> `kws-stream run` with [mqtt] on -> real mosquitto."""
-    from daemon_process import DaemonProcess, write_config
+    from testsupport.daemon_process import DaemonProcess, write_config
     from test_daemon import play_clip, start
-    from vmic import VirtualMic
+    from testsupport.vmic import VirtualMic
 
     subscriber = Subscriber(broker.port)
     closing.append(subscriber)
@@ -519,9 +519,9 @@ def test_sighups_that_change_mqtt_close_every_replaced_client_completely(broker:
     closed but not released kept 2 fds (paho's socket pair) until the GC ran; one connected
     before the old one was closed made the broker kick the old one (`mqtt_disconnected
     reason="Unspecified error"` at every SIGHUP). Now: fds flat, one clean close per reload."""
-    from daemon_process import write_config
+    from testsupport.daemon_process import write_config
     from test_daemon import play_clip, start
-    from vmic import VirtualMic
+    from testsupport.vmic import VirtualMic
 
     subscriber = Subscriber(broker.port)
     closing.append(subscriber)
@@ -568,9 +568,9 @@ def test_a_sighup_that_changes_only_a_threshold_keeps_the_mqtt_connection(broker
     """Issue 13.1: the threshold travels on the detection, so a reload of [detection] leaves the
     sinks alone: the broker sees no new connection, no audio is lost (the ring never overflows)
     and the next detection, published by the same client, reports the new threshold."""
-    from daemon_process import write_config
+    from testsupport.daemon_process import write_config
     from test_daemon import play_clip, start
-    from vmic import VirtualMic
+    from testsupport.vmic import VirtualMic
 
     subscriber = Subscriber(broker.port)
     closing.append(subscriber)
@@ -608,9 +608,9 @@ def test_a_sighup_while_the_broker_is_down_loses_no_queued_detection(tmp_path: P
     """Soak defect: a SIGHUP while the sink waited for the broker closed it with
     `undelivered=...` and those detections never arrived. Now the new sink (changed [mqtt])
     takes them over and publishes them once the broker is back, with its own settings."""
-    from daemon_process import write_config
+    from testsupport.daemon_process import write_config
     from test_daemon import play_clip, start
-    from vmic import VirtualMic
+    from testsupport.vmic import VirtualMic
 
     broker = Broker(tmp_path / "broker", free_port())
     closing.append(broker)

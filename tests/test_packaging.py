@@ -17,3 +17,16 @@ def test_wheel_contains_the_manifest_and_no_model_binaries(tmp_path):
     assert not any(n.endswith(".tflite") for n in names)
     manifest = zipfile.ZipFile(wheel).read("kws_stream/manifest.toml").decode()
     assert manifest == (REPO / "models" / "manifest.toml").read_text()
+    assert not any(n.startswith(("testsupport/", "benchmarks/", "tests/")) for n in names)
+
+
+def test_the_version_is_written_once_and_the_installed_metadata_agrees():
+    """pyproject's version is dynamic, read from kws_stream/__init__.py."""
+    import importlib.metadata
+    import tomllib
+
+    from kws_stream import __version__
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert importlib.metadata.version("kws-stream") == __version__

@@ -12,13 +12,11 @@ and a SIGHUP currently races the old MQTT client (issue 15, item 11).
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package
-from benchmarks import soak  # noqa: E402
+from benchmarks import soak
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
                                 reason="mosquitto is not installed (apt install mosquitto)")

@@ -17,22 +17,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import read_clip
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks import procstat, speed_bare, speed_common, speed_inproc
 
-from benchmarks import procstat, speed  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 RATE_S = 16000
 
 
 @pytest.fixture(scope="module")
-def inproc() -> speed.InProcess:
+def inproc() -> speed_inproc.InProcess:
     """The models come from the session's private XDG home (conftest)."""
-    return speed.InProcess(np.zeros(RATE_S * 2, dtype=np.int16))
+    return speed_inproc.InProcess(np.zeros(RATE_S * 2, dtype=np.int16))
 
 
 def _joined(*names: str, gap_s: float = 0.5) -> np.ndarray:
@@ -48,11 +46,11 @@ def _joined(*names: str, gap_s: float = 0.5) -> np.ndarray:
 def test_bare_loop_makes_the_pipelines_decisions(inproc, stride, command):
     audio = _joined("keywords/right_left_up.wav", "keywords/yes.wav", "negatives/i_tell_you.wav",
                     "keywords/yes_no_go_stop.wav")
-    params = speed.default_params(stride)
+    params = speed_common.default_params(stride)
     if not command:
-        params = speed.plain(params)
-    bare, inferences = speed.bare_run(audio, inproc.bare_model, inproc.extractor, params)
-    found, pipeline_inferences = speed.pipeline_run(audio, inproc.model, inproc.model_name, params)
+        params = speed_bare.plain(params)
+    bare, inferences = speed_bare.bare_run(audio, inproc.bare_model, inproc.extractor, params)
+    found, pipeline_inferences = speed_bare.pipeline_run(audio, inproc.model, inproc.model_name, params)
     assert [(k, e) for k, _, e in bare] == [(d.keyword, round(d.end * RATE_S)) for d in found]
     assert [round(s, 5) for _, s, _ in bare] == [round(d.score, 5) for d in found]
     assert inferences == pipeline_inferences
@@ -62,11 +60,11 @@ def test_bare_loop_makes_the_pipelines_decisions(inproc, stride, command):
 
 def test_paced_bare_loop_is_the_same_loop_in_real_time(inproc):
     audio = read_clip("keywords/yes.wav")[1]
-    params = speed.default_params(1)
+    params = speed_common.default_params(1)
     t0 = time.monotonic()
-    paced, _ = speed.bare_run(audio, inproc.bare_model, inproc.extractor, params, paced_block=1600)
+    paced, _ = speed_bare.bare_run(audio, inproc.bare_model, inproc.extractor, params, paced_block=1600)
     assert time.monotonic() - t0 >= len(audio) / RATE_S - 0.15  # it really waits for the audio
-    assert paced == speed.bare_run(audio, inproc.bare_model, inproc.extractor, params)[0]
+    assert paced == speed_bare.bare_run(audio, inproc.bare_model, inproc.extractor, params)[0]
     assert [k for k, _, _ in paced] == ["yes"]
 
 
@@ -108,12 +106,12 @@ def test_cpu_reader_agrees_with_process_time_and_memory_reader_sees_a_peak():
 
 
 def test_stream_builder_is_deterministic_and_expected_words_follow_file_names():
-    a, b = speed.build_stream(5, seed=3), speed.build_stream(5, seed=3)
+    a, b = speed_common.build_stream(5, seed=3), speed_common.build_stream(5, seed=3)
     assert a.dtype == np.int16 and len(a) == 5 * RATE_S and np.array_equal(a, b)
-    assert not np.array_equal(a, speed.build_stream(5, seed=4))
-    assert speed.expected_words("keywords/yes_no_go_stop.wav") == ("yes", "no", "go", "stop")
-    assert speed.expected_words("keywords/yes_1000ms.wav") == ("yes",)
-    assert speed.expected_words("negatives/i_tell_you.wav") == ()
+    assert not np.array_equal(a, speed_common.build_stream(5, seed=4))
+    assert speed_common.expected_words("keywords/yes_no_go_stop.wav") == ("yes", "no", "go", "stop")
+    assert speed_common.expected_words("keywords/yes_1000ms.wav") == ("yes",)
+    assert speed_common.expected_words("negatives/i_tell_you.wav") == ()
 
 
 QUICK_KEYS = {
@@ -137,7 +135,8 @@ def test_quick_benchmark_runs_end_to_end_and_writes_every_key(tmp_path):
     out, md = tmp_path / "speed.json", tmp_path / "speed.md"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     r = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--quick", "--json", str(out), "--markdown", str(md)],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=900)  # a hang guard, not a speed check
+                       cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=900)  # a hang guard, not a speed check
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text())
     for section, keys in QUICK_KEYS.items():

@@ -7,13 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from vmic import VirtualMic
+from testsupport.vmic import VirtualMic
 
 YES_WAV = Path("/work/shared/audio/keywords/yes.wav")
 

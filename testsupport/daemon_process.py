@@ -66,7 +66,7 @@ class DaemonProcess:
             try:
                 t, line = self.stdout.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"got {len(out)} of {count} detections: {out}; stderr:\n{self.stderr}")
+                raise AssertionError(f"got {len(out)} of {count} detections: {out}; stderr:\n{self.stderr}") from None
             out.append((t, json.loads(line)))
         return out
 

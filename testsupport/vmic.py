@@ -215,7 +215,7 @@ class VirtualMic:
         return env
 
     # -------------------------------------------------------------- lifecycle
-    def __enter__(self) -> "VirtualMic":
+    def __enter__(self) -> VirtualMic:
         self.start()
         return self
 
@@ -224,7 +224,7 @@ class VirtualMic:
         if exc_type is None:
             self.check()
 
-    def start(self) -> "VirtualMic":
+    def start(self) -> VirtualMic:
         if self.proc is not None:
             raise VirtualMicError("already started")
         self.tmpdir.mkdir(parents=True, exist_ok=True)
