@@ -56,10 +56,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -507,7 +508,7 @@ class Candidate:
     default: bool = False
 
     @classmethod
-    def from_setting(cls, setting: Setting, default: bool = False) -> "Candidate":
+    def from_setting(cls, setting: Setting, default: bool = False) -> Candidate:
         return cls(setting.label, setting.stride, setting.factory(), setting.as_dict(), default)
 
 
@@ -1075,7 +1076,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, meta = run(models, clips, candidates, cache, args.jobs, log)
     meta.update({
         "command": " ".join(["python -m benchmarks.accuracy", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
         "runtime": runtime_id(models[0].model), "grid": args.grid, "jobs": args.jobs,
         "models": {m.name: {"sha1": m.sha1, "file": m.path.name} for m in models},

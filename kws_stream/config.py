@@ -10,13 +10,14 @@ import difflib
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from .command import CommandParams
 from .decision import DecisionParams
 from .errors import KwsError
-from .command import CommandParams
 from .pipeline import PipelineParams
 from .silence import SilenceParams
 

@@ -10,8 +10,8 @@ stays on top for many consecutive windows) is reported exactly once.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 

@@ -46,7 +46,7 @@ class Detection:
         return data
 
     @classmethod
-    def from_event(cls, data: dict[str, Any]) -> "Detection":
+    def from_event(cls, data: dict[str, Any]) -> Detection:
         return cls(**{k: data[k] for k in ("keyword", "score", "start", "end", "source", "model")},
                    time=data.get("time"), threshold=data.get("threshold"))
 
@@ -132,7 +132,7 @@ class EventBus:
         self._workers = [_SinkWorker(s, self.sink_closed) for s in sinks]
         self._started = False
 
-    def start(self) -> "EventBus":
+    def start(self) -> EventBus:
         if not self._started:
             self._started = True
             for worker in self._workers:
@@ -140,7 +140,7 @@ class EventBus:
                 worker.start()
         return self
 
-    def __enter__(self) -> "EventBus":
+    def __enter__(self) -> EventBus:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -162,7 +162,7 @@ class EventBus:
         """(errors, dropped) per sink name, for metrics."""
         return ({w.sink.name: w.errors for w in self._workers}, {w.sink.name: w.dropped for w in self._workers})
 
-    def close(self, timeout: float = 2.0, successor: "EventBus | None" = None) -> None:
+    def close(self, timeout: float = 2.0, successor: EventBus | None = None) -> None:
         """Deliver what is queued, then close every sink. With a `successor` (a reload that
         replaced the sinks), what a closed sink could not deliver (`undelivered()`, e.g. MQTT
         while its broker is away) is handed to the successor's sink of the same name (`adopt`)."""

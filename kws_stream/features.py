@@ -8,8 +8,8 @@ contiguous array without ever recomputing older frames.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 

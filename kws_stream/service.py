@@ -11,7 +11,7 @@ import os
 import signal
 import socket
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 
 class Notifier:
@@ -50,7 +50,7 @@ class Notifier:
     def stopping(self) -> None:
         self.send(STOPPING="1", STATUS="stopping")
 
-    def __enter__(self) -> "Notifier":
+    def __enter__(self) -> Notifier:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -84,7 +84,7 @@ class Signals:
         self.reload = threading.Event()
         self.starting = True  # cleared by the main thread once the supervisor runs
 
-    def install(self) -> "Signals":
+    def install(self) -> Signals:
         """Take over from the entry point's early handler: a SIGHUP it remembered is a reload."""
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)

@@ -54,9 +54,10 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ class AudioFormat:
     channels: int
 
     @classmethod
-    def from_data(cls, data: dict[str, Any], event_type: str) -> "AudioFormat":
+    def from_data(cls, data: dict[str, Any], event_type: str) -> AudioFormat:
         values = {}
         for key in ("rate", "width", "channels"):
             value = data.get(key)

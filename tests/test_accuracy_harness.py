@@ -11,12 +11,27 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import AUDIO, SHARED
 
 from benchmarks.accuracy import (
-    Analyzer, Candidate, Clip, FileAnalysis, Setting, align, default_setting, expected_from_name, folder_clips,
-    grid, inference_windows, load_model, main, replay, run, shared_keyword_clips, shared_negative_clips,
+    Analyzer,
+    Candidate,
+    Clip,
+    FileAnalysis,
+    Setting,
+    align,
+    default_setting,
+    expected_from_name,
+    folder_clips,
+    grid,
+    inference_windows,
+    load_model,
+    main,
+    replay,
+    run,
+    shared_keyword_clips,
+    shared_negative_clips,
 )
-from conftest import AUDIO, SHARED
 from kws_stream.decision import Decision
 from kws_stream.pipeline import Pipeline, PipelineParams
 from kws_stream.sources import WavFileSource

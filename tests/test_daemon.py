@@ -7,13 +7,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
-
 from conftest import SHARED_MODELS, kws_command, read_clip
+
 from testsupport.daemon_process import DaemonProcess, write_config
 from testsupport.vmic import VirtualMic
 
@@ -395,7 +395,7 @@ class HeldModelServer:
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="held-model-server")
 
-    def __enter__(self) -> "HeldModelServer":
+    def __enter__(self) -> HeldModelServer:
         self.thread.start()
         return self
 
@@ -470,6 +470,8 @@ def test_a_stopping_worker_drains_its_backlog_only_within_the_stop_budget(model_
     already captured, slice by slice, but gives up at its drain deadline (logged) instead of
     overrunning the join. Real model and pipeline; the capture session has no device (none
     is needed to hold a backlog in its ring)."""
+    from conftest import LABELS
+
     from kws_stream.backend import KeywordModel
     from kws_stream.capture import CaptureSession
     from kws_stream.daemon import Worker
@@ -477,8 +479,6 @@ def test_a_stopping_worker_drains_its_backlog_only_within_the_stop_budget(model_
     from kws_stream.pipeline import Pipeline
     from kws_stream.ringbuffer import RingBuffer
     from kws_stream.sources import StreamConverter
-
-    from conftest import LABELS
 
     _, audio = read_clip("keywords/right_left_up.wav")
     ring = RingBuffer(4 * 16000, 1)

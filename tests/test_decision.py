@@ -1,6 +1,6 @@
 import numpy as np
-
 from conftest import LABELS
+
 from kws_stream.decision import DecisionParams, KeywordDecider
 
 HOP = 320

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import read_clip
+
 from kws_stream.features import FeatureParams, FeatureWindow, MfccExtractor, mel_filterbank
 
 GOLDEN = [-22.67135, -0.61615, 2.07233, 0.58137, 1.01655, 0.85816, 0.46039, 0.03393, 1.16511, 0.0072]

@@ -6,7 +6,7 @@ import logging
 import socket
 import threading
 import urllib.request
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -18,9 +18,10 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -346,7 +347,7 @@ def test_a_sink_starts_nothing_until_started_and_close_releases_every_fd(broker:
             sink = MqttSink(config(broker.port, client_id=f"kws-fd-{i}"), "micronet-l")
             assert threading.active_count() == threads and not sink.connected
             sink.start()
-            wait_until(lambda: sink.connected, what="the sink to connect")
+            wait_until(lambda s=sink: s.connected, what="the sink to connect")
             sink.close()
             del sink
         assert len(os.listdir("/proc/self/fd")) == fds
@@ -490,8 +491,9 @@ def test_tls_with_the_wrong_ca_is_logged_as_a_certificate_failure(tmp_path: Path
 def test_the_daemon_publishes_live_detections(broker: Broker, closing: list[Any], tmp_path: Path,
                                               cli_env: dict[str, str]) -> None:
     """End to end: virtual microphone -> `kws-stream run` with [mqtt] on -> real mosquitto."""
-    from testsupport.daemon_process import DaemonProcess, write_config
     from test_daemon import play_clip, start
+
+    from testsupport.daemon_process import write_config
     from testsupport.vmic import VirtualMic
 
     subscriber = Subscriber(broker.port)
@@ -519,8 +521,9 @@ def test_sighups_that_change_mqtt_close_every_replaced_client_completely(broker:
     closed but not released kept 2 fds (paho's socket pair) until the GC ran; one connected
     before the old one was closed made the broker kick the old one (`mqtt_disconnected
     reason="Unspecified error"` at every SIGHUP). Now: fds flat, one clean close per reload."""
-    from testsupport.daemon_process import write_config
     from test_daemon import play_clip, start
+
+    from testsupport.daemon_process import write_config
     from testsupport.vmic import VirtualMic
 
     subscriber = Subscriber(broker.port)
@@ -568,8 +571,9 @@ def test_a_sighup_that_changes_only_a_threshold_keeps_the_mqtt_connection(broker
     """Issue 13.1: the threshold travels on the detection, so a reload of [detection] leaves the
     sinks alone: the broker sees no new connection, no audio is lost (the ring never overflows)
     and the next detection, published by the same client, reports the new threshold."""
-    from testsupport.daemon_process import write_config
     from test_daemon import play_clip, start
+
+    from testsupport.daemon_process import write_config
     from testsupport.vmic import VirtualMic
 
     subscriber = Subscriber(broker.port)
@@ -608,8 +612,9 @@ def test_a_sighup_while_the_broker_is_down_loses_no_queued_detection(tmp_path: P
     """Soak defect: a SIGHUP while the sink waited for the broker closed it with
     `undelivered=...` and those detections never arrived. Now the new sink (changed [mqtt])
     takes them over and publishes them once the broker is back, with its own settings."""
-    from testsupport.daemon_process import write_config
     from test_daemon import play_clip, start
+
+    from testsupport.daemon_process import write_config
     from testsupport.vmic import VirtualMic
 
     broker = Broker(tmp_path / "broker", free_port())

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.io.wavfile
 import soxr
-
 from conftest import AUDIO, kws_command, read_clip
+
 from kws_stream import resample
 from kws_stream.resample import PolyphaseResampler
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
+from conftest import LABELS, SHARED_MODELS, read_clip
 
-from conftest import AUDIO, LABELS, SHARED_MODELS, read_clip
 from kws_stream.backend import KeywordModel
 from kws_stream.command import CommandParams
 from kws_stream.pipeline import Pipeline, PipelineParams

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.io.wavfile
 import soxr
-
 from conftest import AUDIO, read_clip
+
 from kws_stream.errors import InputError
 from kws_stream.sources import StreamConverter, WavFileSource
 

@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import kws_executable
 
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "kws-stream.service"
