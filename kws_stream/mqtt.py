@@ -5,13 +5,14 @@ Each detection is published twice, in this order, with the configured QoS:
 - `<topic_prefix>/detection`: `Detection.event()`, the same object `detect` prints;
 - `hermes/hotword/<keyword>/detected`: the Hermes payload Rhasspy and Node-RED flows read:
 
-  | field | value |
-  |---|---|
-  | `modelId` | the keyword (`up`): one model spots ten keywords, and Rhasspy's own services use the per-keyword id here (Porcupine: the keyword file, Pocketsphinx: the keyphrase), the same as the `wakewordId` in the topic |
-  | `modelVersion` | the acoustic model that fired: `micronet-l`, or `micronet-l@<version>` when a version is given |
-  | `modelType` | `"universal"` (a speaker-independent model, not trained on the user's voice) |
-  | `currentSensitivity` | the threshold that keyword needed when it fired (`Detection.threshold`), as Rhasspy's Pocketsphinx service reports its keyphrase threshold (note: higher = stricter here) |
-  | `siteId` | `[mqtt] site_id` |
+  - `modelId`: the keyword (`up`): one model spots ten keywords, and Rhasspy's own services use
+    the per-keyword id here (Porcupine: the keyword file, Pocketsphinx: the keyphrase), the same
+    as the `wakewordId` in the topic;
+  - `modelVersion`: the acoustic model that fired: `micronet-l`, or `micronet-l@<version>`;
+  - `modelType`: `"universal"` (a speaker-independent model, not trained on the user's voice);
+  - `currentSensitivity`: the threshold that keyword needed when it fired (`Detection.threshold`),
+    as Rhasspy's Pocketsphinx service reports its keyphrase threshold (higher = stricter here);
+  - `siteId`: `[mqtt] site_id`.
 
   `sessionId`, `sendAudioCaptured` and `lang` are left out: kws-stream starts no dialogue
   session, captures no audio for ASR and has no language setting; absent means "let the dialogue
