@@ -243,9 +243,12 @@ def test_a_body_longer_than_the_manifest_size_is_refused_without_filling_the_dis
 def test_a_signal_mid_download_leaves_no_partial_file(tmp_path, adversary, cli_env, sig, status):
     url, handler = adversary
     target = tmp_path / "m"
+    # a shell's background job ignores SIGINT and its children inherit that: restore what a
+    # terminal gives the command (Python then turns SIGINT into KeyboardInterrupt)
     proc = subprocess.Popen([*kws_command(), "models", "install", "micronet-m", "--from", f"{url}/drip/",
                              "--model-dir", str(target)], env=cli_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert handler.sent_some.wait(30), "the download never started"
         assert [p.suffix for p in target.iterdir()] == [".partial"]  # mid-download
