@@ -292,6 +292,9 @@ class CommandGate:
         for item in self._pending:
             # judged in firing order: a later word waits for an earlier one still open
             verdict = None if waiting else self._verdict(item.hop, final)
+            if verdict is not None and verdict.accepted and not final and self._labels is not None \
+                    and self._hops - 1 < self._clean_from(verdict):
+                verdict = None  # the windows free of the word before are not heard yet
             if verdict is None:
                 waiting.append(item)
             else:
@@ -378,7 +381,7 @@ class CommandGate:
         Without probabilities for those windows, `fired` stands."""
         now = self._hops - 1
         oldest = max(0, now - self._size + 1)
-        a, b = verdict.end, verdict.start + self._window_hops - 1
+        a, b = self._clean_from(verdict), verdict.start + self._window_hops - 1
         lo, hi = max(oldest, min(a, b)), min(now, max(a, b))
         if hi < lo:
             return fired
@@ -397,6 +400,25 @@ class CommandGate:
         if keyword == fired.keyword:  # confirmed: report the window that fired, as plain mode does
             return fired
         return Decision(keyword, float(best[j]), int(self._ends[hops[at]]))  # corrected
+
+    def _clean_from(self, verdict: _Verdict) -> int:
+        """The first window (by its end hop) that holds all of the word and none of the
+        word accepted just before it, nor that word's audible tail (any hop above the
+        noise floor by speech_margin_db up to the word's start). Windows holding the end
+        of "yes" and all of "no" say `go`; those starting after it say `no`. Without an
+        accepted word within a window before it: the word's end (no wait). Never later
+        than the last window holding the whole word."""
+        last = verdict.start + self._window_hops - 1
+        previous = [w.end for w in self._recent if w.accepted and verdict.start - self._window_hops <= w.end
+                    < verdict.start]
+        if not previous:
+            return verdict.end
+        speech = self.floor.floor_db + self.params.speech_margin_db
+        oldest = max(0, self._hops - self._size)
+        k = verdict.start - 1
+        while k > max(previous) and k >= oldest and self._level(k) < speech:
+            k -= 1
+        return min(last, max(verdict.end, k + self._window_hops))
 
     def _level(self, k: int) -> float:
         return float(self._levels[k % self._size])

@@ -308,3 +308,14 @@ def test_commands_in_a_row_are_not_taken_for_a_sentence(model):
     audio = np.concatenate([room_tone(1.0), audio, room_tone(1.0)])
     long_wait = PipelineParams(command=CommandParams(after_silence=0.6))
     assert [d.keyword for d in spot(model, audio, long_wait)] == ["yes", "no", "go", "stop"]
+
+
+def test_a_word_is_not_judged_on_windows_that_still_hold_the_word_before(model):
+    """Soak trap: 1.19 s + 64 samples of room tone, yes_no_go_stop.wav, 1 s of room tone.
+    "no" sits 0.1 s after the hiss of "yes": every window holding all of "no" that also
+    holds that hiss says `go` (0.6-0.8), and `go` was reported for "no". Only the windows
+    that start after the hiss say `no` (0.7-0.85)."""
+    _, words = read_clip("keywords/yes_no_go_stop.wav")
+    audio = np.concatenate([room_tone(1.19 + 64 / 16000), words, room_tone(1.0)])
+    for block in (1600, 16000):
+        assert [d.keyword for d in spot(model, audio, block=block)] == ["yes", "no", "go", "stop"]
