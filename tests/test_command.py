@@ -319,3 +319,19 @@ def test_a_word_is_not_judged_on_windows_that_still_hold_the_word_before(model):
     audio = np.concatenate([room_tone(1.19 + 64 / 16000), words, room_tone(1.0)])
     for block in (1600, 16000):
         assert [d.keyword for d in spot(model, audio, block=block)] == ["yes", "no", "go", "stop"]
+
+
+def test_the_benchmark_evidence_smooths_as_the_decider_does(model):
+    """benchmarks.command_mode --evidence scores accepts on smoothed posteriors computed in
+    bulk; they must be the decider's own (what the gate sees), or the table means nothing."""
+    from benchmarks.command_mode import compute_trace, smoothed_probs
+    from kws_stream.decision import DecisionParams, KeywordDecider
+
+    _, audio = read_clip("keywords/yes_no_go_stop.wav")
+    trace = compute_trace(audio, model)
+    decider = KeywordDecider(LABELS, DecisionParams())
+    bulk = smoothed_probs(trace.probs)
+    first = np.flatnonzero(~np.isnan(trace.probs[:, 0]))[0]
+    for i in range(first, len(trace.probs)):
+        decider.update(trace.probs[i], (i + 1) * HOP_SAMPLES, 16000)
+        np.testing.assert_allclose(bulk[i], decider.smoothed, atol=1e-5)
