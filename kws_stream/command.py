@@ -334,11 +334,13 @@ class CommandGate:
             if not word.accepted:
                 self._reject(fired, rule or (self._why(verdict) if self.on_reject else ""))
                 self._recent.append(word)
-            elif same:  # two keywords for one word in the same hop: keep the more confident
-                self._reject(item.decision, "same_word: another keyword scored higher for this word")
-                k = same[0]
-                if accepted[k][1].score < decision.score:
-                    accepted[k] = (word, decision)
+            elif same:  # two guesses for one word in the same hop: keep the more confident
+                k = same[0]  # (on a tie, the decider's own candidate over a corrected one)
+                kept = accepted[k][1]
+                if kept.score < decision.score or (kept.score == decision.score and decision is fired):
+                    accepted[k], kept, decision = (word, decision), decision, kept
+                self._reject(decision, "same_word: " + ("this word is reported once" if kept.keyword == decision.keyword
+                                                        else "another keyword scored higher for this word"))
             else:
                 accepted.append((word, decision))
         self._pending = waiting

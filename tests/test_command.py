@@ -319,6 +319,14 @@ def test_a_word_is_not_judged_on_windows_that_still_hold_the_word_before(model):
     audio = np.concatenate([room_tone(1.19 + 64 / 16000), words, room_tone(1.0)])
     for block in (1600, 16000):
         assert [d.keyword for d in spot(model, audio, block=block)] == ["yes", "no", "go", "stop"]
+    # `--explain`: the `go` candidate, corrected to `no`, and the decider's own `no` are one word
+    pipeline = Pipeline(model, "micronet-l", "test", PipelineParams())
+    rules: list[tuple[str, str]] = []
+    pipeline.rejection_observer = lambda d, rule: rules.append((d.keyword, rule))
+    pipeline.feed(audio)
+    pipeline.finish()
+    assert ("no", "same_word: this word is reported once") in rules
+    assert not any("another keyword" in rule for _, rule in rules)
 
 
 def test_the_benchmark_evidence_smooths_as_the_decider_does(model):
