@@ -697,6 +697,54 @@ def scenario_rows(sets, traces, decision: DecisionParams, command: CommandParams
     return rows
 
 
+EVIDENCE_AROUND_HOPS = 10  # windows ending within 0.2 s of the reported window
+
+
+def smoothed_probs(probs: np.ndarray, n: int = DecisionParams().smoothing) -> np.ndarray:
+    """The decider's moving average over the last `n` windows (NaN rows: no window yet)."""
+    valid = ~np.isnan(probs[:, :1])
+    c = np.vstack([np.zeros((n, probs.shape[1])), np.cumsum(np.nan_to_num(probs), axis=0)])
+    k = np.vstack([np.zeros((n, 1)), np.cumsum(valid, axis=0)])
+    return (c[n:] - c[:-n]) / np.maximum(k[n:] - k[:-n], 1)
+
+
+def evidence_rows(sets, traces: dict[str, Trace], second: dict[str, Trace]) -> list[dict[str, str]]:
+    """Issue 11's other evidence, measured on command mode's accepts (defaults): would it
+    remove the false accepts left, and what would it cost in keywords found? For each accept,
+    MicroNet-M's best smoothed score for the same keyword, and MicroNet-L's mean `_unknown_`,
+    over the windows ending within 0.2 s of the reported one."""
+    unknown = LABELS.index("_unknown_")
+    seen: dict[str, list[tuple[bool, float, float]]] = {}  # split -> (false accept?, M score, unknown)
+    for name, streams in sets.items():
+        split, _ = split_of(name)
+        if split not in SPLITS or not (is_negative(name) or split_of(name)[1] in ("keywords_padded", "keywords_tv")):
+            continue
+        for s in streams:
+            fired = replay(traces[s.name], DecisionParams(), CommandParams())
+            if not fired:
+                continue
+            m, l_ = smoothed_probs(second[s.name].probs), smoothed_probs(traces[s.name].probs)
+            for f in fired:
+                e = int(round(f.window_end * RATE / HOP_SAMPLES)) - 1
+                near = slice(max(0, e - EVIDENCE_AROUND_HOPS), e + EVIDENCE_AROUND_HOPS + 1)
+                fa = is_negative(name)
+                if not fa and f.keyword not in [w for w, _ in s.words]:
+                    continue  # a wrong keyword: neither a false accept on speech nor a command found
+                seen.setdefault(split, []).append(
+                    (fa, float(np.max(m[near, LABELS.index(f.keyword)])), float(np.mean(l_[near, unknown]))))
+    rows = []
+    for rule, test in [*((f"MicroNet-M agrees (score >= {t:g})", lambda x, t=t: x[1] >= t) for t in (0.3, 0.49, 0.7)),
+                       *((f"MicroNet-L _unknown_ mean < {t:g}", lambda x, t=t: x[2] < t) for t in (0.2, 0.3, 0.4))]:
+        r = {"rule added to the defaults": rule}
+        for split in SPLITS:
+            items = seen.get(split, [])
+            fas, hits = [x for x in items if x[0]], [x for x in items if not x[0]]
+            r[f"{split} FAs kept"] = f"{sum(map(test, fas))}/{len(fas)}"
+            r[f"{split} keywords kept"] = f"{sum(map(test, hits))}/{len(hits)}"
+        rows.append(r)
+    return rows
+
+
 def run_targets(args: argparse.Namespace, user: dict[str, list[Stream]]) -> int:
     """Item 4's table on dev and on validation data (and the user's folders), one command."""
     for corpus in (args.corpus, args.validation_corpus):
@@ -723,6 +771,12 @@ def run_targets(args: argparse.Namespace, user: dict[str, list[Stream]]) -> int:
         rows = variant_rows(sets, traces, variants(command, decision))
         out += ["== rule variants side by side (recall as % of plain mode's)", table(rows, False), ""]
         md += ["### Rule variants side by side (recall as % of plain mode's)", "", table(rows, True), ""]
+    if args.evidence:
+        second = traces_for(sets, "micronet-m" if model == "micronet-l" else "micronet-l", args.cache)
+        rows = evidence_rows(sets, traces, second)
+        title = "other evidence on command mode's accepts (real speech + TV: FAs; keywords in room tone / TV)"
+        out += [f"== {title}", table(rows, False), ""]
+        md += [f"### {title[0].upper()}{title[1:]}", "", table(rows, True), ""]
     print("\n".join(out))
     if args.markdown:
         args.markdown.write_text("\n".join(md) + "\n")
@@ -745,6 +799,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--validation-corpus", type=Path, default=Path("/tmp/kws-corpus-val"),
                     help="held-out corpus: python -m benchmarks.corpus DIR --seed 1 --held-out")
     ap.add_argument("--alternatives", action="store_true", help="with --targets: compare rule variants")
+    ap.add_argument("--evidence", action="store_true",
+                    help="with --targets: MicroNet-M agreement and _unknown_ on the accepts (runs the other model)")
     ap.add_argument("--negatives", type=Path, help="a folder of keyword-free WAVs (16 kHz): false accepts")
     ap.add_argument("--positives", type=Path,
                     help="a folder of keyword WAVs (16 kHz) labelled by name (stop_1.wav) or folder (stop/)")

@@ -308,3 +308,38 @@ def test_commands_in_a_row_are_not_taken_for_a_sentence(model):
     audio = np.concatenate([room_tone(1.0), audio, room_tone(1.0)])
     long_wait = PipelineParams(command=CommandParams(after_silence=0.6))
     assert [d.keyword for d in spot(model, audio, long_wait)] == ["yes", "no", "go", "stop"]
+
+
+def test_a_word_is_not_judged_on_windows_that_still_hold_the_word_before(model):
+    """Soak trap: 1.19 s + 64 samples of room tone, yes_no_go_stop.wav, 1 s of room tone.
+    "no" sits 0.1 s after the hiss of "yes": every window holding all of "no" that also
+    holds that hiss says `go` (0.6-0.8), and `go` was reported for "no". Only the windows
+    that start after the hiss say `no` (0.7-0.85)."""
+    _, words = read_clip("keywords/yes_no_go_stop.wav")
+    audio = np.concatenate([room_tone(1.19 + 64 / 16000), words, room_tone(1.0)])
+    for block in (1600, 16000):
+        assert [d.keyword for d in spot(model, audio, block=block)] == ["yes", "no", "go", "stop"]
+    # `--explain`: the `go` candidate, corrected to `no`, and the decider's own `no` are one word
+    pipeline = Pipeline(model, "micronet-l", "test", PipelineParams())
+    rules: list[tuple[str, str]] = []
+    pipeline.rejection_observer = lambda d, rule: rules.append((d.keyword, rule))
+    pipeline.feed(audio)
+    pipeline.finish()
+    assert ("no", "same_word: this word is reported once") in rules
+    assert not any("another keyword" in rule for _, rule in rules)
+
+
+def test_the_benchmark_evidence_smooths_as_the_decider_does(model):
+    """benchmarks.command_mode --evidence scores accepts on smoothed posteriors computed in
+    bulk; they must be the decider's own (what the gate sees), or the table means nothing."""
+    from benchmarks.command_mode import compute_trace, smoothed_probs
+    from kws_stream.decision import DecisionParams, KeywordDecider
+
+    _, audio = read_clip("keywords/yes_no_go_stop.wav")
+    trace = compute_trace(audio, model)
+    decider = KeywordDecider(LABELS, DecisionParams())
+    bulk = smoothed_probs(trace.probs)
+    first = np.flatnonzero(~np.isnan(trace.probs[:, 0]))[0]
+    for i in range(first, len(trace.probs)):
+        decider.update(trace.probs[i], (i + 1) * HOP_SAMPLES, 16000)
+        np.testing.assert_allclose(bulk[i], decider.smoothed, atol=1e-5)
