@@ -35,9 +35,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -439,7 +439,7 @@ class Result:
 def match(words: list[tuple[str, float]], fired: list[Fired], joined: bool) -> tuple[int, int, list[float]]:
     """Greedy in-order matching; returns (hits, wrong detections, latencies)."""
     hits, lat, used = 0, [], set()
-    for k, (kw, end) in enumerate(words):
+    for kw, end in words:
         for j, f in enumerate(fired):
             if j in used or f.keyword != kw:
                 continue

@@ -55,8 +55,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -192,7 +192,7 @@ class _Word:
     end: int = -1
     keywords: frozenset[str] = frozenset()  # the keyword reported and the one that fired
 
-    def same_word(self, other: "_Word", keyword: str, same_word_hops: int) -> bool:
+    def same_word(self, other: _Word, keyword: str, same_word_hops: int) -> bool:
         """Is a candidate for `keyword` in burst `other` this word again? Peaks close
         together, or the same keyword again inside the same burst (a word with two loud
         parts: the first candidate was judged, maybe corrected, on the whole burst, and a
@@ -320,13 +320,14 @@ class CommandGate:
             several = several or any(w.accepted and w.start <= verdict.end and verdict.start <= w.end
                                      for w in [*self._recent, *(w for w, _ in accepted)])
             if word.accepted and self._labels is not None and not several:
-                decision = self._rescore(verdict, fired)
-                if decision is None:
+                rescored = self._rescore(verdict, fired)
+                if rescored is None:
                     word = dataclasses.replace(word, accepted=False)
                 else:
+                    decision = rescored
                     word = dataclasses.replace(word, keywords=frozenset({fired.keyword, decision.keyword}))
             same = [k for k, (w, _) in enumerate(accepted)
-                    if w.same_word(word, decision.keyword if decision else fired.keyword, self._same_word_hops)]
+                    if w.same_word(word, decision.keyword, self._same_word_hops)]
             rule = None
             if word.accepted and not same and self._repeats(decision):
                 word = dataclasses.replace(word, accepted=False)  # one word reported once, as plain mode does
@@ -402,6 +403,7 @@ class CommandGate:
         if best[j] < self._min_scores[j] * self.params.word_score_ratio:
             return None
         at = int(np.argmax(probs[:, j]))  # the window where the word's keyword scored best
+        assert self._labels is not None  # re-scoring happens only with labels (see _judge)
         keyword = self._labels[self._keyword_ids[j]]
         if keyword == fired.keyword:  # confirmed: report the window that fired, as plain mode does
             return fired

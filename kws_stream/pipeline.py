@@ -8,8 +8,8 @@ object from its capture thread's ring buffer.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

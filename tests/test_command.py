@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import LABELS, read_clip
 
-from conftest import AUDIO, LABELS, read_clip
 from kws_stream.command import HOP_SAMPLES, CommandGate, CommandParams
 from kws_stream.decision import Decision
 from kws_stream.pipeline import Pipeline, PipelineParams
