@@ -200,7 +200,8 @@ def install(spec: ModelSpec, model_dir: Path, source: str | None = None, progres
     tmp = Path(tmp_name)
     previous = _raise_on_sigterm()
     try:
-        with os.fdopen(fd, "wb") as f:
+        # unbuffered: a write error surfaces in write() as one line, never again from close()
+        with os.fdopen(fd, "wb", buffering=0) as f:
             out = _Partial(f, spec, model_dir)
             if _is_url(origin):
                 _download(_file_url(origin, spec), out, spec, progress)
@@ -256,7 +257,9 @@ class _Partial:
 
     def write(self, data: bytes) -> None:
         try:
-            self._f.write(data)
+            view = memoryview(data)
+            while view:  # an unbuffered write may be short
+                view = view[self._f.write(view) or 0:]
         except OSError as exc:
             raise self._error(exc) from None
 
