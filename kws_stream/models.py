@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import errno
 import os
 import signal
 import sys
@@ -259,7 +260,10 @@ class _Partial:
         try:
             view = memoryview(data)
             while view:  # an unbuffered write may be short
-                view = view[self._f.write(view) or 0:]
+                written = self._f.write(view)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
         except OSError as exc:
             raise self._error(exc) from None
 
