@@ -8,9 +8,9 @@ unverified file is ever left under the final name.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
-import errno
 import os
 import signal
 import sys
