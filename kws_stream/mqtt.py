@@ -78,6 +78,28 @@ def _q(value: object) -> str:
     return text if text and not any(c.isspace() or c in '"=' for c in text) else json.dumps(text)
 
 
+def checked_password(config: MqttConfig) -> str | None:
+    """The password to connect with, after every check of the [mqtt] secrets that `run`
+    makes at start and `config check` makes without starting; MqttError (exit 2) names the
+    first bad setting."""
+    password = config.password or None
+    if config.password_file:
+        if config.password:
+            raise MqttError("mqtt: set password or password_file, not both")
+        password = read_password_file(config.password_file)
+    if password and not config.username:
+        raise MqttError("mqtt: a password needs a username")
+    if config.tls and config.ca_file:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=config.ca_file)
+        except ssl.SSLError as exc:  # an OSError too: first
+            raise MqttError(f"mqtt ca_file {config.ca_file}: not a usable CA certificate "
+                            f"({exc.reason or exc})") from None
+        except OSError as exc:
+            raise MqttError(f"mqtt ca_file {config.ca_file}: cannot be read ({exc.strerror or exc})") from None
+    return password
+
+
 def read_password_file(path: str) -> str:
     """The password in `path`, without its trailing newline; one-line MqttError if unusable."""
     try:
@@ -176,26 +198,14 @@ class MqttSink:
     def _make_client(self, config: MqttConfig) -> paho.Client:
         client = _Client(CallbackAPIVersion.VERSION2, client_id=config.client_id,
                          protocol=paho.MQTTv311, clean_session=True)
-        password = config.password
-        if config.password_file:
-            if config.password:
-                raise MqttError("mqtt: set password or password_file, not both")
-            password = read_password_file(config.password_file)
+        password = checked_password(config)
         if config.username:
             client.username_pw_set(config.username, password or None)
-        elif password:
-            raise MqttError("mqtt: a password needs a username")
         if config.tls:
-            ca = config.ca_file or None
-            if ca is not None:
-                try:
-                    Path(ca).read_bytes()
-                except OSError as exc:
-                    raise MqttError(f"mqtt ca_file {ca}: cannot be read ({exc.strerror})") from None
             try:
-                client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
-            except ssl.SSLError as exc:
-                raise MqttError(f"mqtt ca_file {ca}: not a usable CA certificate ({exc.reason or exc})") from None
+                client.tls_set(ca_certs=config.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+            except ssl.SSLError as exc:  # the system store (ca_file was checked above)
+                raise MqttError(f"mqtt TLS setup failed ({exc.reason or exc})") from None
         client.reconnect_delay_set(RECONNECT_MIN, RECONNECT_MAX)
         client.connect_timeout = CONNECT_TIMEOUT
         client.suppress_exceptions = True  # a bug in a callback must not end paho's thread

@@ -30,22 +30,9 @@ def check_runnable(config: Config, mqtt: bool = True) -> None:
     m = config.mqtt
     if not (mqtt and m.enabled):
         return
-    from .mqtt import MqttError, read_password_file
+    from .mqtt import MqttError, checked_password
 
-    if m.password and m.password_file:
-        raise ConfigError("mqtt: set password or password_file, not both")
     try:
-        password = read_password_file(m.password_file) if m.password_file else m.password
+        checked_password(m)
     except MqttError as exc:
         raise ConfigError(str(exc)) from None
-    if password and not m.username:
-        raise ConfigError("mqtt: a password needs a username")
-    if m.tls and m.ca_file:
-        import ssl
-
-        try:
-            ssl.create_default_context().load_verify_locations(cafile=m.ca_file)
-        except ssl.SSLError as exc:  # an OSError too: first
-            raise ConfigError(f"mqtt ca_file {m.ca_file}: not a usable CA certificate ({exc.reason or exc})") from None
-        except OSError as exc:
-            raise ConfigError(f"mqtt ca_file {m.ca_file}: cannot be read ({exc.strerror or exc})") from None
