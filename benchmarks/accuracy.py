@@ -259,11 +259,11 @@ def analyse_file(path: Path, models: Mapping[str, KeywordModel]) -> dict[str, di
     samples = 0
     for block in source.blocks():
         samples += len(block)
-        for frames_total in features.push(block):
-            window = features.window()
-            frames.append(window[-1].copy())
-            if frames_total >= num_frames:
-                ends.append(features.samples_covered)
+        for hop in features.push(block):
+            frames.append(features.frame(hop.number).copy())
+            if hop.number + 1 >= num_frames:
+                window = features.window(hop.number)
+                ends.append(hop.end_sample)
                 for name, model in models.items():
                     probabilities[name].append(model.probabilities(window))
     n_labels = {name: len(model.labels) for name, model in models.items()}

@@ -45,8 +45,9 @@ import numpy as np
 import scipy.io.wavfile
 
 from kws_stream.command import HOP_SAMPLES, CommandGate, CommandParams, hop_level_db
-from kws_stream.decision import Decision, DecisionParams, KeywordDecider
+from kws_stream.decision import DecisionParams
 from kws_stream.features import FeatureParams, MfccExtractor
+from kws_stream.pipeline import PipelineParams, Spotter
 
 SHARED = Path(os.environ.get("KWS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 AUDIO = SHARED / "audio"
@@ -397,30 +398,17 @@ class Fired:
     emitted: float  # stream position at which it was reported (s)
 
 
-def replay(trace: Trace, decision: DecisionParams, command: CommandParams) -> list[Fired]:
-    decider = KeywordDecider(LABELS, decision)
-    gate = CommandGate(command, labels=LABELS, decision=decision) if command.enabled else None
+def replay(trace: Trace, decision: DecisionParams, command: CommandParams, eager: bool = False) -> list[Fired]:
+    """The pipeline's own `Spotter` over cached levels and probabilities: hop k of the
+    pipeline (its frame ends at (k + 2) * 320) is trace index k + 1."""
+    spotter = Spotter(LABELS, PipelineParams(decision=decision, command=command, eager_inference=eager),
+                      lambda k: trace.probs[k + 1])
     out: list[Fired] = []
-    first_window = FeatureParams().num_frames
-    for i, level in enumerate(trace.levels):
-        if i == 0:
-            continue
-        end = (i + 1) * HOP_SAMPLES
-        fired: list[Decision] = []
-        smoothed = None
-        if i >= first_window:
-            d = decider.update(trace.probs[i], end, RATE)
-            smoothed = decider.smoothed
-            if d is not None:
-                fired.append(d)
-        if gate is None:
-            out.extend(Fired(d.keyword, d.end_sample / RATE, end / RATE) for d in fired)
-        else:
-            out.extend(Fired(d.keyword, d.end_sample / RATE, end / RATE)
-                       for d in gate.push_level(float(level), end, fired, smoothed))
-    if gate is not None:
-        end = len(trace.levels) * HOP_SAMPLES / RATE
-        out.extend(Fired(d.keyword, d.end_sample / RATE, end) for d in gate.finish())
+    for k in range(len(trace.levels) - 1):
+        end = (k + 2) * HOP_SAMPLES / RATE
+        out.extend(Fired(d.keyword, d.end_sample / RATE, end) for d in spotter.hop(k, float(trace.levels[k + 1])))
+    end = len(trace.levels) * HOP_SAMPLES / RATE
+    out.extend(Fired(d.keyword, d.end_sample / RATE, end) for d in spotter.finish())
     return out
 
 

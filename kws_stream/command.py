@@ -61,13 +61,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .decision import NON_KEYWORDS, Decision, DecisionParams
+from .features import HOP_SAMPLES, SAMPLE_RATE, SILENCE_DBFS, WINDOW_SAMPLES, hop_level_db
 
-HOP_SAMPLES = 320  # 20 ms at 16 kHz: one MFCC frame step
-SAMPLE_RATE = 16000
-WINDOW_SAMPLES = 16000  # audio seen by one model window (1 s)
-
-FULL_SCALE_DB = 20.0 * math.log10(32768.0)  # int16 full scale -> 0 dBFS
-SILENCE_DBFS = -100.0  # level given to digital silence (avoids log(0))
 MIN_NOISE_FLOOR_DBFS = -70.0  # never trust a floor below this: after digital silence any click is "speech"
 DIGITAL_SILENCE_DBFS = -90.0  # no microphone is this quiet: a muted/gated source, not the room's floor
 NOISE_FLOOR_BLOCK_S = 0.5  # minimum statistics: the floor is the quietest smoothed level of the last
@@ -133,15 +128,6 @@ class CommandParams:
             raise ValueError(f"command min_snr_db must be 0-40 dB, not {self.min_snr_db}")
 
 
-def hop_level_db(hop: np.ndarray) -> float:
-    """Level of one hop of int16 samples in dBFS (digital silence -> SILENCE_DBFS)."""
-    x = hop.astype(np.float32)
-    power = float(np.dot(x, x)) / max(1, len(x))
-    if power <= 0.0:
-        return SILENCE_DBFS
-    return max(SILENCE_DBFS, 10.0 * math.log10(power) - FULL_SCALE_DB)
-
-
 class NoiseFloor:
     """Smoothed hop levels and an adaptive noise floor (minimum statistics).
 
@@ -202,6 +188,14 @@ class _Word:
         overlap = self.start <= other.end and other.start <= self.end
         return overlap and keyword in self.keywords
 
+@dataclass
+class _Probe:
+    """A burst whose following gap was heard: judged by `CommandGate.bursts`."""
+
+    hop: int  # its last hop
+    words: dict[tuple[int, int], _Verdict | None] | None = None  # (latest, peak) -> verdict, None: wait
+
+
 @dataclass(frozen=True)
 class _Verdict:
     """The outcome of judging one burst of speech, or None while it is still going on."""
@@ -239,6 +233,7 @@ class CommandGate:
         self.floor = NoiseFloor(hop_s)
         self._size = int(round(HISTORY_S / hop_s))
         self._levels = np.full(self._size, SILENCE_DBFS)
+        self._lv = [SILENCE_DBFS] * self._size  # the same as a list: the contour scans index it hop by hop
         # smoothed probabilities of the window ending at each hop (NaN: no inference there)
         self._ends = np.zeros(self._size, dtype=np.int64)  # stream position at the end of each hop
         self._probs = np.full((self._size, len(self._labels) if self._labels else 0), np.nan, dtype=np.float32)
@@ -259,6 +254,12 @@ class CommandGate:
         self.on_reject: Callable[[Decision, str], None] | None = None
         """Called with each rejected candidate and `rule: measured value` (`detect --explain`)."""
         self._hop_s = hop_s
+        self._burst_peak = SILENCE_DBFS  # the loudest hop of the latest burst, and its last hop
+        self._burst_last = -self._size
+        # last hops of bursts whose following gap has been heard, to judge by `bursts()`;
+        # bounded: a caller that never asks (a model run at every hop) keeps only a few
+        self._probes: deque[_Probe] = deque(maxlen=16)
+        self._found: deque[tuple[int, int]] = deque(maxlen=16)  # bursts `bursts()` returned lately
 
     def push(self, hop: np.ndarray, end_sample: int, candidates: Sequence[Decision] = (),
              probabilities: np.ndarray | None = None) -> list[Decision]:
@@ -266,27 +267,79 @@ class CommandGate:
 
     def push_level(self, level_db: float, end_sample: int, candidates: Sequence[Decision] = (),
                    probabilities: np.ndarray | None = None) -> list[Decision]:
-        """`push` with the hop's level already measured (the benchmark replays levels)."""
-        slot = self._hops % self._size
-        self._levels[slot] = self.floor.update(level_db)
-        if self._labels is not None:
-            self._probs[slot] = np.nan if probabilities is None else probabilities
+        """`push` with the hop's level already measured: `observe`, `add` and `judge` in one."""
+        self.observe(level_db, end_sample)
+        self.add(self._hops - 1, candidates, probabilities)
+        return self.judge()
+
+    def observe(self, level_db: float, end_sample: int) -> None:
+        """Record the next hop's level (and the stream position of its end)."""
+        k = self._hops
+        slot = k % self._size
+        level = self.floor.update(level_db)
+        self._levels[slot] = level
+        self._lv[slot] = level
+        self._probs[slot] = np.nan
         self._ends[slot] = end_sample
         self._hops += 1
-        for decision in candidates:
-            self._pending.append(_Pending(decision, self._hops - 1))
-        if not self._pending:
-            return []
-        return self._judge(final=False)
+        # where bursts of speech end, for `bursts()`: a burst goes on while hops within
+        # CORE_DROP_DB of its peak follow each other with gaps shorter than post_silence
+        if level >= self.floor.floor_db + self.params.speech_margin_db:
+            if k - self._burst_last > self._gap_hops:
+                self._burst_peak, self._burst_last = level, k
+            elif level >= self._burst_peak - CORE_DROP_DB:
+                self._burst_peak, self._burst_last = max(self._burst_peak, level), k
+        if k - self._burst_last == self._gap_hops:
+            self._probes.append(_Probe(self._burst_last))
+
+    def add(self, hop: int, candidates: Sequence[Decision] = (), probabilities: np.ndarray | None = None) -> None:
+        """The model's verdict on the window ending at `hop` (a hop already observed, at
+        most HISTORY_S old): the decider's smoothed probabilities and its candidates."""
+        if probabilities is not None and self._labels is not None:
+            self._probs[hop % self._size] = probabilities
+        self._pending.extend(_Pending(decision, hop) for decision in candidates)
+
+    def judge(self) -> list[Decision]:
+        """The candidates that can be judged now and are commands."""
+        return self._judge(final=False) if self._pending else []
+
+    def bursts(self, final: bool = False) -> list[tuple[int, int]]:
+        """Bursts of speech that ended since the last call and that the loudness contour
+        alone takes for a command, as (first hop, last hop): only the windows around these
+        can hold a command. Each burst is judged as `_verdict` judges a candidate from any
+        window that ends inside it (a window ending mid-burst can see a different word
+        than one ending after it: "left" of a quick "left up"). With `final`, the end of
+        the stream counts as silence."""
+        if final and self._hops and self._burst_last >= 0 and self._hops - 1 - self._burst_last < self._gap_hops:
+            self._probes.append(_Probe(self._burst_last))
+        found: set[tuple[int, int]] = set()
+        waiting: list[_Probe] = []
+        oldest = self._hops - self._size
+        speech = self.floor.floor_db + self.params.speech_margin_db
+        for probe in self._probes:
+            if probe.hop < oldest:
+                continue
+            if probe.words is None:  # the words a window ending inside the burst can see
+                start, _ = self._burst_start(probe.hop, speech, max(0, oldest))
+                probe.words = {self._latest_word(h): None for h in range(start, probe.hop + 1) if self._level(h) >= speech}
+            for word, verdict in probe.words.items():
+                if verdict is None:
+                    probe.words[word] = self._verdict(probe.hop, final, word)
+            verdicts = list(probe.words.values())
+            if any(v is None for v in verdicts) and self._hops - 1 - probe.hop < self._window_hops:
+                waiting.append(probe)  # all at once, so that the model runs over them in order
+            else:
+                found.update((v.start, v.end) for v in verdicts if v is not None and v.accepted)
+        self._probes = deque(waiting, maxlen=self._probes.maxlen)
+        new = sorted(found - set(self._found))  # a burst's tail can end a second burst on the same words
+        self._found.extend(new)
+        return new
 
     def finish(self, candidates: Sequence[Decision] = (), probabilities: np.ndarray | None = None) -> list[Decision]:
         """End of stream: it counts as silence, so every waiting candidate (and
         `candidates`, decisions made on the last window, whose smoothed probabilities
         are `probabilities`) is judged now."""
-        if probabilities is not None and self._labels is not None and self._hops:
-            self._probs[(self._hops - 1) % self._size] = probabilities
-        for decision in candidates:
-            self._pending.append(_Pending(decision, max(0, self._hops - 1)))
+        self.add(max(0, self._hops - 1), candidates, probabilities if self._hops else None)
         return self._judge(final=True) if self._pending else []
 
     def _judge(self, final: bool) -> list[Decision]:
@@ -429,7 +482,7 @@ class CommandGate:
         return min(last, max(verdict.end, k + self._window_hops))
 
     def _level(self, k: int) -> float:
-        return float(self._levels[k % self._size])
+        return self._lv[k % self._size]
 
     def _burst_start(self, hop: int, threshold: float, oldest: int) -> tuple[int, int]:
         """Walk back from speech hop `hop` across gaps shorter than post_silence.
@@ -437,8 +490,9 @@ class CommandGate:
         Returns the burst's first hop and the last speech hop before the gap that ends
         it (`oldest - 1` if the history ran out first)."""
         start, run, k = hop, 0, hop - 1
+        lv, size = self._lv, self._size
         while k >= oldest:
-            if self._levels[k % self._size] >= threshold:
+            if lv[k % size] >= threshold:
                 if run >= self._gap_hops:
                     return start, k
                 start, run = k, 0
@@ -447,16 +501,26 @@ class CommandGate:
             k -= 1
         return start, oldest - 1
 
-    def _verdict(self, hop: int, final: bool) -> _Verdict | None:
-        """Judge the burst of speech inside the window ending at `hop`; None: wait."""
+    def _latest_word(self, hop: int) -> tuple[int, int]:
+        """In the window ending at `hop`, the word that fired: its latest audible hop (the
+        last within LATEST_WORD_DB of the window's loudest) and its peak (the loudest hop
+        in PEAK_SEARCH_S up to it)."""
+        oldest = max(0, self._hops - self._size)
+        first = max(oldest, hop - self._window_hops + 1)
+        levels = self._levels[np.arange(first, hop + 1) % self._size]
+        speech = self.floor.floor_db + self.params.speech_margin_db
+        audible = np.flatnonzero(levels >= max(float(levels.max()) - LATEST_WORD_DB, speech))
+        latest = first + int(audible[-1]) if len(audible) else hop
+        lo = max(first, latest - self._search_hops)
+        return latest, lo + int(np.argmax(levels[lo - first:latest - first + 1]))
+
+    def _verdict(self, hop: int, final: bool, word: tuple[int, int] | None = None) -> _Verdict | None:
+        """Judge the burst of speech inside the window ending at `hop` (or the one of `word`,
+        a `_latest_word`); None: wait."""
         now = self._hops - 1
         oldest = max(0, now - self._size + 1)
-        first = max(oldest, hop - self._window_hops + 1)
-        loudest = max(self._level(k) for k in range(first, hop + 1))
         speech = self.floor.floor_db + self.params.speech_margin_db
-        audible = max(loudest - LATEST_WORD_DB, speech)
-        latest = next((k for k in range(hop, first - 1, -1) if self._level(k) >= audible), hop)
-        peak_hop = max(range(max(first, latest - self._search_hops), latest + 1), key=self._level)
+        latest, peak_hop = word or self._latest_word(hop)
         while True:
             peak = self._level(peak_hop)
             threshold = max(speech, peak - CORE_DROP_DB)
@@ -467,8 +531,9 @@ class CommandGate:
                 return None
             # forward: the burst ends at the first gap of post_silence
             end, run, k = peak_hop, 0, peak_hop + 1
+            lv, size = self._lv, self._size
             while k <= now and run < self._gap_hops:
-                if self._level(k) >= threshold:
+                if lv[k % size] >= threshold:
                     end, run = k, 0
                     if end - peak_hop >= self._max_hops:  # already too long, no need to wait
                         return _Verdict(False, peak_hop, peak_hop, end, "longer than max_word")
@@ -484,9 +549,6 @@ class CommandGate:
                 break
             peak_hop = later
         if run < self._gap_hops and not final:
-            return None
-        followed = self._followed_by_quiet(end, threshold, now, final)
-        if followed is None:
             return None
         # backward: the burst starts after a gap of post_silence. After running speech
         # it needs pre_silence; after another short burst (a command in a row of
@@ -505,12 +567,17 @@ class CommandGate:
             bounded = earlier >= oldest or oldest == 0 or previous - oldest >= self._gap_hops
             isolated = bounded and before - previous < self._max_hops
         loud = peak >= self.floor.floor_db + self.params.min_snr_db
+        # what is known already rejects at once (running speech is rejected here, without
+        # waiting for what follows)
         if end - start + 1 > self._max_hops:
             return _Verdict(False, peak_hop, start, end, "longer than max_word")
         if not isolated:
             return _Verdict(False, peak_hop, start, end, "no pause before it (pre_silence)")
         if not loud:
             return _Verdict(False, peak_hop, start, end, "too quiet above the noise floor (min_snr_db)")
+        followed = self._followed_by_quiet(end, threshold, now, final)
+        if followed is None:
+            return None
         if not followed:
             return _Verdict(False, peak_hop, start, end, "running speech follows it (after_silence)")
         return _Verdict(True, peak_hop, start, end)
@@ -521,15 +588,16 @@ class CommandGate:
         post_silence; False if longer speech follows (the first word of a sentence after
         a pause); None while that is not heard yet. The stream end counts as quiet."""
         k = end + 1
+        lv, size = self._lv, self._size
         while k <= min(now, end + self._after_hops):
-            if self._level(k) >= threshold:
+            if lv[k % size] >= threshold:
                 break
             k += 1
         else:
             return True if k > end + self._after_hops or final else None
         nxt, run, j = k, 0, k + 1
         while j <= now and run < self._gap_hops:
-            if self._level(j) >= threshold:
+            if lv[j % size] >= threshold:
                 nxt, run = j, 0
                 if nxt - k >= self._max_hops:
                     return False

@@ -33,6 +33,7 @@ from .backend import KeywordModel
 from .capture import CaptureSession, DeviceError, open_capture
 from .errors import KwsError
 from .events import Detection, EventBus, Sink
+from .features import SAMPLE_RATE
 from .metrics import DaemonStats, Metrics
 from .pipeline import Pipeline, PipelineParams
 from .service import Notifier, Signals, StopRequested
@@ -138,7 +139,7 @@ class Worker:
             if self.stop.is_set() and time.monotonic() > self._drain_deadline:
                 self._drain_cut = True
                 log.warning("event=stop_drain_cut dropped_s=%.2f note=stop_budget_spent",
-                            (len(audio) - start) / 16000)
+                            (len(audio) - start) / SAMPLE_RATE)
                 return
             self._publish(self.pipeline.feed(audio[start : start + SLICE]))
         self.audio_flowing.set()
@@ -236,7 +237,7 @@ class Daemon:
         if self._failures or self._reconnects:
             log.warning("event=device_back device=%r after_attempts=%d", session.device_name, self._failures)
         log.info("event=capture_started device=%r rate=%d channels=%d resampling=%s",
-                 session.device_name, session.rate, session.channels, session.rate != 16000)
+                 session.device_name, session.rate, session.channels, session.rate != SAMPLE_RATE)
         self._failures = 0
         self._session = session
         self.worker.session = session
@@ -299,7 +300,7 @@ class Daemon:
         errors, dropped = self.worker.bus.sink_counts()
         return DaemonStats(
             detections=dict(self.worker.detections_by_keyword),
-            audio_seconds=self.worker.pipeline.samples_seen / 16000,
+            audio_seconds=self.worker.pipeline.samples_seen / SAMPLE_RATE,
             ring_overflow_seconds=self.worker.ring_overflow_seconds,
             input_overflows=input_overflows,
             reconnects=self._reconnects,
@@ -310,7 +311,7 @@ class Daemon:
 
     def _status_text(self) -> str:
         device = self._session.device_name if self._session else "none"
-        seconds = self.worker.pipeline.samples_seen / 16000
+        seconds = self.worker.pipeline.samples_seen / SAMPLE_RATE
         stats = self.stats()
         return (f"listening device={device} audio_s={seconds:.0f} detections={self.worker.detections} "
                 f"ring_overflow_s={stats.ring_overflow_seconds:.2f} input_overflows={stats.input_overflows} "

@@ -67,6 +67,13 @@ class KeywordDecider:
         """Drop the smoothing history (after a stretch the model did not see)."""
         self._history.clear()
 
+    def reset(self) -> None:
+        """`forget`, and re-arm every keyword: the windows not seen held no word (command
+        mode runs the model only around bursts of speech; between them, every score would
+        have fallen). Refractory times still count."""
+        self._history.clear()
+        self._armed[:] = True
+
     def update(self, probabilities: np.ndarray, end_sample: int, sample_rate: int) -> Decision | None:
         """Feed one window's probabilities; returns a Decision when a keyword fires."""
         self._history.append(probabilities)

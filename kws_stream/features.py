@@ -1,19 +1,27 @@
 """The MicroNet MFCC front end, exactly as the models were trained (see SPEC.md).
 
 `MfccExtractor` turns one 640-sample frame into 10 coefficients. `FeatureWindow`
-is the streaming stage: it is fed int16 audio of any block size, computes exactly
-one new frame per 320-sample hop, and keeps the 49 most recent frames as a
-contiguous array without ever recomputing older frames.
+is the streaming stage: it is fed int16 audio of any block size, yields each 320-sample
+hop with its level, and computes the MFCC frames a window needs, each exactly once.
+The level helpers live here too: each sample is looked at by this stage only.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # Hz: what the models were trained on; every source is resampled to it
+HOP_SAMPLES = 320  # one MFCC frame step (20 ms)
+WINDOW_SAMPLES = 16000  # audio seen by one model window (1 s)
+
+FULL_SCALE_POWER = 32768.0 ** 2
+FULL_SCALE_DB = 20.0 * math.log10(32768.0)  # int16 full scale -> 0 dBFS
+SILENCE_DBFS = -100.0  # level given to digital silence (avoids log(0))
 
 
 @dataclass(frozen=True)
@@ -22,7 +30,7 @@ class FeatureParams:
 
     sample_rate: int = SAMPLE_RATE
     frame_length: int = 640
-    frame_step: int = 320
+    frame_step: int = HOP_SAMPLES
     fft_length: int = 1024
     num_mel_bins: int = 40
     lower_hz: float = 20.0
@@ -34,6 +42,10 @@ class FeatureParams:
     def window_samples(self) -> int:
         """Audio covered by one model input (16000 samples for MicroNet)."""
         return self.frame_length + (self.num_frames - 1) * self.frame_step
+
+    def frame_end(self, index: int) -> int:
+        """Stream position of the end of frame (hop) `index`, counted from 0."""
+        return index * self.frame_step + self.frame_length
 
 
 def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
@@ -103,23 +115,43 @@ class MfccExtractor:
         return self.frames(np.asarray(samples)[idx])
 
 
-class FeatureWindow:
-    """Streaming MFCC: one new frame per hop, a sliding window of the newest frames.
+class Hop(NamedTuple):
+    """One 20 ms hop of the stream, as the feature stage saw it."""
 
-    Frames live twice in a (2 * num_frames) ring so that the newest `num_frames`
-    are always one contiguous slice: no roll, no copy, no recomputation.
+    number: int  # 0-based: hop k is the end of frame k (frames are numbered from 0)
+    end_sample: int  # stream position of the end of frame k
+    level_db: float  # level of the hop's newest `frame_step` samples (see `hop_level_db`)
+
+
+class FeatureWindow:
+    """The streaming front end: int16 audio of any block size in, one `Hop` out per 320 samples.
+
+    Each hop's level is measured as it arrives: it is the cheap evidence command mode
+    decides on. Its MFCC frame is computed only when a window asks for it: every hop in
+    plain mode, only around candidate bursts in command mode. The audio of the last
+    `history_hops` hops is kept (twice, in a mirrored ring, so that any frame is one
+    contiguous slice) and so is every frame computed, so no frame is ever computed twice
+    and no window recomputes older frames.
     """
 
-    def __init__(self, extractor: MfccExtractor) -> None:
+    HISTORY_HOPS = 300  # 6 s: command mode's 4 s of history + a 1 s window + smoothing warm-up
+
+    def __init__(self, extractor: MfccExtractor, history_hops: int = HISTORY_HOPS) -> None:
         p = extractor.params
+        if history_hops < p.num_frames:
+            raise ValueError(f"history_hops must hold a window ({p.num_frames} hops), not {history_hops}")
         self.params = p
         self._extractor = extractor
-        # Audio not yet consumed by a frame: the frame overlap plus a partial hop.
-        self._pending = np.zeros(0, dtype=np.int16)
-        self._ring = np.zeros((2 * p.num_frames, p.num_mfcc))
-        self._next = 0
+        self._capacity = (history_hops - 1) * p.frame_step + p.frame_length  # samples kept
+        self._audio = np.zeros(2 * self._capacity, dtype=np.int16)
+        self._written = 0  # samples pushed so far
+        self._history = history_hops
+        self._frames = np.zeros((history_hops, p.num_mfcc))
+        self._frame_ids = np.full(history_hops, -1, dtype=np.int64)  # which frame each slot holds
         self.frames_total = 0
-        """Frames computed since the start of the stream."""
+        """Frames (hops) completed since the start of the stream."""
+        self.frames_computed = 0
+        """MFCC frames actually computed (benchmarks: what command mode saves)."""
 
     @property
     def ready(self) -> bool:
@@ -127,35 +159,86 @@ class FeatureWindow:
         return self.frames_total >= self.params.num_frames
 
     @property
+    def samples_pushed(self) -> int:
+        return self._written
+
+    @property
     def samples_covered(self) -> int:
         """Stream position (in samples) of the end of the newest frame."""
-        p = self.params
-        if self.frames_total == 0:
-            return 0
-        return (self.frames_total - 1) * p.frame_step + p.frame_length
+        return self.frame_end(self.frames_total - 1) if self.frames_total else 0
 
-    def push(self, samples: np.ndarray) -> Iterator[int]:
-        """Append int16 audio, computing frames one hop at a time.
+    def frame_end(self, index: int) -> int:
+        return self.params.frame_end(index)
 
-        A generator: it yields after each new frame (the running `frames_total`),
-        so the caller can look at every window, whatever the block size.
-        """
-        p = self.params
-        audio = np.concatenate((self._pending, np.asarray(samples, dtype=np.int16)))
-        start = 0
-        while start + p.frame_length <= len(audio):
-            self._store(self._extractor.frame(audio[start : start + p.frame_length]))
-            start += p.frame_step
-            yield self.frames_total
-        self._pending = audio[start:]
+    def oldest_window(self) -> int:
+        """The oldest hop whose window can still be computed (its audio or frames are kept)."""
+        return max(self.params.num_frames - 1, self.frames_total - self._history + self.params.num_frames - 1)
 
-    def _store(self, frame: np.ndarray) -> None:
-        n = self.params.num_frames
-        self._ring[self._next] = frame
-        self._ring[self._next + n] = frame
-        self._next = (self._next + 1) % n
-        self.frames_total += 1
+    def push(self, samples: np.ndarray) -> Iterator[Hop]:
+        """Append int16 audio; a generator that yields after each completed hop, so the
+        caller can look at every hop (and window), whatever the block size."""
+        samples = np.asarray(samples, dtype=np.int16).reshape(-1)
+        step = self.params.frame_step
+        pos = 0
+        while pos < len(samples):
+            need = self.frame_end(self.frames_total) - self._written
+            take = min(need, len(samples) - pos)
+            self._write(samples[pos:pos + take])
+            pos += take
+            if take == need:
+                index = self.frames_total
+                self.frames_total += 1
+                end = self._written
+                yield Hop(index, end, hop_level_db(self._slice(end - step, end)))
 
-    def window(self) -> np.ndarray:
-        """The newest `num_frames` frames, oldest first, shape (49, 10). A view: copy to keep."""
-        return self._ring[self._next : self._next + self.params.num_frames]
+    def _write(self, x: np.ndarray) -> None:
+        capacity, n = self._capacity, len(x)
+        i = self._written % capacity
+        self._audio[i:i + n] = x  # i < capacity and n <= frame_length: fits in 2 * capacity
+        first = min(i + n, capacity) - i  # the part in the first half is mirrored after it
+        self._audio[i + capacity:i + capacity + first] = x[:first]
+        self._audio[:n - first] = x[first:]  # ... and the part past it, before it
+        self._written += n
+
+    def _slice(self, start: int, end: int) -> np.ndarray:
+        i = start % self._capacity
+        return self._audio[i:i + end - start]
+
+    def frame(self, index: int) -> np.ndarray:
+        """The MFCC of frame `index` (computed now if it was not)."""
+        slot = index % self._history
+        if self._frame_ids[slot] != index:
+            start = index * self.params.frame_step
+            if start < self._written - self._capacity or index >= self.frames_total:
+                raise IndexError(f"frame {index} is not available (frames 0-{self.frames_total - 1} seen)")
+            self._frames[slot] = self._extractor.frame(self._slice(start, start + self.params.frame_length))
+            self._frame_ids[slot] = index
+            self.frames_computed += 1
+        return self._frames[slot]
+
+    def window(self, end: int | None = None) -> np.ndarray:
+        """The `num_frames` frames ending with frame `end` (default: the newest), oldest
+        first, shape (49, 10); computes the frames not computed yet."""
+        end = self.frames_total - 1 if end is None else end
+        first = end - self.params.num_frames + 1
+        if first < 0:
+            raise IndexError(f"no whole window ends at frame {end}")
+        for index in range(first, end + 1):
+            self.frame(index)
+        return self._frames[np.arange(first, end + 1) % self._history]
+
+
+def hop_level_db(hop: np.ndarray) -> float:
+    """Level of one hop of int16 samples in dBFS (digital silence -> SILENCE_DBFS)."""
+    x = hop.astype(np.float32)
+    power = float(np.dot(x, x)) / max(1, len(x))
+    if power <= 0.0:
+        return SILENCE_DBFS
+    return max(SILENCE_DBFS, 10.0 * math.log10(power) - FULL_SCALE_DB)
+
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level of int16 audio in dBFS (for logs and benchmarks)."""
+    x = samples.astype(np.float64)
+    power = float(np.mean(x * x)) if len(x) else 0.0
+    return 10.0 * math.log10(max(power, 1e-12) / FULL_SCALE_POWER)

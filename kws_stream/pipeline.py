@@ -3,6 +3,15 @@
 A plain object driven synchronously: `feed()` 16 kHz int16 blocks in, detections
 out. `kws-stream detect` drives it from a file; the daemon drives the very same
 object from its capture thread's ring buffer.
+
+`Spotter` is the part after the front end: hop levels in, decisions out, running the
+model (through a `score(hop)` callback) on the windows that need it. Plain mode runs it
+on every window (`stride`), minus those the silence gate skips. Command mode is event
+driven: a command is a short burst of speech with a pause before and after it, so the
+cheap per-hop levels decide when such a burst has ended, and only then does the model
+run, over the windows that can hold that burst. Silence, noise and running speech cost
+a level per hop and nothing else. The benchmarks drive the same `Spotter` with cached
+model outputs.
 """
 
 from __future__ import annotations
@@ -14,11 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backend import KeywordModel
-from .command import CommandGate, CommandParams, hop_level_db
-from .decision import Decision, DecisionParams, KeywordDecider
+from .command import CommandGate, CommandParams
+from .decision import NON_KEYWORDS, Decision, DecisionParams, KeywordDecider
 from .events import Detection
-from .features import FeatureWindow, MfccExtractor
+from .features import FeatureParams, FeatureWindow, MfccExtractor
 from .silence import SilenceGate, SilenceParams
+
+SCREEN_SCORE = 0.5
+"""Command mode looks first at the windows that hold a whole candidate burst (its end, one
+window after its start, and midway): unless a keyword scores this fraction of its
+threshold in one of them, the burst is no command and the model stops there."""
 
 
 @dataclass(frozen=True)
@@ -26,17 +40,185 @@ class PipelineParams:
     stride: int = 1  # run the model every `stride` hops (20 ms each)
     decision: DecisionParams = DecisionParams()
     command: CommandParams = CommandParams()  # command mode (on by default); enabled=False: plain spotting
-    silence: SilenceParams = SilenceParams()  # skip inference while quiet (off by default)
+    silence: SilenceParams = SilenceParams()  # plain mode: skip inference while quiet (off by default)
+    eager_inference: bool = False
+    """Command mode only: run the model at every hop as plain mode does, instead of only
+    around bursts that can be commands. Same rules, ~50x the CPU: for benchmarks and for
+    checking that the event-driven path reports the same commands."""
+
+
+class Spotter:
+    """Hop levels in, keyword decisions out; one per stream, not thread-safe.
+
+    `hop(index, level_db)` takes hop `index` (0-based; the window ending with it ends at
+    `FeatureParams.frame_end(index)`) and returns the decisions made now. `score(index)`
+    must return the model's probabilities for the window ending with hop `index`, for any
+    index between `oldest_window()` and the newest hop.
+    """
+
+    def __init__(self, labels: tuple[str, ...], params: PipelineParams, score: Callable[[int], np.ndarray],
+                 features: FeatureParams = FeatureParams(),
+                 oldest_window: Callable[[], int] = lambda: 0) -> None:
+        self.labels = labels
+        self.params = params
+        self._score = score
+        self._features = features
+        self._oldest_window = oldest_window
+        self._first_window = features.num_frames - 1  # the first hop with a whole window behind it
+        # the gate's window length in hops (50: a window's audio spans 50 hop steps); the
+        # last window holding a burst that starts at hop s ends at s + 49, as the gate counts
+        self._window_hops = round(features.window_samples / features.frame_step)
+        self.decider = KeywordDecider(labels, params.decision)
+        self.gate = self._new_gate(params)
+        self.silence = self._new_silence(params)
+        self.inferences = 0
+        """Model runs so far."""
+        self._screened: dict[int, np.ndarray] = {}  # window (by its last hop) -> probabilities, not yet used
+        self._reportable = np.array([label not in NON_KEYWORDS and (params.decision.keywords is None
+                                     or label in params.decision.keywords) for label in labels])
+        self._hops = 0  # hops seen
+        self._inferred = -1  # the newest hop whose window the model ran on
+        self._wanted = -1  # event-driven: the model runs on windows up to this hop
+        self.on_reject: Callable[[Decision, str], None] | None = None
+        """Called with each candidate command mode rejects and the rule that did."""
+
+    @property
+    def event_driven(self) -> bool:
+        return self.gate is not None and not self.params.eager_inference
+
+    def _new_gate(self, params: PipelineParams) -> CommandGate | None:
+        if not params.command.enabled:
+            return None
+        gate = CommandGate(params.command, self._features.sample_rate, self._features.window_samples,
+                           self.labels, params.decision)
+        gate.on_reject = self._rejected
+        return gate
+
+    def _new_silence(self, params: PipelineParams) -> SilenceGate | None:
+        # plain mode only: in command mode the model does not run in silence anyway
+        if not params.silence.enabled or params.command.enabled:
+            return None
+        return SilenceGate(params.silence, self._features.num_frames)
+
+    def _rejected(self, decision: Decision, rule: str) -> None:
+        if self.on_reject is not None:
+            self.on_reject(decision, rule)
+
+    def reconfigure(self, params: PipelineParams) -> None:
+        """New thresholds/keywords/stride without losing the audio already seen."""
+        old = self.params
+        self.params = params
+        self.decider = KeywordDecider(self.labels, params.decision)
+        self._reportable = np.array([label not in NON_KEYWORDS and (params.decision.keywords is None
+                                     or label in params.decision.keywords) for label in self.labels])
+        gate_changed = params.command != old.command or params.eager_inference != old.eager_inference
+        if gate_changed or (params.command.enabled and params.decision != old.decision):
+            self.gate = self._new_gate(params)  # the gate re-scores with the decision's thresholds
+        if params.silence != old.silence or gate_changed:
+            self.silence = self._new_silence(params)
+
+    def _due(self, index: int) -> bool:
+        return index >= self._first_window and (index - self._first_window) % self.params.stride == 0
+
+    def hop(self, index: int, level_db: float) -> list[Decision]:
+        self._hops = index + 1
+        gate, silence = self.gate, self.silence
+        if gate is None:
+            due = self._due(index)
+            if silence is not None and not silence.push_level(level_db):
+                if due:
+                    silence.skipped += 1
+                    self.decider.forget()  # no stale scores from before the silence
+                due = False
+            return self._infer(index) if due else []
+        gate.observe(level_db, self._features.frame_end(index))
+        if not self.event_driven:
+            if self._due(index):
+                gate.add(index, self._infer(index), self.decider.smoothed)
+            return gate.judge()
+        self._run_wanted(gate, gate.bursts(), index)
+        return gate.judge()
+
+    def _run_wanted(self, gate: CommandGate, bursts: list[tuple[int, int]], now: int) -> None:
+        """Run the model on the windows that can hold a burst judged a command by its
+        levels (from `smoothing` windows before its start, to warm up the smoothing, to
+        the last window holding all of it: the gate judges the word on those), as far as heard: catching up on the past
+        ones at once, then one window per hop. A burst in which no keyword scores near
+        its threshold over the windows that hold all of it is skipped (`SCREEN_SCORE`)."""
+        stride = self.params.stride
+        first = now + 1
+        if bursts:
+            oldest = max(self._first_window, self._oldest_window())
+            self._screened = {k: p for k, p in self._screened.items() if k >= oldest}
+        for start, end in bursts:
+            if not self._keyword_in(start, end, now):
+                continue
+            first = min(first, start - (self.params.decision.smoothing - 1) * stride)
+            self._wanted = max(self._wanted, end, start + self._window_hops - 1)
+        if first <= now:
+            first = max(first, self._first_window, self._oldest_window(), self._inferred + 1)
+            if first > self._inferred + stride:
+                self.decider.reset()  # the windows skipped since the last run held no command
+            for index in range(first, now + 1):
+                if self._due(index):
+                    gate.add(index, self._infer(index), self.decider.smoothed)
+        elif self._inferred < now <= self._wanted and self._due(now):
+            gate.add(now, self._infer(now), self.decider.smoothed)
+
+    def _keyword_in(self, start: int, end: int, now: int) -> bool:
+        """Does a keyword score SCREEN_SCORE of its threshold in a window holding the whole
+        burst (up to three: ending with it, one window after its start, and midway)?"""
+        lo = max(end, self._first_window, self._oldest_window())
+        hi = min(now, max(lo, start + self._window_hops - 1))
+        if lo > hi:
+            return True  # no such window heard (a stream shorter than a window): look at all
+        thresholds = np.array([self.params.decision.threshold_for(label) for label in self.labels])
+        for index in sorted({lo, (lo + hi) // 2, hi}):
+            probabilities = self._screened.get(index)
+            if probabilities is None:
+                probabilities = self._screened[index] = self._run_model(index)
+            if (probabilities[self._reportable] >= SCREEN_SCORE * thresholds[self._reportable]).any():
+                return True
+        return False
+
+    def finish(self) -> list[Decision]:
+        """End of stream: evaluate the last window if the stride skipped it; in command
+        mode the end of the stream counts as the silence after the last word."""
+        last = self._hops - 1
+        gate = self.gate
+        if gate is None:
+            quiet = self.silence is not None and not self.silence.active
+            return self._infer(last) if last >= self._first_window and self._inferred != last and not quiet else []
+        if self.event_driven:
+            self._run_wanted(gate, gate.bursts(final=True), last)
+            if self._inferred != last and last <= self._wanted and self._inferred >= last - self.params.stride:
+                gate.add(last, self._infer(last), self.decider.smoothed)
+        elif last >= self._first_window and self._inferred != last:
+            gate.add(last, self._infer(last), self.decider.smoothed)
+        return gate.finish()
+
+    def _run_model(self, index: int) -> np.ndarray:
+        self.inferences += 1
+        return self._score(index)
+
+    def _infer(self, index: int) -> list[Decision]:
+        """The window ending with hop `index` through the model (or its screened result)
+        and the decider."""
+        self._inferred = index
+        probabilities = self._screened.pop(index, None)
+        if probabilities is None:
+            probabilities = self._run_model(index)
+        decision = self.decider.update(probabilities, self._features.frame_end(index), self._features.sample_rate)
+        return [decision] if decision else []
 
 
 class Pipeline:
     """Streaming keyword spotting over one stream; not thread-safe, one per stream.
 
-    With command mode on (the default) the decider's detections pass through a
-    `CommandGate`: a keyword is reported only when spoken as a command, once the short
-    silence after it has been heard (so `feed` may return it a few blocks later, and
-    `finish` flushes what the end of the stream completes). A detection's `start`/`end`
-    stay those of the 1 s window that fired, in both modes.
+    With command mode on (the default) a keyword is reported only when spoken as a
+    command, once the short silence after it has been heard (so `feed` may return it a
+    few blocks later, and `finish` flushes what the end of the stream completes). A
+    detection's `start`/`end` stay those of the 1 s window that fired, in both modes.
     """
 
     def __init__(self, model: KeywordModel, model_name: str, source: str,
@@ -45,112 +227,65 @@ class Pipeline:
         self.model = model
         self.model_name = model_name
         self.source = source
-        self.params = params
         self._clock = clock
-        self._extractor = MfccExtractor()
-        self.features = FeatureWindow(self._extractor)
-        self.decider = KeywordDecider(model.labels, params.decision)
+        self.features = FeatureWindow(MfccExtractor())
         self._rate = self.features.params.sample_rate
-        self._evaluated_frame = -1  # frames_total at the last inference
-        self.inferences = 0
         self.inference_observer: Callable[[float], None] | None = None
         """Called with each model invoke's duration in seconds (metrics)."""
-        self.gate = self._new_gate(params.command)
-        self.silence = self._new_silence(params.silence)
-        self._tail = np.zeros(0, dtype=np.int16)  # audio after the newest frame's end
-        self._fed = 0  # samples fed so far
+        self.spotter = Spotter(model.labels, params, self._score, self.features.params, self.features.oldest_window)
+        self.spotter.on_reject = self._rejected
         self.rejection_observer: Callable[[Detection, str], None] | None = None
         """Called with each candidate command mode rejects and the rule that did (`--explain`)."""
 
-    def _new_gate(self, command: CommandParams) -> CommandGate | None:
-        if not command.enabled:
-            return None
-        gate = CommandGate(command, self._rate, self.features.params.window_samples,
-                           self.model.labels, self.params.decision)
-        gate.on_reject = self._rejected
-        return gate
+    @property
+    def params(self) -> PipelineParams:
+        return self.spotter.params
 
-    def _rejected(self, decision: Decision, rule: str) -> None:
-        if self.rejection_observer is not None:
-            self.rejection_observer(self._detection(decision), rule)
+    @property
+    def inferences(self) -> int:
+        return self.spotter.inferences
 
-    def _new_silence(self, silence: SilenceParams) -> SilenceGate | None:
-        return SilenceGate(silence, self.features.params.num_frames) if silence.enabled else None
+    @property
+    def silence(self) -> SilenceGate | None:
+        return self.spotter.silence
 
     def reconfigure(self, params: PipelineParams) -> None:
         """New thresholds/keywords/stride without losing the audio already seen."""
-        old = self.params
-        self.params = params
-        self.decider = KeywordDecider(self.model.labels, params.decision)
-        if params.command != old.command or (params.command.enabled and params.decision != old.decision):
-            self.gate = self._new_gate(params.command)  # the gate re-scores with the decision's thresholds
-        if params.silence != old.silence:
-            self.silence = self._new_silence(params.silence)
+        self.spotter.reconfigure(params)
 
     @property
     def samples_seen(self) -> int:
         return self.features.samples_covered
 
+    def _rejected(self, decision: Decision, rule: str) -> None:
+        if self.rejection_observer is not None:
+            self.rejection_observer(self._detection(decision), rule)
+
     def feed(self, samples: np.ndarray) -> list[Detection]:
         """Process a block of 16 kHz mono int16 audio; returns any detections."""
-        samples = np.asarray(samples, dtype=np.int16).reshape(-1)
-        self._fed += len(samples)
-        gate, silence = self.gate, self.silence
-        per_hop_audio = gate is not None or silence is not None
-        detections: list[Detection] = []
-        num_frames = self.features.params.num_frames
-        hop = self.features.params.frame_step
-        audio = np.concatenate((self._tail, samples)) if per_hop_audio else samples
-        audio_start = self.features.samples_covered  # stream position of audio[0]
-        for frames_total in self.features.push(samples):
-            end = self.features.samples_covered
-            level = hop_level_db(audio[max(0, end - hop - audio_start): end - audio_start]) if per_hop_audio else 0.0
-            due = frames_total >= num_frames and (frames_total - num_frames) % self.params.stride == 0
-            if silence is not None and not silence.push_level(level):
-                if due:
-                    silence.skipped += 1
-                    self.decider.forget()  # no stale scores from before the silence
-                due = False
-            decisions = self._infer() if due else []
-            if gate is None:
-                detections.extend(self._detection(d) for d in decisions)
-                continue
-            smoothed = self.decider.smoothed if due else None
-            detections.extend(self._detection(d) for d in gate.push_level(level, end, decisions, smoothed))
-        if per_hop_audio:
-            self._tail = audio[self.features.samples_covered - audio_start:]
-        return detections
+        decisions: list[Decision] = []
+        for hop in self.features.push(samples):
+            decisions.extend(self.spotter.hop(hop.number, hop.level_db))
+        return [self._detection(d) for d in decisions]
 
     def finish(self) -> list[Detection]:
-        """End of stream: evaluate the last window if the stride skipped it; in command
-        mode the end of the stream counts as the silence after the last word.
+        """End of stream (see `Spotter.finish`).
 
         A stream shorter than one window (a 0.9 s clip) is first padded with zeros to
         1 s at its end, as the Speech Commands clips the model was trained on were."""
         window = self.features.params.window_samples
-        padded = self.feed(np.zeros(window - self._fed, dtype=np.int16)) if 0 < self._fed < window else []
-        return padded + self._finish()
+        pushed = self.features.samples_pushed
+        padded = self.feed(np.zeros(window - pushed, dtype=np.int16)) if 0 < pushed < window else []
+        return padded + [self._detection(d) for d in self.spotter.finish()]
 
-    def _finish(self) -> list[Detection]:
-        decisions, inferred = [], False
-        quiet = self.silence is not None and not self.silence.active
-        if self.features.ready and self._evaluated_frame != self.features.frames_total and not quiet:
-            decisions, inferred = self._infer(), True
-        if self.gate is not None:
-            decisions = self.gate.finish(decisions, self.decider.smoothed if inferred else None)
-        return [self._detection(d) for d in decisions]
-
-    def _infer(self) -> list[Decision]:
-        self._evaluated_frame = self.features.frames_total
-        self.inferences += 1
+    def _score(self, index: int) -> np.ndarray:
+        window = self.features.window(index)
         if self.inference_observer is None:
-            probabilities = self.model.probabilities(self.features.window())
-        else:
-            started = time.perf_counter()
-            probabilities = self.model.probabilities(self.features.window())
-            self.inference_observer(time.perf_counter() - started)
-        decision = self.decider.update(probabilities, self.features.samples_covered, self._rate)
-        return [decision] if decision else []
+            return self.model.probabilities(window)
+        started = time.perf_counter()
+        probabilities = self.model.probabilities(window)
+        self.inference_observer(time.perf_counter() - started)
+        return probabilities
 
     def _detection(self, decision: Decision) -> Detection:
         end = decision.end_sample / self._rate

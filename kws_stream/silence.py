@@ -8,14 +8,13 @@ very next window the model sees, so the first word after silence is not cut.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .command import hop_level_db
+from .features import hop_level_db, level_dbfs
 
-FULL_SCALE_POWER = 32768.0 ** 2
+__all__ = ["SilenceGate", "SilenceParams", "level_dbfs"]
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,3 @@ class SilenceGate:
     def active(self) -> bool:
         """A loud hop lies inside the newest window."""
         return self._quiet_hops < self._window_hops
-
-
-def level_dbfs(samples: np.ndarray) -> float:
-    """RMS level of int16 audio in dBFS (for logs and benchmarks)."""
-    x = samples.astype(np.float64)
-    power = float(np.mean(x * x)) if len(x) else 0.0
-    return 10.0 * math.log10(max(power, 1e-12) / FULL_SCALE_POWER)

@@ -1,0 +1,117 @@
+"""Event-driven command mode: the model runs only after a burst that can be a command.
+
+Each test compares against `eager_inference=True` (the model at every hop, the way
+command mode ran before) on real recordings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import LABELS, read_clip
+from test_command import room_tone
+
+from kws_stream.command import CommandParams
+from kws_stream.pipeline import Pipeline, PipelineParams
+
+EVENT = PipelineParams()
+EAGER = PipelineParams(eager_inference=True)
+CLIPS = ["down.wav", "no_1000ms.wav", "right.wav", "right_left_up.wav", "yes.wav", "yes_1000ms.wav",
+         "yes_no_go_stop.wav"]
+SPEECH = ["another_door.wav", "another_engineer.wav", "i_tell_you.wav", "testing_routine.wav"]
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    from kws_stream.backend import KeywordModel
+
+    return KeywordModel(model_dir / "kws_micronet_l.tflite", LABELS)
+
+
+def spot(model, audio: np.ndarray, params: PipelineParams, block: int = 1600) -> tuple[list[tuple[str, float]], Pipeline]:
+    pipeline = Pipeline(model, "micronet-l", "test", params)
+    found = []
+    for i in range(0, len(audio), block):
+        found += pipeline.feed(audio[i:i + block])
+    found += pipeline.finish()
+    return [(d.keyword, round(d.end, 3)) for d in found], pipeline
+
+
+def keywords_after_pauses(pauses: list[float], digital: bool) -> np.ndarray:
+    parts = []
+    for pause, clip in zip(pauses, CLIPS * 3):
+        parts += [np.zeros(round(pause * 16000), dtype=np.int16) if digital else room_tone(pause),
+                  read_clip(f"keywords/{clip}")[1]]
+    return np.concatenate(parts + [room_tone(1.0)])
+
+
+@pytest.mark.parametrize("clip", CLIPS)
+def test_each_shared_clip_gives_what_inference_at_every_hop_gives(model, clip):
+    _, words = read_clip(f"keywords/{clip}")
+    audio = np.concatenate([room_tone(1.5), words, room_tone(1.0)])
+    eager, _ = spot(model, audio, EAGER)
+    event, pipeline = spot(model, audio, EVENT)
+    assert event == eager and event
+    assert pipeline.inferences < 0.6 * (len(audio) - 640) / 320  # the room tone before it cost nothing
+
+
+@pytest.mark.parametrize("digital", [False, True])
+def test_words_after_pauses_of_1_to_60_s_as_with_inference_at_every_hop(model, digital):
+    """Quiet of 1-60 s (room tone or digital silence) before each word: the same commands,
+    for a small fraction of the model runs; a block of 1 s changes nothing."""
+    audio = keywords_after_pauses([1.0, 60.0, 3.5, 10.0, 2.0, 25.0, 5.0], digital)
+    eager, every_hop = spot(model, audio, EAGER)
+    event, pipeline = spot(model, audio, EVENT)
+    assert event == eager
+    assert len(event) >= 9
+    assert spot(model, audio, EVENT, block=16000)[0] == event
+    assert pipeline.inferences < every_hop.inferences / 8  # ~50 windows per word
+
+
+@pytest.mark.parametrize("clip", SPEECH)
+def test_sentences_give_what_inference_at_every_hop_gives(model, clip):
+    _, speech = read_clip(f"negatives/{clip}")
+    audio = np.concatenate([room_tone(1.0), speech, room_tone(1.0)])
+    eager, _ = spot(model, audio, EAGER)
+    assert spot(model, audio, EVENT)[0] == eager == []
+
+
+@pytest.mark.parametrize("clip", ["ami_trn01.wav", "ami_trn09.wav", "ls_103-1240-0000.wav"])
+def test_running_speech_costs_a_fraction_of_the_model_runs(model, clip):
+    """Real running speech (an AMI meeting, LibriSpeech) from real-dev: what inference at
+    every hop reports, for at most an eighth of the model runs (each burst that could be a
+    word said alone is screened on three windows before the model looks at all of them)."""
+    _, audio = read_clip(f"real-dev/{clip}")
+    eager, every_hop = spot(model, audio, EAGER)
+    event, pipeline = spot(model, audio, EVENT)
+    assert event == eager
+    assert pipeline.inferences <= every_hop.inferences / 8
+
+
+def test_room_tone_and_silence_never_run_the_model(model):
+    audio = np.concatenate([room_tone(20.0), np.zeros(16000 * 10, dtype=np.int16), room_tone(5.0)])
+    found, pipeline = spot(model, audio, EVENT)
+    assert found == [] and pipeline.inferences == 0 and pipeline.features.frames_computed == 0
+
+
+def test_stride_and_a_reconfiguration_mid_stream_keep_working(model):
+    """Every second window (`stride = 2`), then back to every window after a reload:
+    the words after the reload are found as with inference at every hop."""
+    audio = keywords_after_pauses([1.0, 2.0, 2.0, 2.0], digital=False)
+    half = len(audio) // 2 // 1600 * 1600
+    strided = dataclasses.replace(EVENT, stride=2)
+    found, pipeline = spot(model, audio[:half], strided)
+    pipeline.reconfigure(EVENT)
+    later = [(d.keyword, round(d.end, 3)) for d in pipeline.feed(audio[half:]) + pipeline.finish()]
+    eager, _ = spot(model, audio, EAGER)
+    assert found and later
+    assert later == [w for w in eager if w[1] > half / 16000 + 1.0] or later[1:] == [w for w in eager if w[1] > half / 16000 + 1.0]
+
+
+def test_plain_mode_still_runs_the_model_at_every_hop(model):
+    _, words = read_clip("keywords/yes_no_go_stop.wav")
+    plain = PipelineParams(command=CommandParams(enabled=False))
+    _, pipeline = spot(model, words, plain)
+    assert pipeline.inferences == (len(words) - 640) // 320 + 1 - 48
