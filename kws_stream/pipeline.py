@@ -69,6 +69,8 @@ class Spotter:
         # last window holding a burst that starts at hop s ends at s + 49, as the gate counts
         self._window_hops = round(features.window_samples / features.frame_step)
         self.decider = KeywordDecider(labels, params.decision)
+        self._hops = 0  # hops seen
+        self._gate_base = 0
         self.gate = self._new_gate(params)
         self.silence = self._new_silence(params)
         self.inferences = 0
@@ -76,7 +78,6 @@ class Spotter:
         self._screened: dict[int, np.ndarray] = {}  # window (by its last hop) -> probabilities, not yet used
         self._reportable = np.array([label not in NON_KEYWORDS and (params.decision.keywords is None
                                      or label in params.decision.keywords) for label in labels])
-        self._hops = 0  # hops seen
         self._inferred = -1  # the newest hop whose window the model ran on
         self._wanted = -1  # event-driven: the model runs on windows up to this hop
         self.on_reject: Callable[[Decision, str], None] | None = None
@@ -92,6 +93,7 @@ class Spotter:
         gate = CommandGate(params.command, self._features.sample_rate, self._features.window_samples,
                            self.labels, params.decision)
         gate.on_reject = self._rejected
+        self._gate_base = self._hops  # a gate counts hops from its creation (a reload mid-stream)
         return gate
 
     def _new_silence(self, params: PipelineParams) -> SilenceGate | None:
@@ -134,9 +136,9 @@ class Spotter:
         gate.observe(level_db, self._features.frame_end(index))
         if not self.event_driven:
             if self._due(index):
-                gate.add(index, self._infer(index), self.decider.smoothed)
+                gate.add(index - self._gate_base, self._infer(index), self.decider.smoothed)
             return gate.judge()
-        self._run_wanted(gate, gate.bursts(), index)
+        self._run_wanted(gate, self._bursts(gate), index)
         return gate.judge()
 
     def _run_wanted(self, gate: CommandGate, bursts: list[tuple[int, int]], now: int) -> None:
@@ -156,14 +158,17 @@ class Spotter:
             first = min(first, start - (self.params.decision.smoothing - 1) * stride)
             self._wanted = max(self._wanted, end, start + self._window_hops - 1)
         if first <= now:
-            first = max(first, self._first_window, self._oldest_window(), self._inferred + 1)
+            first = max(first, self._first_window, self._oldest_window(), self._inferred + 1, self._gate_base)
             if first > self._inferred + stride:
                 self.decider.reset()  # the windows skipped since the last run held no command
             for index in range(first, now + 1):
                 if self._due(index):
-                    gate.add(index, self._infer(index), self.decider.smoothed)
+                    gate.add(index - self._gate_base, self._infer(index), self.decider.smoothed)
         elif self._inferred < now <= self._wanted and self._due(now):
-            gate.add(now, self._infer(now), self.decider.smoothed)
+            gate.add(now - self._gate_base, self._infer(now), self.decider.smoothed)
+
+    def _bursts(self, gate: CommandGate, final: bool = False) -> list[tuple[int, int]]:
+        return [(start + self._gate_base, end + self._gate_base) for start, end in gate.bursts(final)]
 
     def _keyword_in(self, start: int, end: int, now: int) -> bool:
         """Does a keyword score SCREEN_SCORE of its threshold in a window holding the whole
@@ -190,11 +195,11 @@ class Spotter:
             quiet = self.silence is not None and not self.silence.active
             return self._infer(last) if last >= self._first_window and self._inferred != last and not quiet else []
         if self.event_driven:
-            self._run_wanted(gate, gate.bursts(final=True), last)
+            self._run_wanted(gate, self._bursts(gate, final=True), last)
             if self._inferred != last and last <= self._wanted and self._inferred >= last - self.params.stride:
-                gate.add(last, self._infer(last), self.decider.smoothed)
+                gate.add(last - self._gate_base, self._infer(last), self.decider.smoothed)
         elif last >= self._first_window and self._inferred != last:
-            gate.add(last, self._infer(last), self.decider.smoothed)
+            gate.add(last - self._gate_base, self._infer(last), self.decider.smoothed)
         return gate.finish()
 
     def _run_model(self, index: int) -> np.ndarray:

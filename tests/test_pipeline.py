@@ -97,17 +97,18 @@ def test_room_tone_and_silence_never_run_the_model(model):
 
 
 def test_stride_and_a_reconfiguration_mid_stream_keep_working(model):
-    """Every second window (`stride = 2`), then back to every window after a reload:
-    the words after the reload are found as with inference at every hop."""
-    audio = keywords_after_pauses([1.0, 2.0, 2.0, 2.0], digital=False)
+    """Every second window (`stride = 2`), then a reload (new thresholds: the gate starts
+    afresh mid-stream): the words after the reload are found as with inference at every
+    hop; a few hops after it nothing is lost."""
+    audio = keywords_after_pauses([1.0, 2.0, 2.0, 2.0, 2.0], digital=False)
     half = len(audio) // 2 // 1600 * 1600
-    strided = dataclasses.replace(EVENT, stride=2)
-    found, pipeline = spot(model, audio[:half], strided)
-    pipeline.reconfigure(EVENT)
+    found, pipeline = spot(model, audio[:half], dataclasses.replace(EVENT, stride=2))
+    pipeline.reconfigure(dataclasses.replace(EVENT, decision=dataclasses.replace(EVENT.decision, threshold=0.69)))
     later = [(d.keyword, round(d.end, 3)) for d in pipeline.feed(audio[half:]) + pipeline.finish()]
     eager, _ = spot(model, audio, EAGER)
-    assert found and later
-    assert later == [w for w in eager if w[1] > half / 16000 + 1.0] or later[1:] == [w for w in eager if w[1] > half / 16000 + 1.0]
+    after = half / 16000 + 1.5
+    assert len(found) >= 2
+    assert [w for w in later if w[1] > after] == [w for w in eager if w[1] > after] != []
 
 
 def test_plain_mode_still_runs_the_model_at_every_hop(model):
