@@ -193,6 +193,7 @@ class _Probe:
     """A burst whose following gap was heard: judged by `CommandGate.bursts`."""
 
     hop: int  # its last hop
+    start: int = 0  # its first hop (at the lowest threshold: the speech margin)
     words: dict[tuple[int, int], _Verdict | None] | None = None  # (latest, peak) -> verdict, None: wait
 
 
@@ -303,36 +304,38 @@ class CommandGate:
         """The candidates that can be judged now and are commands."""
         return self._judge(final=False) if self._pending else []
 
-    def bursts(self, final: bool = False) -> list[tuple[int, int]]:
-        """Bursts of speech that ended since the last call and that the loudness contour
-        alone takes for a command, as (first hop, last hop): only the windows around these
-        can hold a command. Each burst is judged as `_verdict` judges a candidate from any
-        window that ends inside it (a window ending mid-burst can see a different word
-        than one ending after it: "left" of a quick "left up"). With `final`, the end of
-        the stream counts as silence."""
+    def bursts(self, final: bool = False) -> list[tuple[int, int, int]]:
+        """Bursts of speech that the loudness contour alone takes for a command (the rules
+        `_verdict` applies to a candidate), each as soon as it is known, as (first hop of
+        the stretch of speech it is part of, its first hop, its last hop): only windows
+        around these can hold a command. Each stretch ended by a gap is judged for every
+        word a window ending inside it can see (a window ending mid-stretch can see another
+        word than one ending after it: the "left" of a quick "left up"). With `final`, the
+        end of the stream counts as silence."""
         if final and self._hops and self._burst_last >= 0 and self._hops - 1 - self._burst_last < self._gap_hops:
             self._probes.append(_Probe(self._burst_last))
-        found: set[tuple[int, int]] = set()
+        found: set[tuple[int, int, int]] = set()
         waiting: list[_Probe] = []
         oldest = self._hops - self._size
         speech = self.floor.floor_db + self.params.speech_margin_db
         for probe in self._probes:
             if probe.hop < oldest:
                 continue
-            if probe.words is None:  # the words a window ending inside the burst can see
-                start, _ = self._burst_start(probe.hop, speech, max(0, oldest))
-                probe.words = {self._latest_word(h): None for h in range(start, probe.hop + 1) if self._level(h) >= speech}
+            if probe.words is None:  # the words a window ending inside the stretch can see
+                probe.start, _ = self._burst_start(probe.hop, speech, max(0, oldest))
+                probe.words = {self._latest_word(h): None for h in range(probe.start, probe.hop + 1)
+                               if self._level(h) >= speech}
             for word, verdict in probe.words.items():
                 if verdict is None:
                     probe.words[word] = self._verdict(probe.hop, final, word)
             verdicts = list(probe.words.values())
+            found.update((min(probe.start, v.start), v.start, v.end) for v in verdicts if v is not None and v.accepted)
             if any(v is None for v in verdicts) and self._hops - 1 - probe.hop < self._window_hops:
-                waiting.append(probe)  # all at once, so that the model runs over them in order
-            else:
-                found.update((v.start, v.end) for v in verdicts if v is not None and v.accepted)
+                waiting.append(probe)
         self._probes = deque(waiting, maxlen=self._probes.maxlen)
-        new = sorted(found - set(self._found))  # a burst's tail can end a second burst on the same words
-        self._found.extend(new)
+        seen = set(self._found)  # a burst's tail can end a second stretch holding the same words
+        new = sorted(b for b in found if (b[1], b[2]) not in seen)
+        self._found.extend((b[1], b[2]) for b in new)
         return new
 
     def finish(self, candidates: Sequence[Decision] = (), probabilities: np.ndarray | None = None) -> list[Decision]:

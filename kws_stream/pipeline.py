@@ -141,21 +141,23 @@ class Spotter:
         self._run_wanted(gate, self._bursts(gate), index)
         return gate.judge()
 
-    def _run_wanted(self, gate: CommandGate, bursts: list[tuple[int, int]], now: int) -> None:
+    def _run_wanted(self, gate: CommandGate, bursts: list[tuple[int, int, int]], now: int) -> None:
         """Run the model on the windows that can hold a burst judged a command by its
-        levels (from `smoothing` windows before its start, to warm up the smoothing, to
-        the last window holding all of it: the gate judges the word on those), as far as heard: catching up on the past
-        ones at once, then one window per hop. A burst in which no keyword scores near
-        its threshold over the windows that hold all of it is skipped (`SCREEN_SCORE`)."""
+        levels, as far as heard: catching up on the past ones at once, then one window per
+        hop. They go from `smoothing` windows before the start of the stretch of speech it
+        is part of (so that windows of any word in it are taken in order, the smoothing
+        warmed up) to the last window holding all of the burst (the gate judges the word on
+        those). A burst in which no keyword scores near its threshold over the windows that
+        hold all of it is skipped (`SCREEN_SCORE`)."""
         stride = self.params.stride
         first = now + 1
         if bursts:
             oldest = max(self._first_window, self._oldest_window())
             self._screened = {k: p for k, p in self._screened.items() if k >= oldest}
-        for start, end in bursts:
+        for stretch, start, end in bursts:
             if not self._keyword_in(start, end, now):
                 continue
-            first = min(first, start - (self.params.decision.smoothing - 1) * stride)
+            first = min(first, stretch - (self.params.decision.smoothing - 1) * stride)
             self._wanted = max(self._wanted, end, start + self._window_hops - 1)
         if first <= now:
             first = max(first, self._first_window, self._oldest_window(), self._inferred + 1, self._gate_base)
@@ -167,8 +169,9 @@ class Spotter:
         elif self._inferred < now <= self._wanted and self._due(now):
             gate.add(now - self._gate_base, self._infer(now), self.decider.smoothed)
 
-    def _bursts(self, gate: CommandGate, final: bool = False) -> list[tuple[int, int]]:
-        return [(start + self._gate_base, end + self._gate_base) for start, end in gate.bursts(final)]
+    def _bursts(self, gate: CommandGate, final: bool = False) -> list[tuple[int, int, int]]:
+        base = self._gate_base
+        return [(stretch + base, start + base, end + base) for stretch, start, end in gate.bursts(final)]
 
     def _keyword_in(self, start: int, end: int, now: int) -> bool:
         """Does a keyword score SCREEN_SCORE of its threshold in a window holding the whole
