@@ -195,6 +195,7 @@ class _Probe:
     hop: int  # its last hop
     start: int = 0  # its first hop (at the lowest threshold: the speech margin)
     words: dict[tuple[int, int], _Verdict | None] | None = None  # (latest, peak) -> verdict, None: wait
+    shapes: dict[tuple[int, int], _Verdict] = dataclasses.field(default_factory=dict)  # bursts waiting for what follows
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ class _Verdict:
     start: int  # first and last hop of its burst
     end: int
     reason: str = "command"  # why it was rejected (for diagnostics), or "command"
+    threshold: float = 0.0  # the level that counted as this burst's speech
 
 
 class CommandGate:
@@ -260,7 +262,9 @@ class CommandGate:
         # last hops of bursts whose following gap has been heard, to judge by `bursts()`;
         # bounded: a caller that never asks (a model run at every hop) keeps only a few
         self._probes: deque[_Probe] = deque(maxlen=16)
-        self._found: deque[tuple[int, int]] = deque(maxlen=16)  # bursts `bursts()` returned lately
+        self._found: deque[tuple[int, int]] = deque(maxlen=16)
+        self._early_hops = max(1, self._gap_hops // 2)  # quiet after which a burst may be ending
+        self._early: int | None = None  # the last hop of such a burst, for `ending_burst()`  # bursts `bursts()` returned lately
 
     def push(self, hop: np.ndarray, end_sample: int, candidates: Sequence[Decision] = (),
              probabilities: np.ndarray | None = None) -> list[Decision]:
@@ -292,6 +296,8 @@ class CommandGate:
                 self._burst_peak, self._burst_last = max(self._burst_peak, level), k
         if k - self._burst_last == self._gap_hops:
             self._probes.append(_Probe(self._burst_last))
+        if k - self._burst_last == self._early_hops:
+            self._early = self._burst_last
 
     def add(self, hop: int, candidates: Sequence[Decision] = (), probabilities: np.ndarray | None = None) -> None:
         """The model's verdict on the window ending at `hop` (a hop already observed, at
@@ -299,6 +305,21 @@ class CommandGate:
         if probabilities is not None and self._labels is not None:
             self._probs[hop % self._size] = probabilities
         self._pending.extend(_Pending(decision, hop) for decision in candidates)
+
+    @property
+    def last_burst_hop(self) -> int:
+        """The newest hop of speech that belongs to a burst (extends the latest one)."""
+        return self._burst_last
+
+    @property
+    def verdict_delay_hops(self) -> int:
+        """Hops after a burst's end at which the rules can accept it (after_silence)."""
+        return self._after_hops
+
+    @property
+    def waiting(self) -> bool:
+        """Candidates wait to be judged."""
+        return bool(self._pending)
 
     def judge(self) -> list[Decision]:
         """The candidates that can be judged now and are commands."""
@@ -327,7 +348,14 @@ class CommandGate:
                                if self._level(h) >= speech}
             for word, verdict in probe.words.items():
                 if verdict is None:
-                    probe.words[word] = self._verdict(probe.hop, final, word)
+                    shape = probe.shapes.get(word)
+                    if shape is not None:  # it waits only for what follows it
+                        probe.words[word] = self._after(shape, final)
+                    else:
+                        pending: list[_Verdict] = []
+                        probe.words[word] = self._verdict(probe.hop, final, word, pending=pending)
+                        if pending:
+                            probe.shapes[word] = pending[0]
             verdicts = list(probe.words.values())
             found.update((min(probe.start, v.start), v.start, v.end) for v in verdicts if v is not None and v.accepted)
             if any(v is None for v in verdicts) and self._hops - 1 - probe.hop < self._window_hops:
@@ -337,6 +365,23 @@ class CommandGate:
         new = sorted(b for b in found if (b[1], b[2]) not in seen)
         self._found.extend((b[1], b[2]) for b in new)
         return new
+
+    def ending_burst(self) -> tuple[int, int, int] | None:
+        """A burst that may be ending (half of post_silence of quiet after it) and that no
+        rule rejects from what is heard so far, as `bursts()` gives them; once per burst.
+        Only the word a window ending with it sees is judged: this is a hint, to start
+        the model early, not a verdict."""
+        if self._early is None:
+            return None
+        hop, self._early = self._early, None
+        oldest = max(0, self._hops - self._size)
+        if hop < oldest:
+            return None
+        verdict = self._verdict(hop, False, gap_hops=self._early_hops)
+        if verdict is None or not verdict.accepted:
+            return None
+        stretch, _ = self._burst_start(hop, self.floor.floor_db + self.params.speech_margin_db, oldest)
+        return min(stretch, verdict.start), verdict.start, verdict.end
 
     def finish(self, candidates: Sequence[Decision] = (), probabilities: np.ndarray | None = None) -> list[Decision]:
         """End of stream: it counts as silence, so every waiting candidate (and
@@ -517,9 +562,14 @@ class CommandGate:
         lo = max(first, latest - self._search_hops)
         return latest, lo + int(np.argmax(levels[lo - first:latest - first + 1]))
 
-    def _verdict(self, hop: int, final: bool, word: tuple[int, int] | None = None) -> _Verdict | None:
+    def _verdict(self, hop: int, final: bool, word: tuple[int, int] | None = None,
+                 gap_hops: int | None = None, pending: list[_Verdict] | None = None) -> _Verdict | None:
         """Judge the burst of speech inside the window ending at `hop` (or the one of `word`,
-        a `_latest_word`); None: wait."""
+        a `_latest_word`); None: wait. With `gap_hops` shorter than post_silence's, a
+        provisional verdict: a burst followed by that much quiet that no rule rejects yet
+        is accepted (reason "provisional"). A burst that waits only for what follows it is
+        appended to `pending` (to be finished by `_after`)."""
+        gap = self._gap_hops if gap_hops is None else gap_hops
         now = self._hops - 1
         oldest = max(0, now - self._size + 1)
         speech = self.floor.floor_db + self.params.speech_margin_db
@@ -535,7 +585,7 @@ class CommandGate:
             # forward: the burst ends at the first gap of post_silence
             end, run, k = peak_hop, 0, peak_hop + 1
             lv, size = self._lv, self._size
-            while k <= now and run < self._gap_hops:
+            while k <= now and run < gap:
                 if lv[k % size] >= threshold:
                     end, run = k, 0
                     if end - peak_hop >= self._max_hops:  # already too long, no need to wait
@@ -551,7 +601,7 @@ class CommandGate:
             if self._level(later) < speech:
                 break
             peak_hop = later
-        if run < self._gap_hops and not final:
+        if run < gap and not final:
             return None
         # backward: the burst starts after a gap of post_silence. After running speech
         # it needs pre_silence; after another short burst (a command in a row of
@@ -578,12 +628,21 @@ class CommandGate:
             return _Verdict(False, peak_hop, start, end, "no pause before it (pre_silence)")
         if not loud:
             return _Verdict(False, peak_hop, start, end, "too quiet above the noise floor (min_snr_db)")
-        followed = self._followed_by_quiet(end, threshold, now, final)
+        if gap != self._gap_hops:
+            return _Verdict(True, peak_hop, start, end, "provisional")
+        verdict = self._after(_Verdict(True, peak_hop, start, end, threshold=threshold), final)
+        if verdict is None and pending is not None:
+            pending.append(_Verdict(True, peak_hop, start, end, threshold=threshold))
+        return verdict
+
+    def _after(self, shape: _Verdict, final: bool) -> _Verdict | None:
+        """A burst that passed every other rule, judged on what follows it (None: wait)."""
+        followed = self._followed_by_quiet(shape.end, shape.threshold, self._hops - 1, final)
         if followed is None:
             return None
         if not followed:
-            return _Verdict(False, peak_hop, start, end, "running speech follows it (after_silence)")
-        return _Verdict(True, peak_hop, start, end)
+            return _Verdict(False, shape.peak, shape.start, shape.end, "running speech follows it (after_silence)")
+        return _Verdict(True, shape.peak, shape.start, shape.end)
 
     def _followed_by_quiet(self, end: int, threshold: float, now: int, final: bool) -> bool | None:
         """After the burst ending at hop `end`: True if after_silence of quiet follows it,

@@ -29,6 +29,9 @@ from .events import Detection
 from .features import FeatureParams, FeatureWindow, MfccExtractor
 from .silence import SilenceGate, SilenceParams
 
+EARLY_SCORE = 1.0
+"""The model starts before a burst is judged only if a keyword clears its threshold in the
+window ending with the burst (see `Spotter._run_wanted`)."""
 SCREEN_SCORE = 0.5
 """Command mode looks first at the windows that hold a whole candidate burst (its end, one
 window after its start, and midway): unless a keyword scores this fraction of its
@@ -79,7 +82,11 @@ class Spotter:
         self._reportable = np.array([label not in NON_KEYWORDS and (params.decision.keywords is None
                                      or label in params.decision.keywords) for label in labels])
         self._inferred = -1  # the newest hop whose window the model ran on
-        self._wanted = -1  # event-driven: the model runs on windows up to this hop
+        self._wanted = -1  # event-driven: the model runs on windows up to this hop ...
+        self._next = 0  # ... from this one on
+        self._early: tuple[int, int, int] | None = None
+        """A burst that may be ending and holds a keyword: (last window it wants, its last
+        hop, the hop by which it can be judged); its windows are run a few per hop."""
         self.on_reject: Callable[[Decision, str], None] | None = None
         """Called with each candidate command mode rejects and the rule that did."""
 
@@ -138,45 +145,66 @@ class Spotter:
             if self._due(index):
                 gate.add(index - self._gate_base, self._infer(index), self.decider.smoothed)
             return gate.judge()
-        self._run_wanted(gate, self._bursts(gate), index)
+        self._run_wanted(gate, index)
         return gate.judge()
 
-    def _run_wanted(self, gate: CommandGate, bursts: list[tuple[int, int, int]], now: int) -> None:
+    def _run_wanted(self, gate: CommandGate, now: int, final: bool = False) -> None:
         """Run the model on the windows that can hold a burst judged a command by its
-        levels, as far as heard: catching up on the past ones at once, then one window per
-        hop. They go from `smoothing` windows before the start of the stretch of speech it
-        is part of (so that windows of any word in it are taken in order, the smoothing
-        warmed up) to the last window holding all of the burst (the gate judges the word on
-        those). A burst in which no keyword scores near its threshold over the windows that
-        hold all of it is skipped (`SCREEN_SCORE`)."""
-        stride = self.params.stride
-        first = now + 1
-        if bursts:
-            oldest = max(self._first_window, self._oldest_window())
-            self._screened = {k: p for k, p in self._screened.items() if k >= oldest}
-        for stretch, start, end in bursts:
-            if not self._keyword_in(start, end, now):
-                continue
-            first = min(first, stretch - (self.params.decision.smoothing - 1) * stride)
-            self._wanted = max(self._wanted, end, start + self._window_hops - 1)
-        if first <= now:
-            first = max(first, self._first_window, self._oldest_window(), self._inferred + 1, self._gate_base)
-            if first > self._inferred + stride:
-                self.decider.reset()  # the windows skipped since the last run held no command
-            for index in range(first, now + 1):
-                if self._due(index):
-                    gate.add(index - self._gate_base, self._infer(index), self.decider.smoothed)
-        elif self._inferred < now <= self._wanted and self._due(now):
-            gate.add(now - self._gate_base, self._infer(now), self.decider.smoothed)
+        levels, in order, as far as heard. They go from `smoothing` windows before the start
+        of the stretch of speech it is part of (so that windows of any word in it are taken
+        in order, the smoothing warmed up) to the last window holding all of the burst (the
+        gate judges the word on those). A burst in which no keyword scores near its
+        threshold over the windows that hold all of it is skipped (`SCREEN_SCORE`).
+
+        The model starts early, when a burst may be ending (`CommandGate.ending_burst`) and
+        the window ending with it holds a keyword, spreading the windows already heard over
+        the hops until the burst can be judged (after_silence after it), and stopping if
+        more speech comes first: the report is not delayed by a second of windows at once."""
+        warmup = (self.params.decision.smoothing - 1) * self.params.stride
+        base = self._gate_base
+        if self._early is not None and (gate.last_burst_hop + base > self._early[1] or now > self._early[2]):
+            self._early = None  # more speech: not ending after all (or judged by now)
+        if not final and (early := gate.ending_burst()) is not None:
+            stretch, start, end = (hop + base for hop in early)
+            if self._keyword_in(end, end, now, EARLY_SCORE):
+                self._extend(stretch - warmup, -1)
+                self._early = (start + self._window_hops - 1, end, end + gate.verdict_delay_hops)
+        judged = False
+        for stretch, start, end in self._bursts(gate, final):
+            if self._keyword_in(start, end, now):
+                self._extend(stretch - warmup, max(end, start + self._window_hops - 1))
+                judged = True
+        last = max(self._wanted, self._early[0] if self._early is not None else -1)
+        backlog = min(now, last) - self._next + 1
+        if backlog <= 0:
+            return
+        if self._early is not None and not (judged or final or gate.waiting):
+            backlog = -(-backlog // max(1, self._early[2] - now))  # spread until it can be judged
+        for index in range(self._next, self._next + backlog):
+            if self._due(index):
+                gate.add(index - base, self._infer(index), self.decider.smoothed)
+        self._next += backlog
+
+    def _extend(self, first: int, last: int) -> None:
+        """Windows `first`..`last` are wanted (those already run or skipped stay so)."""
+        first = max(first, self._first_window, self._oldest_window(), self._gate_base)
+        if self._next > max(self._wanted, self._early[0] if self._early else -1) \
+                and first > self._inferred + self.params.stride:
+            self.decider.reset()  # the windows skipped since the last run held no command
+            self._next = first
+        self._wanted = max(self._wanted, last)
 
     def _bursts(self, gate: CommandGate, final: bool = False) -> list[tuple[int, int, int]]:
         base = self._gate_base
         return [(stretch + base, start + base, end + base) for stretch, start, end in gate.bursts(final)]
 
-    def _keyword_in(self, start: int, end: int, now: int) -> bool:
-        """Does a keyword score SCREEN_SCORE of its threshold in a window holding the whole
+    def _keyword_in(self, start: int, end: int, now: int, score: float = SCREEN_SCORE) -> bool:
+        """Does a keyword score `score` times its threshold in a window holding the whole
         burst (up to three: ending with it, one window after its start, and midway)?"""
-        lo = max(end, self._first_window, self._oldest_window())
+        oldest = max(self._first_window, self._oldest_window())
+        if len(self._screened) > 3 * self._window_hops:
+            self._screened = {k: p for k, p in self._screened.items() if k >= oldest}
+        lo = max(end, oldest)
         hi = min(now, max(lo, start + self._window_hops - 1))
         if lo > hi:
             return True  # no such window heard (a stream shorter than a window): look at all
@@ -185,7 +213,7 @@ class Spotter:
             probabilities = self._screened.get(index)
             if probabilities is None:
                 probabilities = self._screened[index] = self._run_model(index)
-            if (probabilities[self._reportable] >= SCREEN_SCORE * thresholds[self._reportable]).any():
+            if (probabilities[self._reportable] >= score * thresholds[self._reportable]).any():
                 return True
         return False
 
@@ -198,7 +226,7 @@ class Spotter:
             quiet = self.silence is not None and not self.silence.active
             return self._infer(last) if last >= self._first_window and self._inferred != last and not quiet else []
         if self.event_driven:
-            self._run_wanted(gate, self._bursts(gate, final=True), last)
+            self._run_wanted(gate, last, final=True)
             if self._inferred != last and last <= self._wanted and self._inferred >= last - self.params.stride:
                 gate.add(last - self._gate_base, self._infer(last), self.decider.smoothed)
         elif last >= self._first_window and self._inferred != last:
