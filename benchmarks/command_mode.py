@@ -437,7 +437,7 @@ BACKGROUND_S = 3.0  # "is the room busy": voiced hops below the speech margin in
 QUIET_ROOM = 0.1  # ... a quiet room has fewer than 10 % of them (mode 1, the most sensitive)
 
 
-VAD_COST = "VAD ~0.2 ms CPU per s (~0.7 s/h)"  # python -m benchmarks.vad_cost
+VAD_US_PER_S = 155  # CPU of one SpeechFlags per second of audio (python -m benchmarks.vad_cost, 2026-12-02)
 
 
 def vad_flags_for_audio(x: np.ndarray) -> np.ndarray:
@@ -506,6 +506,11 @@ class VadRule:
         if self.where == "pause":
             return f.pause_before[k] > self.limit
         return f.row_gap is not None and f.row_gap[k] >= self.limit
+
+    @property
+    def cost(self) -> str:
+        modes = 2 if self.quiet_only and self.mode != 1 else 1  # the background is judged with mode 1
+        return f"{modes} VAD: {modes * VAD_US_PER_S / 1000:.2f} ms CPU per s ({modes * VAD_US_PER_S * 3.6 / 1000:.1f} s/h)"
 
 
 def vad_rules() -> list[VadRule]:
@@ -917,7 +922,7 @@ def run_targets(args: argparse.Namespace, user: dict[str, list[Stream]]) -> int:
     if args.vad:
         flags = vad_flags_for(sets, traces, args.cache)
         chosen = [Variant("defaults (no VAD)", decision, command)]
-        chosen += [Variant(r.label, decision, command, VAD_COST, r) for r in vad_rules()]
+        chosen += [Variant(r.label, decision, command, r.cost, r) for r in vad_rules()]
         rows = variant_rows(sets, traces, chosen, flags)
         title = "WebRTC VAD evidence in the gate (recall as % of plain mode's)"
         out += [f"== {title}", table(rows, False), ""]
