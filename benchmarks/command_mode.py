@@ -475,6 +475,7 @@ class VadFeatures:
     """What the VAD says around a burst the level rules accepted; one value per mode."""
 
     pause_before: tuple[int, ...]  # voiced hops in the pre_silence before the burst
+    pause_after: tuple[int, ...]  # voiced hops in the after_silence after it
     background: tuple[float, ...]  # voiced fraction below the speech margin in the BACKGROUND_S before that
     row_gap: tuple[float, ...] | None  # voiced fraction of the gap after the previous short burst, when
     #                                    the burst was taken as the next command of a row (else None)
@@ -485,6 +486,7 @@ class VadRule:
     """Veto an accepted word when the VAD says the pause around it was not free of speech.
 
     where="pause": more than `limit` of the pre_silence hops before it are voiced (mode `mode`);
+    where="after": more than `limit` of the after_silence hops after it are voiced;
     where="row": it followed a short burst after less than pre_silence (a row of commands) and at
     least `limit` of that gap is voiced. quiet_only: only when the room is quiet (background < QUIET_ROOM)."""
 
@@ -495,8 +497,9 @@ class VadRule:
 
     @property
     def label(self) -> str:
-        what = (f"pause voiced > {self.limit:g} of 30 hops" if self.where == "pause"
-                else f"row gap voiced >= {self.limit:.0%}")
+        what = {"pause": f"pause before voiced > {self.limit:g} of 30 hops",
+                "after": f"pause after voiced > {self.limit:g} of 12 hops"}.get(self.where,
+                                                                               f"row gap voiced >= {self.limit:.0%}")
         return f"VAD mode {self.mode}: {what}" + (" (quiet room only)" if self.quiet_only else "")
 
     def __call__(self, f: VadFeatures) -> bool:
@@ -505,6 +508,8 @@ class VadRule:
             return False
         if self.where == "pause":
             return f.pause_before[k] > self.limit
+        if self.where == "after":
+            return f.pause_after[k] > self.limit
         return f.row_gap is not None and f.row_gap[k] >= self.limit
 
     @property
@@ -515,13 +520,12 @@ class VadRule:
 
 def vad_rules() -> list[VadRule]:
     """The trade-off curve: the pause before the word (mode 3, the strictest; one mode 2
-    point) and the gap inside a row of commands, each always and in a quiet room only."""
+    point), the pause after it (mode 3) and the gap inside a row of commands (mode 2), each always and in a quiet room only."""
     out = []
-    for mode, limits in ((3, (5, 12, 20)), (2, (12,))):
-        for limit in limits:
-            out += [VadRule("pause", mode, limit), VadRule("pause", mode, limit, quiet_only=True)]
-    for mode in (2, 3):
-        out += [VadRule("row", mode, 0.6), VadRule("row", mode, 0.6, quiet_only=True)]
+    for limit in (5, 12):
+        out += [VadRule("pause", 3, limit), VadRule("pause", 3, limit, quiet_only=True)]
+    out += [VadRule("pause", 2, 12), VadRule("after", 3, 5), VadRule("after", 3, 5, quiet_only=True)]
+    out += [VadRule("row", 2, 0.6), VadRule("row", 2, 0.6, quiet_only=True)]
     return out
 
 
@@ -550,6 +554,7 @@ class VadGate(CommandGate):
             return np.arange(max(a, oldest), min(b, now) + 1)
 
         pause = hops(v.start - self._pre_hops, v.start - 1)
+        after = hops(v.end + 1, v.end + self._after_hops)
         bg = hops(v.start - self._pre_hops - int(round(BACKGROUND_S / self._hop_s)), v.start - self._pre_hops - 1)
         quiet = np.array([self._level(k) < speech for k in bg], dtype=bool)
         flags_bg = self._voiced[bg % self._size] & quiet[:, None] if len(bg) else np.zeros((0, 3), dtype=bool)
@@ -560,6 +565,7 @@ class VadGate(CommandGate):
             gap = np.arange(before + 1, start)
             row_gap = tuple(self._voiced[gap % self._size].mean(axis=0)) if len(gap) else (1.0,) * 3
         return VadFeatures(tuple(int(x) for x in self._voiced[pause % self._size].sum(axis=0)),
+                           tuple(int(x) for x in self._voiced[after % self._size].sum(axis=0)),
                            tuple(flags_bg.mean(axis=0)) if len(bg) else (0.0,) * 3, row_gap)
 
     def _verdict(self, hop: int, final: bool):
