@@ -70,3 +70,12 @@ def test_the_pause_rule_vetoes_a_word_after_a_sentence_going_on_below_the_margin
     assert said("far", rule) == []
     assert said("quiet", rule) == ["yes"]  # a pause free of speech keeps the word
     assert said("far", cm.VadRule("pause", 3, 30)) == ["yes"]  # more than the whole pause: never vetoes
+
+
+def test_without_a_rule_the_vad_gate_reports_what_the_gate_reports(model):
+    """The benchmark's VAD rules are measured against the real gate, not a copy of it."""
+    x = cm.padded(cm.read_wav(cm.AUDIO / "keywords" / "yes_no_go_stop.wav"))
+    trace = cm.compute_trace(x, model)
+    plain = cm.replay(trace, DecisionParams(), CommandParams())
+    assert [f.keyword for f in plain] == ["yes", "no", "go", "stop"]
+    assert cm.replay(trace, DecisionParams(), CommandParams(), cm.vad_flags_for_audio(x), None) == plain
