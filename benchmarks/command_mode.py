@@ -520,7 +520,8 @@ class VadRule:
 
 def vad_rules() -> list[VadRule]:
     """The trade-off curve: the pause before the word (mode 3, the strictest; one mode 2
-    point), the pause after it (mode 3) and the gap inside a row of commands (mode 2), each always and in a quiet room only."""
+    point), the pause after it (mode 3) and the gap inside a row of commands (mode 2); each
+    mode 3 / row rule both always and only in a quiet room."""
     out = []
     for limit in (5, 12):
         out += [VadRule("pause", 3, limit), VadRule("pause", 3, limit, quiet_only=True)]
