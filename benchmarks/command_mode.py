@@ -44,8 +44,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 import scipy.io.wavfile
 
-from kws_stream.command import HOP_SAMPLES, CommandGate, CommandParams, hop_level_db
-from kws_stream.decision import DecisionParams
+from kws_stream.command import CORE_DROP_DB, HOP_SAMPLES, CommandGate, CommandParams, hop_level_db
+from kws_stream.decision import Decision, DecisionParams, KeywordDecider
 from kws_stream.features import FeatureParams, MfccExtractor
 from kws_stream.pipeline import PipelineParams, Spotter
 
@@ -398,9 +398,14 @@ class Fired:
     emitted: float  # stream position at which it was reported (s)
 
 
-def replay(trace: Trace, decision: DecisionParams, command: CommandParams, eager: bool = False) -> list[Fired]:
+def replay(trace: Trace, decision: DecisionParams, command: CommandParams,
+           voiced: np.ndarray | None = None, rule: VadRule | None = None, eager: bool = False) -> list[Fired]:
     """The pipeline's own `Spotter` over cached levels and probabilities: hop k of the
-    pipeline (its frame ends at (k + 2) * 320) is trace index k + 1."""
+    pipeline (its frame ends at (k + 2) * 320) is trace index k + 1. With `voiced` (per-hop
+    VAD flags, `vad_flags_for`), the VAD experiment instead: a `VadGate` that also vetoes by
+    `rule`, with the model at every hop (as it was measured)."""
+    if voiced is not None and command.enabled:
+        return _replay_vad(trace, decision, command, voiced, rule)
     spotter = Spotter(LABELS, PipelineParams(decision=decision, command=command, eager_inference=eager),
                       lambda k: trace.probs[k + 1])
     out: list[Fired] = []
@@ -410,6 +415,176 @@ def replay(trace: Trace, decision: DecisionParams, command: CommandParams, eager
     end = len(trace.levels) * HOP_SAMPLES / RATE
     out.extend(Fired(d.keyword, d.end_sample / RATE, end) for d in spotter.finish())
     return out
+
+
+def _replay_vad(trace: Trace, decision: DecisionParams, command: CommandParams,
+                voiced: np.ndarray, rule: VadRule | None) -> list[Fired]:
+    decider = KeywordDecider(LABELS, decision)
+    gate = VadGate(voiced, rule, command, labels=LABELS, decision=decision)
+    out: list[Fired] = []
+    first_window = FeatureParams().num_frames
+    for i, level in enumerate(trace.levels):
+        if i == 0:
+            continue
+        end = (i + 1) * HOP_SAMPLES
+        fired: list[Decision] = []
+        smoothed = None
+        if i >= first_window:
+            d = decider.update(trace.probs[i], end, RATE)
+            smoothed = decider.smoothed
+            if d is not None:
+                fired.append(d)
+        out.extend(Fired(d.keyword, d.end_sample / RATE, end / RATE)
+                   for d in gate.push_level(float(level), end, fired, smoothed))
+    end_s = len(trace.levels) * HOP_SAMPLES / RATE
+    out.extend(Fired(d.keyword, d.end_sample / RATE, end_s) for d in gate.finish())
+    return out
+
+
+# ----------------------------------------------------------------------------- VAD evidence
+
+VAD_AGGRESSIVENESS = (1, 2, 3)  # WebRTC VAD modes measured; column k of a flags array is mode k + 1
+BACKGROUND_S = 3.0  # "is the room busy": voiced hops below the speech margin in the 3 s before the pause
+QUIET_ROOM = 0.1  # ... a quiet room has fewer than 10 % of them (mode 1, the most sensitive)
+
+
+VAD_US_PER_S = 155  # CPU of one SpeechFlags per second of audio (python -m benchmarks.vad_cost, 2026-12-02)
+
+
+def vad_flags_for_audio(x: np.ndarray) -> np.ndarray:
+    """WebRTC VAD flags per hop of `x`, one column per mode in VAD_AGGRESSIVENESS."""
+    from benchmarks.vad import SpeechFlags
+
+    return np.stack([SpeechFlags(mode).flags(x) for mode in VAD_AGGRESSIVENESS], axis=1)
+
+
+def vad_flags_for(sets: dict[str, list[Stream]], traces: dict[str, Trace], cache: Path) -> dict[str, np.ndarray]:
+    """WebRTC VAD flags per hop of every stream, one column per mode, aligned with its trace
+    (cached next to the traces). The VAD runs over the stream from its first sample."""
+    from benchmarks.vad import SpeechFlags
+
+    out = {}
+    for streams in sets.values():
+        for s in streams:
+            cols = []
+            for mode in VAD_AGGRESSIVENESS:
+                key = hashlib.sha1(f"webrtcvad{mode}".encode() + s.audio.tobytes()).hexdigest()[:20]
+                path = cache / f"vad-{key}.npy"
+                if path.exists():
+                    flags = np.load(path)
+                else:
+                    flags = SpeechFlags(mode).flags(s.audio)
+                    np.save(path, flags)
+                n = len(traces[s.name].levels)
+                cols.append(np.concatenate([flags, np.zeros(max(0, n - len(flags)), dtype=bool)])[:n])
+            out[s.name] = np.stack(cols, axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class VadFeatures:
+    """What the VAD says around a burst the level rules accepted; one value per mode."""
+
+    pause_before: tuple[int, ...]  # voiced hops in the pre_silence before the burst
+    pause_after: tuple[int, ...]  # voiced hops in the after_silence after it
+    background: tuple[float, ...]  # voiced fraction below the speech margin in the BACKGROUND_S before that
+    row_gap: tuple[float, ...] | None  # voiced fraction of the gap after the previous short burst, when
+    #                                    the burst was taken as the next command of a row (else None)
+
+
+@dataclass(frozen=True)
+class VadRule:
+    """Veto an accepted word when the VAD says the pause around it was not free of speech.
+
+    where="pause": more than `limit` of the pre_silence hops before it are voiced (mode `mode`);
+    where="after": more than `limit` of the after_silence hops after it are voiced;
+    where="row": it followed a short burst after less than pre_silence (a row of commands) and at
+    least `limit` of that gap is voiced. quiet_only: only when the room is quiet (background < QUIET_ROOM)."""
+
+    where: str
+    mode: int
+    limit: float
+    quiet_only: bool = False
+
+    @property
+    def label(self) -> str:
+        what = {"pause": f"pause before voiced > {self.limit:g} of 30 hops",
+                "after": f"pause after voiced > {self.limit:g} of 12 hops"}.get(self.where,
+                                                                               f"row gap voiced >= {self.limit:.0%}")
+        return f"VAD mode {self.mode}: {what}" + (" (quiet room only)" if self.quiet_only else "")
+
+    def __call__(self, f: VadFeatures) -> bool:
+        k = self.mode - 1
+        if self.quiet_only and f.background[0] >= QUIET_ROOM:
+            return False
+        if self.where == "pause":
+            return f.pause_before[k] > self.limit
+        if self.where == "after":
+            return f.pause_after[k] > self.limit
+        return f.row_gap is not None and f.row_gap[k] >= self.limit
+
+    @property
+    def cost(self) -> str:
+        modes = 2 if self.quiet_only and self.mode != 1 else 1  # the background is judged with mode 1
+        return f"{modes} VAD: {modes * VAD_US_PER_S / 1000:.2f} ms CPU per s ({modes * VAD_US_PER_S * 3.6 / 1000:.1f} s/h)"
+
+
+def vad_rules() -> list[VadRule]:
+    """The trade-off curve: the pause before the word (mode 3, the strictest; one mode 2
+    point), the pause after it (mode 3) and the gap inside a row of commands (mode 2); each
+    mode 3 / row rule both always and only in a quiet room."""
+    out = []
+    for limit in (5, 12):
+        out += [VadRule("pause", 3, limit), VadRule("pause", 3, limit, quiet_only=True)]
+    out += [VadRule("pause", 2, 12), VadRule("after", 3, 5), VadRule("after", 3, 5, quiet_only=True)]
+    out += [VadRule("row", 2, 0.6), VadRule("row", 2, 0.6, quiet_only=True)]
+    return out
+
+
+class VadGate(CommandGate):
+    """`CommandGate` that also stores per-hop VAD flags (`voiced`: one row per hop of the
+    stream, one column per mode) and vetoes a burst the level rules accepted when `rule`
+    says so: the benchmark's way of trying VAD rules without changing the gate."""
+
+    def __init__(self, voiced: np.ndarray, rule: VadRule | None, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._source = voiced
+        self._voiced = np.zeros((self._size, voiced.shape[1]), dtype=bool)
+        self.rule = rule
+
+    def push_level(self, level_db: float, end_sample: int, candidates: Sequence[Decision] = (),
+                   probabilities: np.ndarray | None = None) -> list[Decision]:
+        self._voiced[self._hops % self._size] = self._source[end_sample // HOP_SAMPLES - 1]
+        return super().push_level(level_db, end_sample, candidates, probabilities)
+
+    def features(self, v) -> VadFeatures:
+        now = self._hops - 1
+        oldest = max(0, now - self._size + 1)
+        speech = self.floor.floor_db + self.params.speech_margin_db
+
+        def hops(a: int, b: int) -> np.ndarray:
+            return np.arange(max(a, oldest), min(b, now) + 1)
+
+        pause = hops(v.start - self._pre_hops, v.start - 1)
+        after = hops(v.end + 1, v.end + self._after_hops)
+        bg = hops(v.start - self._pre_hops - int(round(BACKGROUND_S / self._hop_s)), v.start - self._pre_hops - 1)
+        quiet = np.array([self._level(k) < speech for k in bg], dtype=bool)
+        flags_bg = self._voiced[bg % self._size] & quiet[:, None] if len(bg) else np.zeros((0, 3), dtype=bool)
+        threshold = max(speech, self._level(v.peak) - CORE_DROP_DB)
+        start, before = self._burst_start(v.peak, threshold, oldest)
+        row_gap = None
+        if before >= oldest and start - before - 1 < self._pre_hops:
+            gap = np.arange(before + 1, start)
+            row_gap = tuple(self._voiced[gap % self._size].mean(axis=0)) if len(gap) else (1.0,) * 3
+        return VadFeatures(tuple(int(x) for x in self._voiced[pause % self._size].sum(axis=0)),
+                           tuple(int(x) for x in self._voiced[after % self._size].sum(axis=0)),
+                           tuple(flags_bg.mean(axis=0)) if len(bg) else (0.0,) * 3, row_gap)
+
+    def _verdict(self, hop: int, final: bool, *args, **kwargs):
+        v = super()._verdict(hop, final, *args, **kwargs)
+        if v is None or not v.accepted or self.rule is None or not self.rule(self.features(v)):
+            return v
+        return dataclasses.replace(v, accepted=False, reason="vad")
 
 
 @dataclass
@@ -442,12 +617,13 @@ def match(words: list[tuple[str, float]], fired: list[Fired], joined: bool) -> t
 
 
 def evaluate(sets, traces, decision: DecisionParams, command: CommandParams,
-             names: Iterable[str] | None = None) -> Result:
+             names: Iterable[str] | None = None, flags: dict[str, np.ndarray] | None = None,
+             rule: VadRule | None = None) -> Result:
     res = Result()
     for set_name in names or sets:
         streams = sets[set_name]
         for s in streams:
-            fired = replay(traces[s.name], decision, command)
+            fired = replay(traces[s.name], decision, command, None if flags is None else flags[s.name], rule)
             res.duplicates += sum(1 for a, b in zip(fired, fired[1:])
                                   if a.keyword == b.keyword and b.window_end - a.window_end < DUPLICATE_S)
             if is_negative(set_name):
@@ -548,6 +724,7 @@ class Variant:
     decision: DecisionParams
     command: CommandParams
     cost: str = "~0 (posteriors already computed)"
+    vad: VadRule | None = None
 
 
 def variants(base: CommandParams, decision: DecisionParams) -> list[Variant]:
@@ -571,7 +748,8 @@ def variants(base: CommandParams, decision: DecisionParams) -> list[Variant]:
     return out
 
 
-def variant_rows(sets, traces, chosen: Sequence[Variant]) -> list[dict[str, str]]:
+def variant_rows(sets, traces, chosen: Sequence[Variant],
+                 flags: dict[str, np.ndarray] | None = None) -> list[dict[str, str]]:
     """Each variant on dev and val: FA/h on real speech, TV and prose; recall vs plain."""
     plain_p = CommandParams(enabled=False)
     rows = []
@@ -583,7 +761,7 @@ def variant_rows(sets, traces, chosen: Sequence[Variant]) -> list[dict[str, str]
         row_ = {"variant": v.label}
         for split in SPLITS:
             names = _names(sets, split)
-            r = evaluate(sets, traces, v.decision, v.command, names)
+            r = evaluate(sets, traces, v.decision, v.command, names, flags if v.vad else None, v.vad)
             for name in names:
                 kind = split_of(name)[1]
                 short = {"real_speech": "real", "tv_alone": "TV", "prose": "prose", "keywords_padded": "kw",
@@ -759,6 +937,14 @@ def run_targets(args: argparse.Namespace, user: dict[str, list[Stream]]) -> int:
         rows = variant_rows(sets, traces, variants(command, decision))
         out += ["== rule variants side by side (recall as % of plain mode's)", table(rows, False), ""]
         md += ["### Rule variants side by side (recall as % of plain mode's)", "", table(rows, True), ""]
+    if args.vad:
+        flags = vad_flags_for(sets, traces, args.cache)
+        chosen = [Variant("defaults (no VAD)", decision, command)]
+        chosen += [Variant(r.label, decision, command, r.cost, r) for r in vad_rules()]
+        rows = variant_rows(sets, traces, chosen, flags)
+        title = "WebRTC VAD evidence in the gate (recall as % of plain mode's)"
+        out += [f"== {title}", table(rows, False), ""]
+        md += [f"### {title}", "", table(rows, True), ""]
     if args.evidence:
         second = traces_for(sets, "micronet-m" if model == "micronet-l" else "micronet-l", args.cache)
         rows = evidence_rows(sets, traces, second)
@@ -789,6 +975,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--alternatives", action="store_true", help="with --targets: compare rule variants")
     ap.add_argument("--evidence", action="store_true",
                     help="with --targets: MicroNet-M agreement and _unknown_ on the accepts (runs the other model)")
+    ap.add_argument("--vad", action="store_true",
+                    help="with --targets: WebRTC VAD rules in the gate (needs pip install webrtcvad-wheels)")
     ap.add_argument("--negatives", type=Path, help="a folder of keyword-free WAVs (16 kHz): false accepts")
     ap.add_argument("--positives", type=Path,
                     help="a folder of keyword WAVs (16 kHz) labelled by name (stop_1.wav) or folder (stop/)")
