@@ -188,6 +188,7 @@ class _Word:
         overlap = self.start <= other.end and other.start <= self.end
         return overlap and keyword in self.keywords
 
+
 @dataclass
 class _Probe:
     """A burst whose following gap was heard: judged by `CommandGate.bursts`."""
@@ -221,6 +222,11 @@ class CommandGate:
     At most one keyword is reported per word (candidates whose peaks are within
     `SAME_WORD_S` are one word), but a short burst may hold several words ("left up").
     `finish()` treats the end of the stream as silence.
+
+    `push` is `observe` (the hop's level), `add` (the model's output for a window, which
+    may be one heard a while ago) and `judge`. Between them, `ending_burst()` and
+    `bursts()` tell from the levels alone where a command can be, so that the caller
+    runs the model only there (`pipeline.Spotter`).
     """
 
     def __init__(self, params: CommandParams = CommandParams(), sample_rate: int = SAMPLE_RATE,
@@ -262,9 +268,9 @@ class CommandGate:
         # last hops of bursts whose following gap has been heard, to judge by `bursts()`;
         # bounded: a caller that never asks (a model run at every hop) keeps only a few
         self._probes: deque[_Probe] = deque(maxlen=16)
-        self._found: deque[tuple[int, int]] = deque(maxlen=16)
+        self._found: deque[tuple[int, int]] = deque(maxlen=16)  # bursts `bursts()` returned lately
         self._early_hops = max(1, self._gap_hops // 2)  # quiet after which a burst may be ending
-        self._early: int | None = None  # the last hop of such a burst, for `ending_burst()`  # bursts `bursts()` returned lately
+        self._early: int | None = None  # the last hop of such a burst, for `ending_burst()`
 
     def push(self, hop: np.ndarray, end_sample: int, candidates: Sequence[Decision] = (),
              probabilities: np.ndarray | None = None) -> list[Decision]:
