@@ -60,3 +60,32 @@ def test_room_noise_is_about_minus_60_dbfs():
     noise = cpu_compare.room_noise(16000 * 3, cpu_compare.shared_audio(), np.random.default_rng(0))
     dbfs = 20 * np.log10(np.sqrt((noise.astype(np.float64) ** 2).mean()) / 32768)
     assert -61.0 < dbfs < -59.0
+
+
+def test_capture_only_counts_callbacks_per_block_size(tmp_path):
+    """The live harness's PortAudio/PulseAudio-only row really captures: a 100 ms block gives
+    about 10 callbacks a second from the real virtual microphone, a 200 ms block about 5."""
+    from benchmarks import cpu_live
+    from testsupport.vmic import VirtualMic
+
+    with VirtualMic(tmp_path / "vmic", rate=16000, channels=1) as mic:
+        rows = {b: cpu_live.capture_only(mic.env, b, 3.0) for b in (100, 200)}
+    for block, row in rows.items():
+        assert "error" not in row, row
+        assert abs(row["callbacks_per_s"] - 1000 / block) < 0.35 * 1000 / block, rows
+        assert row["wakeups_per_s"] >= row["callbacks_per_s"] * 0.5, rows
+
+
+def test_thread_stats_sees_this_process_wake_up():
+    import os
+    import threading
+
+    from benchmarks import cpu_live
+
+    before = cpu_live.thread_stats(os.getpid())
+    ticks = threading.Event()
+    for _ in range(20):
+        ticks.wait(0.001)  # each timed wait is a voluntary context switch
+    after = cpu_live.thread_stats(os.getpid())
+    main = os.getpid()
+    assert after[main]["switches"] - before[main]["switches"] >= 10
