@@ -341,9 +341,9 @@ def table(result: dict[str, Any]) -> str:
                                                 "pymicro-wakeword"))
     lines.append(f"{'ratios':<26}" + "".join(f"{c:>10}" for c in conds))
     lines.append(f"{'today / event-driven':<26}" + "".join(
-        f"{ratio(today and today[c], event and event[c]):>10}" for c in conds))
+        f"{ratio(today[c] if today else None, event[c] if event else None):>10}" for c in conds))
     lines.append(f"{'event-driven / pymicro':<26}" + "".join(
-        f"{ratio(event and event[c], micro and micro[c]):>10}" for c in conds))
+        f"{ratio(event[c] if event else None, micro[c] if micro else None):>10}" for c in conds))
     if result.get("event_driven_is_today"):
         lines.append("NOTE: this build has no PipelineParams.eager_inference: both command rows ran today's "
                      "every-hop path (their ratio is measurement noise)")

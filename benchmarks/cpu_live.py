@@ -37,6 +37,7 @@ import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is 
 
 from . import procstat
 from .cpu_compare import RATE, continuous_speech, shared_audio
+from .speed_common import kws_command
 from .speed_latency import DEFAULT_CORPUS, drain, latency_words, measure_latency
 from .speed_live import import_memory, start_daemon, thread_names
 
@@ -127,8 +128,22 @@ def write_conf(workdir: Path, key: str, text: str) -> list[str]:
     return ["--config", str(conf)]
 
 
+def config_problem(path: Path) -> str | None:
+    """`kws-stream config check FILE`'s complaint, or None when this build accepts the file."""
+    r = subprocess.run([*kws_command(), "config", "check", str(path)], capture_output=True, text=True, timeout=60)
+    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from testsupport.vmic import VirtualMic
+
+    if args.eager:
+        probe = workdir / "eager.toml"
+        probe.write_text(EAGER_CONFIG)
+        if (problem := config_problem(probe)) is not None:
+            print(f"cpu_live: --eager needs a build with the every-hop config key ({problem}); "
+                  "run without --eager on this build", file=sys.stderr)
+            raise SystemExit(2)
 
     speech = continuous_speech(args.seconds, shared_audio())
     words = latency_words(args.latency_keywords, args.corpus, workdir, quick=not (args.corpus / "keywords.csv").exists()) \
