@@ -127,6 +127,12 @@ def commands_in_conversation(seconds: float, audio_dir: Path, seed: int = 0) -> 
     return np.concatenate(parts), commands
 
 
+def mix_commands(speech_s: float) -> list[str]:
+    """The keywords the mix of `conditions` holds, in order."""
+    mix, n = commands_in_conversation(speech_s, shared_audio())
+    return [Path(COMMAND_CLIPS[i % len(COMMAND_CLIPS)]).stem.split("_")[0] for i in range(n)]
+
+
 def conditions(speech_s: float, quiet_s: float, audio_dir: Path) -> dict[str, np.ndarray]:
     mix, _ = commands_in_conversation(speech_s, audio_dir)
     return {
@@ -143,10 +149,10 @@ def conditions(speech_s: float, quiet_s: float, audio_dir: Path) -> dict[str, np
 @dataclass
 class Contender:
     """A loaded spotter: `run(audio)` feeds it a whole stream in 100 ms blocks from a fresh
-    state and returns how many detections it made. `note` says what it really ran."""
+    state and returns what it detected, in order. `note` says what it really ran."""
 
     name: str
-    run: Callable[[np.ndarray], int]
+    run: Callable[[np.ndarray], list[str]]
     note: str = ""
 
 
@@ -158,10 +164,10 @@ def blocks(audio: np.ndarray) -> Iterator[np.ndarray]:
 def baseline() -> Contender:
     """Reading the audio in blocks and doing nothing with it: the harness's own cost."""
 
-    def run(audio: np.ndarray) -> int:
+    def run(audio: np.ndarray) -> list[str]:
         for b in blocks(audio):
             b.tobytes()
-        return 0
+        return []
 
     return Contender("baseline", run, "blocks read, nothing done")
 
@@ -192,10 +198,10 @@ def kws(variant: str) -> Contender:
     else:
         note += ", today's every-hop path (this build has no PipelineParams.eager_inference)"
 
-    def run(audio: np.ndarray) -> int:
+    def run(audio: np.ndarray) -> list[str]:
         pipeline = Pipeline(model, "micronet-l", "bench", params)
-        found = sum(len(pipeline.feed(b)) for b in blocks(audio))
-        return found + len(pipeline.finish())
+        found = [d.keyword for b in blocks(audio) for d in pipeline.feed(b)]
+        return found + [d.keyword for d in pipeline.finish()]
 
     name = "kws-plain" if variant == "plain" else f"kws-command-{variant}"
     return Contender(name, run, note)
@@ -207,14 +213,14 @@ def pymicro() -> Contender:
 
     words = [MicroWakeWord.from_builtin(Model(m)) for m in PYMICRO_MODELS]
 
-    def run(audio: np.ndarray) -> int:
+    def run(audio: np.ndarray) -> list[str]:
         for w in words:
             w.reset()
         features = MicroWakeWordFeatures()
-        found = 0
+        found = []
         for b in blocks(audio):
             for f in features.process_streaming(b.tobytes()):
-                found += sum(bool(w.process_streaming(f)) for w in words)
+                found += [w.id for w in words if w.process_streaming(f)]
         return found
 
     return Contender("pymicro-wakeword", run, f"{len(words)} wake words: {', '.join(PYMICRO_MODELS)}")
@@ -227,14 +233,14 @@ def pyopen() -> Contender:
     features = OpenWakeWordFeatures.from_builtin()
     words = [OpenWakeWord.from_builtin(Model(m)) for m in PYOPEN_MODELS]
 
-    def run(audio: np.ndarray) -> int:
+    def run(audio: np.ndarray) -> list[str]:
         features.reset()
         for w in words:
             w.reset()
-        found = 0
+        found = []
         for b in blocks(audio):
             for emb in features.process_streaming(b.tobytes()):
-                found += sum(sum(p > 0.5 for p in w.process_streaming(emb)) for w in words)
+                found += [w.id for w in words for p in w.process_streaming(emb) if p > 0.5]
         return found
 
     return Contender("pyopen-wakeword", run, f"{len(words)} wake words: {', '.join(PYOPEN_MODELS)}")
@@ -282,7 +288,8 @@ def cpu_rounds(contenders: dict[str, Contender], audio: dict[str, np.ndarray], r
                 used = time.process_time() - t0
                 cell = out[name][cond]
                 cell["rounds"].append(1000 * used / (len(samples) / RATE))
-                cell["detections"] = found
+                cell["detections"] = len(found)
+                cell["found"] = found
         progress(f"round {r + 1}/{rounds} done")
     for row in out.values():
         for cell in row.values():
@@ -344,6 +351,12 @@ def table(result: dict[str, Any]) -> str:
         f"{ratio(today[c] if today else None, event[c] if event else None):>10}" for c in conds))
     lines.append(f"{'event-driven / pymicro':<26}" + "".join(
         f"{ratio(event[c] if event else None, micro[c] if micro else None):>10}" for c in conds))
+    expected = result.get("mix_commands", [])
+    lines.append(f"mix commands ({len(expected)}): {' '.join(expected)}")
+    for name in ("kws-command-every-hop", "kws-command-event-driven"):
+        if name in cpu:
+            got = cpu[name]["mix"].get("found", [])
+            lines.append(f"  {name}: {' '.join(got) or '-'}" + ("  (= the commands)" if got == expected else ""))
     if result.get("event_driven_is_today"):
         lines.append("NOTE: this build has no PipelineParams.eager_inference: both command rows ran today's "
                      "every-hop path (their ratio is measurement noise)")
@@ -384,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {
         "rounds": args.rounds, "conditions": list(audio), "event_driven_is_today": event_is_today,
         "audio_s": {c: len(a) / RATE for c, a in audio.items()}, "cpu": cpu, "skipped": skipped,
-        "notes": {n: c.note for n, c in contenders.items()}, "rss": {},
+        "notes": {n: c.note for n, c in contenders.items()}, "rss": {}, "mix_commands": mix_commands(args.speech_s),
     }
     if not args.no_rss:
         with tempfile.TemporaryDirectory(prefix="kws-cpu-compare-") as tmp:

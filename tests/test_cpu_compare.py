@@ -43,6 +43,10 @@ def test_harness_prints_every_row_and_ratio(cli_env, tmp_path):
     assert result["conditions"] == list(cpu_compare.CONDITIONS)
     for row, cells in result["cpu"].items():
         assert all(len(cells[c]["rounds"]) == 2 for c in cpu_compare.CONDITIONS), row
+    # the mix's command is reported by today's command mode, and the harness says so
+    assert result["mix_commands"] == ["yes"]
+    assert result["cpu"]["kws-command-every-hop"]["mix"]["found"] == ["yes"]
+    assert "  kws-command-every-hop: yes  (= the commands)" in lines
     assert "event-driven row: today's every-hop path" in r.stderr or "eager_inference=False" in r.stderr
 
 
