@@ -53,7 +53,10 @@ CONDITIONS = ("silence", "noise", "speech", "mix")
 
 def shared_audio() -> Path:
     repo = Path(__file__).resolve().parents[1]
-    return Path(os.environ.get("KWS_SHARED", repo.parent / "shared")) / "audio"
+    audio = Path(os.environ.get("KWS_SHARED", repo.parent / "shared")) / "audio"
+    if not (audio / "keywords").is_dir():
+        raise SystemExit(f"cpu_compare: no shared recordings in {audio}: set KWS_SHARED to the shared folder")
+    return audio
 
 
 # ----------------------------------------------------------------------------- audio
