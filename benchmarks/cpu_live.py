@@ -8,9 +8,10 @@ CPU as % of one core, VmHWM, and per thread CPU and wake-ups (voluntary + involu
 context switches per second, /proc/PID/task/*/status). Then `--latency-keywords` synthetic
 commands are played (benchmarks.speed_latency) for the p95 latency at that block size.
 
-"floor" (`--floor-s`): the same daemon with the silence gate on, hearing digital silence, so
-the model never runs: what capture, PulseAudio's client thread, the worker's wake-ups and
-the MFCC front end cost without inference (what event-driven command mode leaves on silence).
+"floor" (`--floor-s`): the daemon hearing digital silence, so the model never runs: at the
+defaults when command mode is event-driven (this build's PipelineParams has eager_inference and
+no --eager), else with the silence gate on (which still computes MFCC every hop). It shows
+what capture, PulseAudio's client thread and the worker's wake-ups cost without inference.
 "capture only" (`--capture-s`): a bare sounddevice stream with a counting callback at each block
 size, in the same PulseAudio session: PortAudio + the PulseAudio client with no kws-stream code.
 Last, resident memory per import in a fresh interpreter (speed_live.import_memory).
@@ -36,7 +37,7 @@ from typing import Any
 import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
 
 from . import procstat
-from .cpu_compare import RATE, continuous_speech, shared_audio
+from .cpu_compare import RATE, continuous_speech, has_eager_field, shared_audio
 from .speed_common import kws_command
 from .speed_latency import DEFAULT_CORPUS, drain, latency_words, measure_latency
 from .speed_live import import_memory, start_daemon, thread_names
@@ -176,7 +177,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 daemon.stop()
             print(f"block {block_ms} ms done", file=sys.stderr)
         if args.floor_s > 0:
-            extra = write_conf(workdir, "floor", "[silence]\nenabled = true\n" + eager)
+            event_driven = has_eager_field() and not args.eager
+            out["floor_how"] = "defaults (event-driven command mode)" if event_driven else "silence gate on"
+            extra = write_conf(workdir, "floor", eager if event_driven else "[silence]\nenabled = true\n" + eager)
             daemon = start_daemon(mic, 1, extra=extra)
             try:
                 time.sleep(WARMUP_S)
@@ -203,7 +206,8 @@ def report(result: dict[str, Any]) -> str:
     groups = [(f"{b} ms, speech", r) for b, r in result["blocks"].items()]
     if "floor" in result:
         f = result["floor"]
-        lines.append(f"floor (silence gate on, digital silence, no inference): {f['cpu_percent']:.2f} % of a core, "
+        lines.append(f"floor ({result.get('floor_how', 'silence gate on')}, digital silence, no inference): "
+                     f"{f['cpu_percent']:.2f} % of a core, "
                      f"{f['wakeups_per_s']:.0f} wake-ups/s, peak RSS {f['vmhwm_mb']:.1f} MB")
         groups.append(("floor", f))
     for label, r in groups:
