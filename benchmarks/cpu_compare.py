@@ -328,7 +328,8 @@ def child(name: str, wav: Path) -> None:
 def ratio(a: float | None, b: float | None) -> str:
     if a is None or b is None or b <= 0:
         return "-"
-    return f"{a / b:.1f}x"
+    r = a / b
+    return f"{r:.2f}x" if r < 1 else f"{r:.1f}x"
 
 
 def table(result: dict[str, Any]) -> str:

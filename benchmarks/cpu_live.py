@@ -171,7 +171,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 row["detections"] = len(drain(daemon))
                 if words:
                     lat = measure_latency(mic, daemon, words)
-                    row["latency"] = {k: lat[k] for k in ("keywords_played", "matched", "p50_ms", "p95_ms", "max_ms")}
+                    keep = ("keywords_played", "matched", "p50_ms", "p95_ms", "max_ms", "samples_ms", "missed")
+                    row["latency"] = {k: lat[k] for k in keep}
                 out["blocks"][str(block_ms)] = row
             finally:
                 daemon.stop()
