@@ -145,19 +145,19 @@ class InProcess:
 
         def mfcc() -> None:
             for b in blocks:
-                for _ in fw.push(b):
-                    pass
+                for hop in fw.push(b):
+                    fw.frame(hop.number)
 
         cpu_mfcc, _ = cpu_timed(mfcc)
         out["mfcc"] = {"us_per_s": per_s(cpu_mfcc),
-                       "what": f"FeatureWindow.push of {DEFAULT_BLOCK_MS} ms blocks (one frame per 20 ms hop)"}
+                       "what": f"FeatureWindow.push of {DEFAULT_BLOCK_MS} ms blocks and each hop's frame"}
 
         fw = FeatureWindow(self.extractor)
         for b in blocks:
-            for total in fw.push(b):
-                if total >= NUM_FRAMES:
-                    windows.append(fw.window().copy())
-                    ends.append(fw.samples_covered)
+            for hop in fw.push(b):
+                if hop.number + 1 >= NUM_FRAMES:
+                    windows.append(fw.window(hop.number).copy())
+                    ends.append(hop.end_sample)
 
         def infer() -> list[np.ndarray]:
             return [self.model.probabilities(w) for w in windows]

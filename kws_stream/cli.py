@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -128,6 +129,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     start_logging(config.service.log_level, path)
     model, model_name = open_model(config)
     params = config.pipeline_params()
+    if args.explain:  # every candidate plain spotting would see, not only those near a command-like burst
+        params = dataclasses.replace(params, eager_inference=True)
+
     def explain(detection: Detection, verdict: str, rule: str = "") -> None:
         print(explain_line(detection, params, verdict, rule), file=sys.stderr, flush=True)
 
@@ -259,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE.wav")
     p.add_argument("--explain", action="store_true",
                    help="one key=value line on stderr per reported and per rejected candidate: score, "
-                        "threshold, window and (command mode) the rule that rejected it")
+                        "threshold, window and (command mode) the rule that rejected it; runs the model "
+                        "at every hop, so it is slower, and reports the same detections")
     _config_options(p)
     _model_options(p)
     _spotting_options(p)

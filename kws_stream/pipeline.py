@@ -153,7 +153,8 @@ class Spotter:
         levels, in order, as far as heard. They go from `smoothing` windows before the start
         of the stretch of speech it is part of (so that windows of any word in it are taken
         in order, the smoothing warmed up) to the last window holding all of the burst (the
-        gate judges the word on those). A burst in which no keyword scores near its
+        gate judges the word on those), and at least until the burst is judged (the last
+        word of "left up" may fire only after the burst's end). A burst in which no keyword scores near its
         threshold over the windows that hold all of it is skipped (`SCREEN_SCORE`).
 
         The model starts early, when a burst may be ending (`CommandGate.ending_burst`) and
@@ -168,11 +169,12 @@ class Spotter:
             stretch, start, end = (hop + base for hop in early)
             if self._keyword_in(end, end, now, EARLY_SCORE):
                 self._extend(stretch - warmup, -1)
-                self._early = (start + self._window_hops - 1, end, end + gate.verdict_delay_hops)
+                judged_at = end + gate.verdict_delay_hops
+                self._early = (max(start + self._window_hops - 1, judged_at + warmup), end, judged_at)
         judged = False
         for stretch, start, end in self._bursts(gate, final):
             if self._keyword_in(start, end, now):
-                self._extend(stretch - warmup, max(end, start + self._window_hops - 1))
+                self._extend(stretch - warmup, max(end + gate.verdict_delay_hops + warmup, start + self._window_hops - 1))
                 judged = True
         last = max(self._wanted, self._early[0] if self._early is not None else -1)
         backlog = min(now, last) - self._next + 1
