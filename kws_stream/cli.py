@@ -14,7 +14,7 @@ from . import config as cfg
 from .errors import KwsError
 from .events import Detection, EventBus
 from .models import install, installed_path, manifest_for, model_dir, open_model, verify
-from .preflight import check_runnable
+from .preflight import check_model, check_runnable
 from .sinks import StdoutSink
 
 log = logging.getLogger("kws_stream")
@@ -126,6 +126,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         _need_stdout("detect")
     config, path = build_config(args)
     start_logging(config.service.log_level, path)
+    check_model(config)
     model, model_name = open_model(config)
     params = config.pipeline_params()
     def explain(detection: Detection, verdict: str, rule: str = "") -> None:

@@ -14,14 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .command import hop_level_db
+from .params import FLAG, Checked, number, setting
 
 FULL_SCALE_POWER = 32768.0 ** 2
 
 
 @dataclass(frozen=True)
-class SilenceParams:
-    enabled: bool = False
-    floor_dbfs: float = -50.0  # hop RMS level (dBFS) below which a 20 ms hop counts as silent
+class SilenceParams(Checked):
+    section = "silence"
+    enabled: bool = setting(False, FLAG)
+    # hop RMS level (dBFS) below which a 20 ms hop counts as silent
+    floor_dbfs: float = setting(-50.0, number(-90, -10, "a level in dBFS"))
 
 
 class SilenceGate:
