@@ -279,8 +279,8 @@ def gapped(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, list[float]]:
 
 
 def labelled_wavs(folder: Path) -> list[tuple[Path, list[str]]]:
-    """A user's keyword clips with their labels (benchmarks.accuracy.folder_label)."""
-    from benchmarks.accuracy import folder_clips
+    """A user's keyword clips with their labels (benchmarks.accuracy_clips.folder_label)."""
+    from benchmarks.accuracy_clips import folder_clips
 
     return [(c.path, list(c.expected)) for c in folder_clips(folder, "positives", LABELS[:10])]
 
@@ -289,7 +289,7 @@ def user_sets(negatives: Path | None, positives: Path | None) -> dict[str, list[
     """--negatives (every detection is a false accept) and --positives (labelled keywords)."""
     sets: dict[str, list[Stream]] = {}
     if negatives is not None:
-        from benchmarks.accuracy import folder_clips
+        from benchmarks.accuracy_clips import folder_clips
 
         sets["user:negatives"] = [Stream(f"user:{c.path}", read_wav(c.path))
                                   for c in folder_clips(negatives, "negatives", LABELS[:10])]

@@ -15,7 +15,7 @@ from . import config as cfg
 from .errors import KwsError
 from .events import Detection, EventBus
 from .models import install, installed_path, manifest_for, model_dir, open_model, verify
-from .preflight import check_runnable
+from .preflight import check_model, check_runnable
 from .sinks import StdoutSink
 
 log = logging.getLogger("kws_stream")
@@ -88,6 +88,13 @@ def build_config(args: argparse.Namespace) -> tuple[cfg.Config, Path | None]:
     return cfg.override(base, flags), path
 
 
+def configured(args: argparse.Namespace) -> cfg.Config:
+    """`build_config`, then logging at its level (a one-shot command's start)."""
+    config, path = build_config(args)
+    start_logging(config.service.log_level, path)
+    return config
+
+
 def start_logging(level: str, path: Path | None) -> None:
     """Logging at the configured level, then which config file is in use. A file is
     logged at info (it changes results); the defaults at debug, so `detect` stays quiet."""
@@ -125,8 +132,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     if args.stdout_closed:
         _need_stdout("detect")
-    config, path = build_config(args)
-    start_logging(config.service.log_level, path)
+    config = configured(args)
+    check_model(config)
     model, model_name = open_model(config)
     params = config.pipeline_params()
     if args.explain:  # every candidate plain spotting would see, not only those near a command-like burst
@@ -178,8 +185,7 @@ def cmd_serve_wyoming(args: argparse.Namespace) -> int:
     try:
         from .wyoming_server import serve
 
-        config, path = build_config(args)
-        start_logging(config.service.log_level, path)
+        config = configured(args)
         check_runnable(config, mqtt=False)
         model, model_name = open_model(config)
         signals.starting = False
@@ -217,8 +223,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    config, path = build_config(args)
-    start_logging(config.service.log_level, path)
+    config = configured(args)
     manifest = manifest_for(config)
     directory = model_dir(config)
     for name, spec in sorted(manifest.models.items()):
@@ -237,8 +242,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_install(args: argparse.Namespace) -> int:
-    config, path = build_config(args)
-    start_logging(config.service.log_level, path)
+    config = configured(args)
     manifest = manifest_for(config)
     if args.name not in (None, "all") and args.name not in manifest.models:
         raise cfg.ConfigError(f"unknown model {args.name!r}; {cfg.did_you_mean(args.name, sorted(manifest.models))}")

@@ -62,6 +62,7 @@ import numpy as np
 
 from .decision import NON_KEYWORDS, Decision, DecisionParams
 from .features import HOP_SAMPLES, SAMPLE_RATE, SILENCE_DBFS, WINDOW_SAMPLES, hop_level_db
+from .params import FLAG, Checked, decibels, number, seconds, setting
 
 MIN_NOISE_FLOOR_DBFS = -70.0  # never trust a floor below this: after digital silence any click is "speech"
 DIGITAL_SILENCE_DBFS = -90.0  # no microphone is this quiet: a muted/gated source, not the room's floor
@@ -79,8 +80,9 @@ HISTORY_S = 4.0  # loudness contour kept: > window (1 s) + max_word + pre_silenc
 
 
 @dataclass(frozen=True)
-class CommandParams:
-    """Command mode knobs; times in seconds.
+class CommandParams(Checked):
+    """Command mode knobs; times in seconds. A value out of its range is a ConfigError
+    (a ValueError) naming it as the [command] setting.
 
     enabled: False gives plain keyword spotting (keywords inside sentences too).
     max_word: the longest burst of speech accepted as a command (word or short phrase).
@@ -102,30 +104,16 @@ class CommandParams:
         did no better there; each 0.05 s adds 50 ms of latency after a lone command.
     """
 
-    enabled: bool = True
-    max_word: float = 1.0
-    pre_silence: float = 0.6
-    post_silence: float = 0.2
-    speech_margin_db: float = 10.0
-    word_score_ratio: float = 0.7
-    min_snr_db: float = 20.0
-    after_silence: float = 0.25
+    section = "command"
 
-    def __post_init__(self) -> None:
-        if not 0.2 <= self.max_word <= 3.0:
-            raise ValueError(f"command max_word must be 0.2-3.0 s, not {self.max_word}")
-        if not 0.0 <= self.pre_silence <= 1.5:
-            raise ValueError(f"command pre_silence must be 0-1.5 s, not {self.pre_silence}")
-        if not 0.06 <= self.post_silence <= 1.0:
-            raise ValueError(f"command post_silence must be 0.06-1.0 s, not {self.post_silence}")
-        if not 3.0 <= self.speech_margin_db <= 30.0:
-            raise ValueError(f"command speech_margin_db must be 3-30 dB, not {self.speech_margin_db}")
-        if not 0.3 <= self.word_score_ratio <= 1.5:
-            raise ValueError(f"command word_score_ratio must be 0.3-1.5, not {self.word_score_ratio}")
-        if not 0.06 <= self.after_silence <= 1.0:
-            raise ValueError(f"command after_silence must be 0.06-1.0 s, not {self.after_silence}")
-        if not 0.0 <= self.min_snr_db <= 40.0:
-            raise ValueError(f"command min_snr_db must be 0-40 dB, not {self.min_snr_db}")
+    enabled: bool = setting(True, FLAG)
+    max_word: float = setting(1.0, seconds(0.2, 3.0))
+    pre_silence: float = setting(0.6, seconds(0.0, 1.5))
+    post_silence: float = setting(0.2, seconds(0.06, 1.0))
+    speech_margin_db: float = setting(10.0, decibels(3.0, 30.0))
+    word_score_ratio: float = setting(0.7, number(0.3, 1.5))
+    min_snr_db: float = setting(20.0, decibels(0.0, 40.0))
+    after_silence: float = setting(0.25, seconds(0.06, 1.0))
 
 
 class NoiseFloor:

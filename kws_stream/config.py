@@ -1,27 +1,45 @@
 """Configuration: frozen dataclasses loaded from TOML, every value validated.
 
-An unknown key or a bad value is one `ConfigError` line naming the key and what is
-allowed. CLI flags override the file by replacing fields (`dataclasses.replace`).
+Each section is a frozen dataclass whose fields declare their own range (see
+`params.py`); `[command]`, `[silence]` and the decision stage's fields are the
+library's own parameter classes. An unknown key or a bad value is one `ConfigError`
+line naming the key and what is allowed. CLI flags override the file through the
+same loader (`override`).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .command import CommandParams
 from .decision import DecisionParams
-from .errors import KwsError
+from .params import (
+    FLAG,
+    KEYWORD_LIST,
+    Checked,
+    ConfigError,
+    Rule,
+    check_keywords,
+    choice,
+    did_you_mean,
+    integer,
+    rule_of,
+    same_as,
+    seconds,
+    setting,
+    text,
+)
 from .pipeline import PipelineParams
 from .silence import SilenceParams
 
-KEYWORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
+__all__ = ["ConfigError", "did_you_mean"]  # re-exported: where the rest of the package looks for them
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SYSTEM_CONFIG = Path("/etc/kws-stream/kws-stream.toml")
 CONFIG_NAME = "kws-stream.toml"
@@ -29,99 +47,126 @@ MAX_CONFIG_BYTES = 1 << 20  # a real config is ~5 kB; bigger is not a config (an
 MAX_NESTING = 16  # tables/arrays/dotted keys; ours go 3 deep. tomllib recurses (RecursionError
 #                   near 500 levels) and is quadratic in a dotted name's length (100000 parts: ~60 s)
 
-
-class ConfigError(KwsError):
-    exit_code = 2
+ANY_TEXT = text("a string")
+PATH = text("a file path")
+NOT_EMPTY = text("a non-empty string", bool)
+CHANNEL = Rule('"mix" or a channel index from 0 to 255',
+               lambda v: v == "mix" or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255)
+               or (isinstance(v, str) and re.fullmatch(r"[0-9]{1,3}", v) is not None and int(v) <= 255), str)
 
 
 @dataclass(frozen=True)
-class AudioConfig:
-    device: str = ""  # "" = the system default input; else an index or part of a name
-    sample_rate: int = 0  # 0 = 16000 if the device can, else its default rate; resampled to 16 kHz
-    channels: int = 0  # 0 = 1 if the device can (else 2); more channels are mixed down or chosen
-    channel: str = "mix"  # "mix" (average all channels) or a 0-based channel index
-    block_ms: int = 100  # capture block: each wakeup costs CPU, each ms of block is latency
-    no_audio_timeout: float = 3.0  # seconds without audio before the device counts as lost
+class AudioConfig(Checked):
+    section = "audio"
+    # "" = the system default input; else an index or part of a name
+    device: str = setting("", Rule("a device index or name",
+                                   lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), str))
+    # 0 = 16000 if the device can, else its default rate; resampled to 16 kHz
+    sample_rate: int = setting(0, integer(8000, 192000, "a rate", zero="auto"))
+    # 0 = 1 if the device can (else 2); more channels are mixed down or chosen
+    channels: int = setting(0, integer(1, 32, "a channel count", zero="auto"))
+    channel: str = setting("mix", CHANNEL)  # "mix" (average all channels) or a 0-based channel index
+    block_ms: int = setting(100, integer(5, 200))  # capture block: each wakeup costs CPU, each ms of block is latency
+    no_audio_timeout: float = setting(3.0, seconds(0.5, 60))  # without audio the device counts as lost
 
     def channel_index(self) -> int | None:
         return None if self.channel == "mix" else int(self.channel)  # validated: ASCII digits
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    name: str = ""  # a manifest name or a path to a .tflite listed in a manifest; "" = default
-    dir: str = ""  # where models are installed; "" = $STATE_DIRECTORY/models or the XDG data dir
-    source: str = ""  # where to install a missing model from (dir or URL); "" = the manifest URL
-    manifest: str = ""  # an extra manifest with your own models
-    threads: int = 1  # interpreter threads; 1 keeps a Pi quiet
+class ModelConfig(Checked):
+    section = "model"
+    # a manifest name or a path to a .tflite listed in a manifest; "" = default
+    name: str = setting("", text("a model name or path"))
+    # where models are installed; "" = $STATE_DIRECTORY/models or the XDG data dir
+    dir: str = setting("", text("a directory path"))
+    # where to install a missing model from (dir or URL); "" = the manifest URL
+    source: str = setting("", text("a directory or URL"))
+    manifest: str = setting("", text("a manifest file path"))  # an extra manifest with your own models
+    threads: int = setting(1, integer(1, 8))  # interpreter threads; 1 keeps a Pi quiet
 
 
 @dataclass(frozen=True)
-class DetectionConfig:
-    stride: int = 1
-    smoothing: int = 4
-    threshold: float = 0.7
-    refractory: float = 1.0
-    keywords: tuple[str, ...] = ()  # allow-list; empty = all ten
-    thresholds: Mapping[str, float] = field(default_factory=dict)
+class DetectionConfig(Checked):
+    """[detection]: the pipeline's stride, and the decision stage's `DecisionParams`
+    (their defaults and ranges are its own), with the allow-list as the list the file
+    gives; the keywords are checked against the model's labels (`check_keywords`)."""
+
+    section = "detection"
+
+    stride: int = setting(1, integer(1, 25, note="hops of 20 ms"))
+    smoothing: int = same_as(DecisionParams, "smoothing")
+    threshold: float = same_as(DecisionParams, "threshold")
+    refractory: float = same_as(DecisionParams, "refractory")
+    keywords: tuple[str, ...] = setting((), KEYWORD_LIST)  # allow-list; empty = all the model's keywords
+    thresholds: Mapping[str, float] = same_as(DecisionParams, "thresholds")
+
+    def check_keywords(self, keyword_labels: tuple[str, ...], model: str) -> None:
+        """A ConfigError when `keywords` or `thresholds` name a keyword the model does not have."""
+        check_keywords("detection", self.keywords, self.thresholds, keyword_labels, model)
 
     def pipeline_params(self, command: CommandParams = CommandParams(),
                         silence: SilenceParams = SilenceParams()) -> PipelineParams:
-        return PipelineParams(
-            stride=self.stride,
-            command=command,
-            silence=silence,
-            decision=DecisionParams(
-                smoothing=self.smoothing,
-                threshold=self.threshold,
-                thresholds=dict(self.thresholds),
-                refractory=self.refractory,
-                keywords=frozenset(self.keywords) if self.keywords else None,
-            ),
-        )
+        shared = {f.name: getattr(self, f.name) for f in fields(DecisionParams) if f.name != "keywords"}
+        decision = DecisionParams(**shared, keywords=frozenset(self.keywords) or None)
+        return PipelineParams(stride=self.stride, command=command, silence=silence, decision=decision)
 
 
 @dataclass(frozen=True)
-class OutputConfig:
-    stdout: bool = True  # write detections to stdout
-    format: str = "json"  # "json" lines or "text"
+class OutputConfig(Checked):
+    section = "output"
+    stdout: bool = setting(True, FLAG)  # write detections to stdout
+    format: str = setting("json", choice("json", "text"))  # "json" lines or "text"
 
 
 @dataclass(frozen=True)
-class MqttConfig:
-    enabled: bool = False
-    host: str = "localhost"
-    port: int = 1883
-    username: str = ""
-    password: str = ""
-    password_file: str = ""  # read at start; keeps the secret out of the config file
-    tls: bool = False
-    ca_file: str = ""  # "" = the system CA store when tls = true
-    client_id: str = "kws-stream"
-    qos: int = 1
-    topic_prefix: str = "kws-stream"  # detections on <prefix>/detection
-    site_id: str = "default"  # Hermes siteId
-    queue_size: int = 100  # detections kept while the broker is away; overflow counted
+class MqttConfig(Checked):
+    section = "mqtt"
+    enabled: bool = setting(False, FLAG)
+    host: str = setting("localhost", text("a host name or address", bool))
+    port: int = setting(1883, integer(1, 65535, "a port"))
+    username: str = setting("", ANY_TEXT)
+    password: str = setting("", ANY_TEXT)
+    password_file: str = setting("", PATH)  # read at start; keeps the secret out of the config file
+    tls: bool = setting(False, FLAG)
+    ca_file: str = setting("", PATH)  # "" = the system CA store when tls = true
+    client_id: str = setting("kws-stream", text("1 to 64 characters", lambda s: 0 < len(s) <= 64))
+    qos: int = setting(1, integer(0, 2))
+    # detections on <prefix>/detection
+    topic_prefix: str = setting("kws-stream", text("a topic without wildcards",
+                                                   lambda s: s != "" and not any(c in s for c in "#+")))
+    site_id: str = setting("default", NOT_EMPTY)  # Hermes siteId
+    # detections kept while the broker is away; overflow counted
+    queue_size: int = setting(100, integer(1, 100000))
 
 
 @dataclass(frozen=True)
-class WyomingConfig:
-    uri: str = "tcp://127.0.0.1:10400"  # `kws-stream serve wyoming` listens here
-    idle_timeout: int = 60  # s without a complete event from a client: it is disconnected
-    max_clients: int = 16  # connections served at once; more are refused (and logged)
+class WyomingConfig(Checked):
+    section = "wyoming"
+    # `kws-stream serve wyoming` listens here
+    uri: str = setting("tcp://127.0.0.1:10400", text("tcp://HOST:PORT or unix://PATH",
+                                                     lambda s: s.startswith(("tcp://", "unix://"))))
+    # s without a complete event from a client: it is disconnected
+    idle_timeout: int = setting(60, integer(1, 86400, "an integer number of seconds"))
+    # connections served at once; more are refused (and logged)
+    max_clients: int = setting(16, integer(1, 256))
 
 
 @dataclass(frozen=True)
-class MetricsConfig:
-    enabled: bool = False
-    host: str = "127.0.0.1"  # "0.0.0.0" to let another machine's Prometheus scrape it
-    port: int = 9464
+class MetricsConfig(Checked):
+    section = "metrics"
+    enabled: bool = setting(False, FLAG)
+    # "0.0.0.0" to let another machine's Prometheus scrape it
+    host: str = setting("127.0.0.1", text("an address to listen on", bool))
+    port: int = setting(9464, integer(1, 65535, "a port", zero="any free port"))
 
 
 @dataclass(frozen=True)
-class ServiceConfig:
-    log_level: str = "info"
-    status_interval: float = 60.0  # seconds between STATUS= updates and stats log lines
+class ServiceConfig(Checked):
+    section = "service"
+    log_level: str = setting("info", choice(*LOG_LEVELS))
+    # seconds between STATUS= updates and stats log lines
+    status_interval: float = setting(60.0, seconds(1, 3600))
 
 
 @dataclass(frozen=True)
@@ -144,126 +189,25 @@ class Config:
 
 
 SECTIONS = tuple(f.name for f in fields(Config))
-
-# What each key accepts, as (check, description). Checks take the raw TOML value.
-_RULES: dict[str, tuple[Any, str]] = {
-    "audio.device": (lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a device index or name"),
-    "audio.channel": (lambda v: v == "mix" or (_int(v) and 0 <= v <= 255)
-                      or (isinstance(v, str) and re.fullmatch(r"[0-9]{1,3}", v) is not None and int(v) <= 255),
-                      '"mix" or a channel index from 0 to 255'),
-    "audio.sample_rate": (lambda v: _int(v) and (v == 0 or 8000 <= v <= 192000), "0 (auto) or a rate from 8000 to 192000"),
-    "audio.channels": (lambda v: _int(v) and 0 <= v <= 32, "0 (auto) or a channel count from 1 to 32"),
-    "audio.block_ms": (lambda v: _int(v) and 5 <= v <= 200, "an integer from 5 to 200"),
-    "audio.no_audio_timeout": (lambda v: _num(v) and 0.5 <= v <= 60, "a number of seconds from 0.5 to 60"),
-    "model.name": (lambda v: isinstance(v, str), "a model name or path"),
-    "model.dir": (lambda v: isinstance(v, str), "a directory path"),
-    "model.source": (lambda v: isinstance(v, str), "a directory or URL"),
-    "model.manifest": (lambda v: isinstance(v, str), "a manifest file path"),
-    "model.threads": (lambda v: _int(v) and 1 <= v <= 8, "an integer from 1 to 8"),
-    "detection.stride": (lambda v: _int(v) and 1 <= v <= 25, "an integer from 1 to 25 (hops of 20 ms)"),
-    "detection.smoothing": (lambda v: _int(v) and 1 <= v <= 50, "an integer from 1 to 50 (inferences)"),
-    "detection.threshold": (lambda v: _num(v) and 0 < v <= 1, "a number in (0, 1]"),
-    "detection.refractory": (lambda v: _num(v) and 0 <= v <= 10, "a number of seconds from 0 to 10"),
-    "detection.keywords": (lambda v: isinstance(v, list) and all(k in KEYWORDS for k in v),
-                           f"a list of keywords from {', '.join(KEYWORDS)}"),
-    "detection.thresholds": (lambda v: isinstance(v, dict) and all(k in KEYWORDS and _num(x) and 0 < x <= 1
-                                                                 for k, x in v.items()),
-                             "a table of keyword = number in (0, 1]"),
-    "command.enabled": (lambda v: isinstance(v, bool), "true or false"),
-    "command.max_word": (lambda v: _num(v) and 0.2 <= v <= 3.0, "a number of seconds from 0.2 to 3"),
-    "command.pre_silence": (lambda v: _num(v) and 0 <= v <= 1.5, "a number of seconds from 0 to 1.5"),
-    "command.post_silence": (lambda v: _num(v) and 0.06 <= v <= 1.0, "a number of seconds from 0.06 to 1"),
-    "command.speech_margin_db": (lambda v: _num(v) and 3 <= v <= 30, "a number of dB from 3 to 30"),
-    "command.word_score_ratio": (lambda v: _num(v) and 0.3 <= v <= 1.5, "a number from 0.3 to 1.5"),
-    "command.min_snr_db": (lambda v: _num(v) and 0 <= v <= 40, "a number of dB from 0 to 40"),
-    "command.after_silence": (lambda v: _num(v) and 0.06 <= v <= 1.0, "a number of seconds from 0.06 to 1"),
-    "silence.enabled": (lambda v: isinstance(v, bool), "true or false"),
-    "silence.floor_dbfs": (lambda v: _num(v) and -90 <= v <= -10, "a level in dBFS from -90 to -10"),
-    "output.stdout": (lambda v: isinstance(v, bool), "true or false"),
-    "output.format": (lambda v: v in ("json", "text"), '"json" or "text"'),
-    "mqtt.enabled": (lambda v: isinstance(v, bool), "true or false"),
-    "mqtt.host": (lambda v: isinstance(v, str) and v != "", "a host name or address"),
-    "mqtt.port": (lambda v: _int(v) and 1 <= v <= 65535, "a port from 1 to 65535"),
-    "mqtt.username": (lambda v: isinstance(v, str), "a string"),
-    "mqtt.password": (lambda v: isinstance(v, str), "a string"),
-    "mqtt.password_file": (lambda v: isinstance(v, str), "a file path"),
-    "mqtt.tls": (lambda v: isinstance(v, bool), "true or false"),
-    "mqtt.ca_file": (lambda v: isinstance(v, str), "a file path"),
-    "mqtt.client_id": (lambda v: isinstance(v, str) and 0 < len(v) <= 64, "1 to 64 characters"),
-    "mqtt.qos": (lambda v: _int(v) and v in (0, 1, 2), "0, 1 or 2"),
-    "mqtt.topic_prefix": (lambda v: isinstance(v, str) and v != "" and not any(c in v for c in "#+"),
-                          "a topic without wildcards"),
-    "mqtt.site_id": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
-    "mqtt.queue_size": (lambda v: _int(v) and 1 <= v <= 100000, "an integer from 1 to 100000"),
-    "wyoming.uri": (lambda v: isinstance(v, str) and v.startswith(("tcp://", "unix://")),
-                    "tcp://HOST:PORT or unix://PATH"),
-    "wyoming.idle_timeout": (lambda v: _int(v) and 1 <= v <= 86400, "an integer number of seconds from 1 to 86400"),
-    "wyoming.max_clients": (lambda v: _int(v) and 1 <= v <= 256, "an integer from 1 to 256"),
-    "metrics.enabled": (lambda v: isinstance(v, bool), "true or false"),
-    "metrics.host": (lambda v: isinstance(v, str) and v != "", "an address to listen on"),
-    "metrics.port": (lambda v: _int(v) and 0 <= v <= 65535, "a port from 1 to 65535 (0 = any free port)"),
-    "service.log_level": (lambda v: v in LOG_LEVELS, " or ".join(f'"{x}"' for x in LOG_LEVELS)),
-    "service.status_interval": (lambda v: _num(v) and 1 <= v <= 3600, "a number of seconds from 1 to 3600"),
-}
-
-
-def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _coerce(key: str, value: Any) -> Any:
-    if key == "detection.keywords":
-        return tuple(value)
-    if key == "detection.thresholds":
-        return {k: float(x) for k, x in value.items()}
-    if key in ("audio.device", "audio.channel"):
-        return str(value)
-    if _int(value) and key in _FLOAT_KEYS:
-        return float(value)
-    return value
-
-
-_FLOAT_KEYS = frozenset({"audio.no_audio_timeout", "detection.threshold", "detection.refractory",
-                         "service.status_interval", "command.max_word", "command.pre_silence",
-                         "command.post_silence", "command.speech_margin_db", "command.word_score_ratio",
-                         "command.min_snr_db", "command.after_silence", "silence.floor_dbfs"})
-
-
-def did_you_mean(name: str, choices: list[str]) -> str:
-    """"did you mean 'x'?" for the nearest choice, else the (short) list of choices."""
-    near = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return f"did you mean {near[0]!r}?" if near else f"allowed: {', '.join(choices)}"
-
-
-def check_value(key: str, value: Any) -> Any:
-    """Validate one `section.key` value; returns it in its config type."""
-    rule = _RULES.get(key)
-    if rule is None:
-        section, name = key.split(".", 1)
-        names = [k.split(".", 1)[1] for k in _RULES if k.startswith(section + ".")]
-        raise ConfigError(f"unknown setting {key!r} in [{section}]; {did_you_mean(name, names)}")
-    check, allowed = rule
-    if not check(value):
-        raise ConfigError(f"bad value for {key}: {value!r}; expected {allowed}")
-    if isinstance(value, str) and "\0" in value:
-        raise ConfigError(f"bad value for {key}: {value!r}; it contains a NUL character")
-    return _coerce(key, value)
+SETTINGS: dict[str, Rule] = {f"{section}.{f.name}": rule_of(f)
+                             for section in SECTIONS for f in fields(getattr(Config(), section))}
+"""Every `section.key` a config file may set, with what it accepts."""
 
 
 def from_mapping(data: Mapping[str, Any], base: Config = Config()) -> Config:
-    """Build a Config from parsed TOML; every key is checked."""
+    """Build a Config from parsed TOML; every key is checked (by its section's dataclass)."""
     sections: dict[str, Any] = {}
     for section, table in data.items():
         if section not in SECTIONS:
             raise ConfigError(f"unknown section [{section}]; {did_you_mean(section, list(SECTIONS))}")
         if not isinstance(table, dict):
             raise ConfigError(f"{section} must be a table: write it as [{section}]")
-        values = {key: check_value(f"{section}.{key}", value) for key, value in table.items()}
-        sections[section] = replace(getattr(base, section), **values)
+        current = getattr(base, section)
+        names = [f.name for f in fields(current)]
+        for key in table:
+            if key not in names:
+                raise ConfigError(f"unknown setting {f'{section}.{key}'!r} in [{section}]; {did_you_mean(key, names)}")
+        sections[section] = replace(current, **table)
     return replace(base, **sections)
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from .params import KEYWORD_SCORES, KEYWORD_SET, SCORE, Checked, integer, seconds, setting
 
 NON_KEYWORDS = frozenset({"_silence_", "_unknown_"})
 DEFAULT_THRESHOLD = 0.7  # Arm's reference application reports a keyword at >= 0.7.
@@ -21,14 +23,17 @@ RELEASE_FRACTION = 0.5  # A fired keyword re-arms once its smoothed score drops 
 
 
 @dataclass(frozen=True)
-class DecisionParams:
-    """How posteriors become detections; all times in seconds."""
+class DecisionParams(Checked):
+    """How posteriors become detections; all times in seconds. A bad value is a
+    ConfigError (a ValueError) naming it as the [detection] setting it comes from."""
 
-    smoothing: int = 4  # inferences averaged
-    threshold: float = DEFAULT_THRESHOLD
-    thresholds: Mapping[str, float] = field(default_factory=dict)  # per-keyword overrides
-    refractory: float = 1.0
-    keywords: frozenset[str] | None = None  # allow-list; None reports every keyword
+    section = "detection"
+
+    smoothing: int = setting(4, integer(1, 50, note="inferences"))  # inferences averaged
+    threshold: float = setting(DEFAULT_THRESHOLD, SCORE)
+    thresholds: Mapping[str, float] = setting(rule=KEYWORD_SCORES, factory=dict)  # per-keyword overrides
+    refractory: float = setting(1.0, seconds(0, 10))
+    keywords: frozenset[str] | None = setting(None, KEYWORD_SET)  # allow-list; None reports every keyword
 
     def threshold_for(self, keyword: str) -> float:
         return self.thresholds.get(keyword, self.threshold)

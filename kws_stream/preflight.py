@@ -1,21 +1,47 @@
 """What `run` would refuse at start, checked without starting anything.
 
 `config check` runs these, so a config it accepts runs; `run` and `serve` run them (and
-`detect` the model checks) before loading the model, so a bad name or secret is one line
-and exit 2, not a failure halfway through starting.
+`detect` the model checks) before loading the model, so a bad name, keyword or secret is
+one line and exit 2, not a failure halfway through starting (or after installing a model).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from .config import Config, ConfigError
-from .models import check_model_name, manifest_for
+from .decision import NON_KEYWORDS
+from .models import Manifest, ModelSpec, check_model_name, manifest_for, sha1_of
+
+
+def check_model(config: Config) -> None:
+    """The model name and manifest, and the keywords of [detection] against that model's
+    labels (its manifest entry's, which are the labels it is loaded with): a user's own
+    model has its own. One ConfigError line (exit 2)."""
+    manifest = manifest_for(config)
+    check_model_name(config.model.name, manifest)
+    spec = _spec(config.model.name, manifest)
+    config.detection.check_keywords(tuple(k for k in spec.labels if k not in NON_KEYWORDS), spec.name)
+
+
+def _spec(name: str, manifest: Manifest) -> ModelSpec:
+    """The manifest entry of a name that `check_model_name` accepted (as `models.resolve`
+    finds it, without installing or verifying the file)."""
+    if not (name.endswith(".tflite") or os.sep in name):
+        return manifest.get(name or manifest.default)
+    path = Path(name).expanduser().resolve()
+    spec = next((m for m in manifest.models.values() if m.path == path), None) or manifest.by_sha1(sha1_of(path))
+    if spec is None:
+        raise ConfigError(f"model file {path} is in no manifest")  # check_model_name said so first
+    return spec
 
 
 def check_runnable(config: Config, mqtt: bool = True) -> None:
     """What `run`/`serve` would refuse at start, found without starting: the model name,
-    the manifest, the Wyoming URI and (`mqtt`) the MQTT secrets and CA file. One
-    ConfigError line (exit 2)."""
-    check_model_name(config.model.name, manifest_for(config))
+    the manifest, the keywords, the Wyoming URI and (`mqtt`) the MQTT secrets and CA file.
+    One ConfigError line (exit 2)."""
+    check_model(config)
     from urllib.parse import urlparse
 
     uri = urlparse(config.wyoming.uri)

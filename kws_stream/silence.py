@@ -13,14 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .features import hop_level_db, level_dbfs
+from .params import FLAG, Checked, number, setting
 
 __all__ = ["SilenceGate", "SilenceParams", "level_dbfs"]
 
 
 @dataclass(frozen=True)
-class SilenceParams:
-    enabled: bool = False
-    floor_dbfs: float = -50.0  # hop RMS level (dBFS) below which a 20 ms hop counts as silent
+class SilenceParams(Checked):
+    section = "silence"
+    enabled: bool = setting(False, FLAG)
+    # hop RMS level (dBFS) below which a 20 ms hop counts as silent
+    floor_dbfs: float = setting(-50.0, number(-90, -10, "a level in dBFS"))
 
 
 class SilenceGate:

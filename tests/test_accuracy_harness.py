@@ -1,4 +1,4 @@
-"""The accuracy harness (benchmarks/accuracy.py) stays honest.
+"""The accuracy harness (benchmarks/accuracy*.py) stays honest.
 
 * Replaying a decision stage over cached stride-1 probabilities gives exactly the
   detections of the real Pipeline, at several strides and settings.
@@ -13,25 +13,11 @@ import numpy as np
 import pytest
 from conftest import AUDIO, SHARED
 
-from benchmarks.accuracy import (
-    Analyzer,
-    Candidate,
-    Clip,
-    FileAnalysis,
-    Setting,
-    align,
-    default_setting,
-    expected_from_name,
-    folder_clips,
-    grid,
-    inference_windows,
-    load_model,
-    main,
-    replay,
-    run,
-    shared_keyword_clips,
-    shared_negative_clips,
-)
+from benchmarks.accuracy import main, run
+from benchmarks.accuracy_analysis import Analyzer, FileAnalysis, load_model
+from benchmarks.accuracy_clips import Clip, expected_from_name, folder_clips, shared_keyword_clips, shared_negative_clips
+from benchmarks.accuracy_replay import Candidate, Setting, default_setting, grid, inference_windows, replay
+from benchmarks.accuracy_score import align
 from kws_stream.decision import Decision
 from kws_stream.pipeline import Pipeline, PipelineParams
 from kws_stream.sources import WavFileSource

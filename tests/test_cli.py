@@ -112,6 +112,8 @@ def check(run_cli, tmp_path, text: str | bytes) -> subprocess.CompletedProcess[s
     ('[model]\ndir = "/tmp/a\\u0000b"\n', "contains a NUL character"),
     ('[detection]\ntreshold = 0.5\n', "did you mean 'threshold'?"),
     ('[detectoin]\n', "did you mean 'detection'?"),
+    ('[detection]\nkeywords = ["yes", "marvin"]\n', "bad value for detection.keywords: 'marvin' is not a keyword"),
+    ('[detection.thresholds]\n_silence_ = 0.5\n', "bad value for detection.thresholds: '_silence_' is not a keyword"),
 ])
 def test_config_check_refuses_what_run_would_refuse(run_cli, tmp_path, text, message):
     garbage = tmp_path / "garbage.pem"

@@ -270,3 +270,43 @@ def test_a_pipe_shorter_than_its_header_is_one_line_after_its_keywords(cli_env):
     assert result.returncode == 2
     assert by_source(result.stdout) == {"-": ["yes"], str(AUDIO / "keywords/down.wav"): ["down"]}
     assert result.stderr.strip().splitlines() == ["kws-stream: -: truncated WAV file (shorter than its header says)"]
+
+
+OWN_LABELS = ("runter", "los", "links", "nein", "aus", "an", "rechts", "stopp", "hoch", "ja", "_silence_", "_unknown_")
+
+
+@pytest.fixture
+def own_manifest(tmp_path):
+    """A user's own model with other labels: the real MicroNet-L file under a manifest entry
+    that names its outputs in German (no converter here to build a new model)."""
+    (tmp_path / "eigen.tflite").write_bytes((SHARED_MODELS / MODELS["micronet-l"]).read_bytes())
+    labels = ", ".join(f'"{x}"' for x in OWN_LABELS)
+    (tmp_path / "own.toml").write_text(f'[models.eigen]\npath = "eigen.tflite"\nlabels = [{labels}]\n')
+    return tmp_path / "own.toml"
+
+
+def test_keywords_are_the_labels_of_the_users_own_model(run_cli, tmp_path, own_manifest):
+    (tmp_path / "c.toml").write_text('[detection]\nkeywords = ["links", "hoch"]\n[detection.thresholds]\nhoch = 0.8\n')
+    own = ("--manifest", own_manifest, "--model", "eigen")
+    result = run_cli("detect", *own, "--config", tmp_path / "c.toml", AUDIO / "keywords/right_left_up.wav")
+    assert result.returncode == 0, result.stderr
+    assert [(d["keyword"], d["threshold"]) for d in detections(result.stdout)] == [("links", 0.7), ("hoch", 0.8)]
+    refused = run_cli("detect", *own, "--keywords", "left", AUDIO / "keywords/right_left_up.wav")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.splitlines() == ["kws-stream: bad value for detection.keywords: 'left' is not a keyword of "
+                                           "model eigen; allowed: an, aus, hoch, ja, links, los, nein, rechts, runter, stopp"]
+
+
+def test_a_label_that_is_not_a_keyword_is_refused_before_any_model_is_installed(run_cli, tmp_path):
+    assert [d["keyword"] for d in detections(run_cli("detect", "--keywords", "yes", AUDIO / "keywords/yes.wav").stdout)] \
+        == ["yes"]
+    fresh = ("--model-dir", tmp_path / "fresh", "--config", tmp_path / "c.toml", "--log-level", "warning")
+    (tmp_path / "c.toml").write_text(f'[model]\nsource = "{SHARED_MODELS}"\n')
+    for flags, message in [(("--keywords", "_unknown_"), "detection.keywords: '_unknown_' is not a keyword of model "
+                                                          "micronet-l; allowed: down, go, left,"),
+                           (("--keywords", "yes,yess,no"), "detection.keywords: 'yess' is not a keyword of model "
+                                                           "micronet-l; did you mean 'yes'?")]:
+        result = run_cli("detect", *fresh, *flags, AUDIO / "keywords/yes.wav")
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert result.stderr.startswith(f"kws-stream: bad value for {message}"), result.stderr
+    assert not (tmp_path / "fresh").exists()  # refused before installing (or downloading) the model

@@ -1,8 +1,13 @@
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from kws_stream import config as cfg
+from kws_stream.command import CommandParams
+from kws_stream.decision import DecisionParams
+from kws_stream.params import rule_of
+from kws_stream.silence import SilenceParams
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,8 +28,8 @@ BAD_VALUES = {
     "detection.smoothing": [0, 51],
     "detection.threshold": [0, 1.5, "0.7", True],
     "detection.refractory": [-1, 11],
-    "detection.keywords": ["yes", ["yes", "marvin"], [1]],
-    "detection.thresholds": [{"marvin": 0.5}, {"up": 2}, 0.5],
+    "detection.keywords": ["yes", [1], [""]],  # names of the model's keywords: test_cli_detect
+    "detection.thresholds": [{"up": 2}, {"up": "0.5"}, 0.5],
     "command.enabled": ["on"],
     "command.max_word": [0.1, 5],
     "command.pre_silence": [-0.1, 2],
@@ -62,7 +67,7 @@ BAD_VALUES = {
 
 
 def test_every_key_has_a_bad_value_case():
-    assert set(BAD_VALUES) == set(cfg._RULES)
+    assert set(BAD_VALUES) == set(cfg.SETTINGS) and len(cfg.SETTINGS) == 50
 
 
 @pytest.mark.parametrize("key, value", [(k, v) for k, vs in BAD_VALUES.items() for v in vs])
@@ -85,7 +90,7 @@ def test_unknown_keys_and_sections_are_named():
 def test_the_shipped_file_documents_every_key_with_its_default():
     text = (REPO / "config" / "kws-stream.toml").read_text()
     assert cfg.load(REPO / "config" / "kws-stream.toml") == cfg.Config()
-    for key in cfg._RULES:
+    for key in cfg.SETTINGS:
         section, name = key.split(".")
         assert f"[{section}" in text and (f"\n{name} =" in text or f"[{section}.{name}]" in text), key
 
@@ -106,6 +111,38 @@ def test_values_and_overrides():
     assert params.threshold_for("up") == 0.9 and params.keywords == frozenset({"up"})
     overridden = cfg.override(config, {"detection.threshold": 0.8, "model.name": None})
     assert overridden.detection.threshold == 0.8 and overridden.detection.keywords == ("up",)
+
+
+@pytest.mark.parametrize("make, section, values", [
+    (CommandParams, "command", {"max_word": 5, "after_silence": 0.01, "enabled": "yes"}),
+    (SilenceParams, "silence", {"floor_dbfs": 0}),
+    (DecisionParams, "detection", {"threshold": 2.0, "smoothing": 0, "refractory": -1, "thresholds": {"up": 0}}),
+])
+def test_the_api_refuses_what_the_file_refuses_with_the_same_line(make, section, values):
+    """One home per range: the library's own parameter classes check their values, and the
+    config loader's message is theirs."""
+    for name, value in values.items():
+        with pytest.raises(ValueError) as api:  # a ConfigError is a ValueError, for API users
+            make(**{name: value})
+        with pytest.raises(cfg.ConfigError) as file:
+            cfg.from_mapping({section: {name: value}})
+        assert str(api.value) == str(file.value) and str(api.value).startswith(f"bad value for {section}.{name}: ")
+
+
+def test_detection_shares_the_decision_stages_defaults_and_ranges():
+    decision = DecisionParams()
+    for name in ("smoothing", "threshold", "refractory", "thresholds"):
+        assert getattr(cfg.DetectionConfig(), name) == getattr(decision, name)
+        assert cfg.SETTINGS[f"detection.{name}"] is rule_of(next(f for f in fields(DecisionParams) if f.name == name))
+    assert cfg.DetectionConfig().pipeline_params().decision == decision
+
+
+def test_values_are_stored_in_their_field_type():
+    config = cfg.from_mapping({"command": {"max_word": 1}, "detection": {"keywords": ["up"], "refractory": 2},
+                               "audio": {"device": 3}})
+    assert type(config.command.max_word) is float and type(config.detection.refractory) is float
+    assert config.detection.keywords == ("up",) and config.audio.device == "3"
+    assert type(CommandParams(pre_silence=1).pre_silence) is float
 
 
 def test_broken_toml_is_one_line(tmp_path):
@@ -150,7 +187,7 @@ def test_channel_is_mix_or_ascii_digits(value):
     assert cfg.from_mapping({"audio": {"channel": "2"}}).audio.channel_index() == 2
 
 
-@pytest.mark.parametrize("key", [k for k, (check, _) in cfg._RULES.items() if check("x")])
+@pytest.mark.parametrize("key", [k for k, rule in cfg.SETTINGS.items() if rule.accepts("x")])
 def test_no_string_setting_takes_a_nul(key):
     section, name = key.split(".")
     with pytest.raises(cfg.ConfigError, match="contains a NUL character"):
