@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import http.client
 import os
 import signal
 import sys
@@ -18,8 +17,6 @@ import tempfile
 import threading
 import time
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -310,6 +307,10 @@ def _download(url: str, out: _Partial, spec: ModelSpec, progress: bool) -> None:
     """Download into `out`: READ_TIMEOUT without a byte, or DOWNLOAD_DEADLINE in all (checked
     after every read, so a server dripping bytes fails after at most DOWNLOAD_DEADLINE +
     READ_TIMEOUT), or a byte beyond the manifest's size fails it."""
+    import http.client  # with ssl, ~8 MB resident: loaded only to download
+    import urllib.error
+    import urllib.request
+
     from tqdm import tqdm
 
     deadline = time.monotonic() + DOWNLOAD_DEADLINE

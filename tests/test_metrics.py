@@ -10,13 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from kws_stream import metrics
+from kws_stream import metrics_http
 from kws_stream.metrics import DaemonStats, Metrics
 
 
 @pytest.fixture
 def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Metrics, int]]:
-    monkeypatch.setattr(metrics, "REQUEST_TIMEOUT", 1.0, raising=False)  # the default is 10 s
+    monkeypatch.setattr(metrics_http, "REQUEST_TIMEOUT", 1.0)  # the default is 10 s
     m = Metrics(lambda: DaemonStats(detections={"yes": 3}, device_up=True))
     port = m.serve("127.0.0.1", 0)
     yield m, port
@@ -57,7 +57,7 @@ def test_idle_and_half_sent_requests_hold_no_thread_and_are_closed(endpoint: tup
 def test_a_flood_of_connections_closes_the_oldest_and_scrapes_still_work(monkeypatch: pytest.MonkeyPatch,
                                                                           caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="kws_stream.metrics")
-    monkeypatch.setattr(metrics, "MAX_CONNECTIONS", 4, raising=False)  # the default is 64
+    monkeypatch.setattr(metrics_http, "MAX_CONNECTIONS", 4)  # the default is 64
     m = Metrics(lambda: DaemonStats(detections={"go": 1}))
     port = m.serve("127.0.0.1", 0)
     held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(10)]
