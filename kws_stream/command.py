@@ -337,7 +337,10 @@ class CommandGate:
             if probe.hop < oldest:
                 continue
             if probe.words is None:  # the words a window ending inside the stretch can see
-                probe.start, _ = self._burst_start(probe.hop, speech, max(0, oldest))
+                # (its last hop may be below the speech margin now: the noise floor moves)
+                last = next((h for h in range(probe.hop, max(0, oldest, probe.hop - self._window_hops), -1)
+                             if self._level(h) >= speech), probe.hop)
+                probe.start, _ = self._burst_start(last, speech, max(0, oldest))
                 probe.words = {self._latest_word(h): None for h in range(probe.start, probe.hop + 1)
                                if self._level(h) >= speech}
             for word, verdict in probe.words.items():

@@ -31,11 +31,11 @@ from .silence import SilenceGate, SilenceParams
 
 EARLY_SCORE = 1.0
 """The model starts before a burst is judged only if a keyword clears its threshold in the
-window ending with the burst (see `Spotter._run_wanted`)."""
+window ending mid-burst or with it (see `Spotter._run_wanted`)."""
 SCREEN_SCORE = 0.5
-"""Command mode looks first at the windows that hold a whole candidate burst (its end, one
-window after its start, and midway): unless a keyword scores this fraction of its
-threshold in one of them, the burst is no command and the model stops there."""
+"""Command mode looks first at five windows, from the one ending mid-burst to the last one
+holding the whole burst: unless a keyword scores this fraction of its threshold in one
+of them, the burst is no command and the model stops there."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class Spotter:
             self._early = None  # more speech: not ending after all (or judged by now)
         if not final and (early := gate.ending_burst()) is not None:
             stretch, start, end = (hop + base for hop in early)
-            if self._keyword_in(end, end, now, EARLY_SCORE):
+            if self._keyword_in(start, end, now, EARLY_SCORE, count=2):
                 self._extend(stretch - warmup, -1)
                 judged_at = end + gate.verdict_delay_hops
                 self._early = (max(start + self._window_hops - 1, judged_at + warmup), end, judged_at)
@@ -200,18 +200,19 @@ class Spotter:
         base = self._gate_base
         return [(stretch + base, start + base, end + base) for stretch, start, end in gate.bursts(final)]
 
-    def _keyword_in(self, start: int, end: int, now: int, score: float = SCREEN_SCORE) -> bool:
-        """Does a keyword score `score` times its threshold in a window holding the whole
-        burst (up to three: ending with it, one window after its start, and midway)?"""
+    def _keyword_in(self, start: int, end: int, now: int, score: float = SCREEN_SCORE, count: int = 3) -> bool:
+        """Does a keyword score `score` times its threshold in one of `count` windows spread
+        from the one ending mid-burst (the decider may fire there, before the word is over)
+        to the last one holding the whole burst (as far as heard)?"""
         oldest = max(self._first_window, self._oldest_window())
         if len(self._screened) > 3 * self._window_hops:
             self._screened = {k: p for k, p in self._screened.items() if k >= oldest}
-        lo = max(end, oldest)
-        hi = min(now, max(lo, start + self._window_hops - 1))
+        lo = max((start + end) // 2, oldest)
+        hi = min(now, max(end, start + self._window_hops - 1))
         if lo > hi:
             return True  # no such window heard (a stream shorter than a window): look at all
         thresholds = np.array([self.params.decision.threshold_for(label) for label in self.labels])
-        for index in sorted({lo, (lo + hi) // 2, hi}):
+        for index in sorted({round(x) for x in np.linspace(hi, lo, count)}, reverse=True):
             probabilities = self._screened.get(index)
             if probabilities is None:
                 probabilities = self._screened[index] = self._run_model(index)
