@@ -867,8 +867,8 @@ def report(r: Result) -> str:
     out.append(f"MQTT QoS 1 redeliveries ignored: {r.mqtt_redelivered}")
     out.append("")
     out.append("## Wyoming client")
-    ok = sum(w.ok for w in r.wyoming)
-    out.append(f"rounds {len(r.wyoming)} over {r.wyoming_connections} connections, right {ok}")
+    right = sum(w.ok for w in r.wyoming)
+    out.append(f"rounds {len(r.wyoming)} over {r.wyoming_connections} connections, right {right}")
     for w in r.wyoming:
         if not w.ok:
             out.append(f"  round {w.index} {w.clip} after {w.pause_s} s: "
