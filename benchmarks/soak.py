@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -58,7 +59,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -401,6 +402,20 @@ class WyomingRound:
         return not self.error and list(self.expected) == self.got
 
 
+def wyoming_rounds(seed: int, max_pause: float, clips: Sequence[str] = tuple(CLIPS)) -> Iterator[tuple[int, str, float]]:
+    """The Wyoming client's rounds, endless: (index, clip, pause before it in s, log-uniform
+    in [1, max_pause]); seeded apart from the feeder's plan."""
+    rng = np.random.default_rng(seed + 1000)
+    for i in itertools.count():
+        clip = clips[int(rng.integers(len(clips)))]
+        yield i, clip, float(math.exp(rng.uniform(0, math.log(max_pause))))
+
+
+def wyoming_round_audio(sounds: Sounds, clip: str, pause: float) -> np.ndarray:
+    """One round's audio: room tone, the clip, 1 s of room tone."""
+    return np.concatenate([sounds.room(pause), sounds.clips[clip], sounds.room(1.0)])
+
+
 class WyomingClient:
     """Streams rounds (pause, clip, 1 s of room tone) at real-time pace in 100 ms chunks,
     audio-start to audio-stop, then reads the answers up to a pong; a new connection every
@@ -411,8 +426,7 @@ class WyomingClient:
 
     def __init__(self, port: int, sounds: Sounds, seed: int, max_pause: float,
                  clips: Sequence[str] = tuple(CLIPS)) -> None:
-        self.port, self.sounds, self.max_pause, self.clips = port, sounds, max_pause, list(clips)
-        self.rng = np.random.default_rng(seed + 1000)
+        self.port, self.sounds, self.max_pause, self.clips, self.seed = port, sounds, max_pause, list(clips), seed
         self.rounds: list[WyomingRound] = []
         self.connections = 0
         self._stop = threading.Event()
@@ -428,15 +442,12 @@ class WyomingClient:
     async def _main(self) -> None:
         from wyoming.client import AsyncTcpClient
 
-        clips = self.clips
         client: Any = None
         on_conn = 0
-        i = 0
+        rounds = wyoming_rounds(self.seed, self.max_pause, self.clips)
         while not self._stop.is_set():
-            clip = clips[int(self.rng.integers(len(clips)))]
-            pause = float(math.exp(self.rng.uniform(0, math.log(self.max_pause))))
+            i, clip, pause = next(rounds)
             rnd = WyomingRound(i, clip, round(pause, 2), CLIPS[clip])
-            i += 1
             try:
                 if client is None or on_conn >= self.ROUNDS_PER_CONNECTION:
                     if client is not None:
@@ -446,7 +457,7 @@ class WyomingClient:
                     self.connections += 1
                     on_conn = 0
                 on_conn += 1
-                audio = np.concatenate([self.sounds.room(pause), self.sounds.clips[clip], self.sounds.room(1.0)])
+                audio = wyoming_round_audio(self.sounds, clip, pause)
                 if not await self._round(client, audio, rnd):
                     break  # stopped mid-round: not counted
             except (TimeoutError, OSError, ConnectionError, asyncio.IncompleteReadError) as exc:
@@ -856,8 +867,8 @@ def report(r: Result) -> str:
     out.append(f"MQTT QoS 1 redeliveries ignored: {r.mqtt_redelivered}")
     out.append("")
     out.append("## Wyoming client")
-    ok = sum(w.ok for w in r.wyoming)
-    out.append(f"rounds {len(r.wyoming)} over {r.wyoming_connections} connections, right {ok}")
+    right = sum(w.ok for w in r.wyoming)
+    out.append(f"rounds {len(r.wyoming)} over {r.wyoming_connections} connections, right {right}")
     for w in r.wyoming:
         if not w.ok:
             out.append(f"  round {w.index} {w.clip} after {w.pause_s} s: "

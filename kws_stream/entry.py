@@ -6,8 +6,8 @@ handler exists SIGHUP's default action kills the process, which systemd's
 handler that only remembers the signal; `service.Signals.install()` takes it over and turns
 a remembered SIGHUP into a reload (`run`), or the service logs and ignores it (`serve wyoming`).
 A SIGTERM in that time ends the process at once with exit 0, as it does later while the model
-loads (`service.StopRequested`). Only the interpreter's own start-up (before this module runs)
-remains unprotected.
+loads (`service.StopRequested`). The interpreter's own start-up, before this module runs,
+is covered by the systemd unit, which starts us with SIGHUP blocked; `main` unblocks it.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ def restore_default_signals() -> None:
 def main() -> int:
     signal.signal(signal.SIGHUP, EarlyHangup())
     signal.signal(signal.SIGTERM, _early_stop)
+    # The unit starts us with SIGHUP blocked (`env --block-signal=HUP`) to cover the
+    # interpreter's own start-up; one that came meanwhile is delivered to EarlyHangup now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     from .cli import main as cli_main  # the heavy imports
 
     return cli_main()

@@ -45,7 +45,7 @@ def test_unit_keeps_what_the_daemon_and_alsa_need():
     service = parser["Service"]
     assert service["Type"] == "notify" and service["Restart"] == "on-failure"
     assert service["RestartPreventExitStatus"] == "2"  # a bad config is not retried forever
-    assert "WatchdogSec" in service and service["ExecStart"].startswith(INSTALLED_EXEC + " run")
+    assert "WatchdogSec" in service and service["ExecStart"].startswith(f"/usr/bin/env --block-signal=HUP {INSTALLED_EXEC} run")
     assert service["DevicePolicy"] == "closed" and service["DeviceAllow"] == "char-alsa rw"
     assert "audio" in service["SupplementaryGroups"].split()
     assert "PrivateDevices" not in service  # would hide /dev/snd
