@@ -222,10 +222,8 @@ class CommandGate:
                  decision: DecisionParams = DecisionParams()) -> None:
         self.params = params
         self._labels = tuple(labels) if labels is not None else None
-        if self._labels is not None:
-            self._keyword_ids = np.array([k for k, label in enumerate(self._labels) if label not in NON_KEYWORDS
-                                          and (decision.keywords is None or label in decision.keywords)], dtype=int)
-            self._min_scores = np.array([decision.threshold_for(self._labels[k]) for k in self._keyword_ids])
+        self._sample_rate = sample_rate
+        self.retune(decision)
         hop_s = HOP_SAMPLES / sample_rate
         self.floor = NoiseFloor(hop_s)
         self._size = int(round(HISTORY_S / hop_s))
@@ -244,7 +242,6 @@ class CommandGate:
         self._hops = 0  # hops seen; hop k (0-based) is stored at k % size
         self._pending: list[_Pending] = []
         self._recent: deque[_Word] = deque(maxlen=8)  # words judged lately, to report each once
-        self._refractory = int(decision.refractory * sample_rate)
         self._reported: dict[str, int] = {}  # keyword -> end_sample of its latest report
         self.rejected = 0
         """Candidates rejected so far (not commands, or a second keyword in one burst)."""
@@ -259,6 +256,15 @@ class CommandGate:
         self._found: deque[tuple[int, int]] = deque(maxlen=16)  # bursts `bursts()` returned lately
         self._early_hops = max(1, self._gap_hops // 2)  # quiet after which a burst may be ending
         self._early: int | None = None  # the last hop of such a burst, for `ending_burst()`
+
+    def retune(self, decision: DecisionParams) -> None:
+        """New thresholds, keywords or refractory from a reload, keeping the loudness history,
+        the noise floor and the candidates being judged."""
+        if self._labels is not None:
+            self._keyword_ids = np.array([k for k, label in enumerate(self._labels) if label not in NON_KEYWORDS
+                                          and (decision.keywords is None or label in decision.keywords)], dtype=int)
+            self._min_scores = np.array([decision.threshold_for(self._labels[k]) for k in self._keyword_ids])
+        self._refractory = int(decision.refractory * self._sample_rate)
 
     def push(self, hop: np.ndarray, end_sample: int, candidates: Sequence[Decision] = (),
              probabilities: np.ndarray | None = None) -> list[Decision]:

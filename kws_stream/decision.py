@@ -68,6 +68,14 @@ class KeywordDecider:
             return False
         return self.params.keywords is None or label in self.params.keywords
 
+    def retune(self, params: DecisionParams) -> None:
+        """New thresholds, keywords, smoothing or refractory, keeping what was heard (the
+        smoothing history, which keywords are armed, when each last fired)."""
+        self.params = params
+        self._history = deque(self._history, maxlen=max(1, params.smoothing))
+        self._reportable = np.array([self._is_reportable(label) for label in self.labels])
+        self._thresholds = np.array([params.threshold_for(label) for label in self.labels])
+
     def forget(self) -> None:
         """Drop the smoothing history (after a stretch the model did not see)."""
         self._history.clear()

@@ -73,6 +73,11 @@ class Spotter:
         self._window_hops = round(features.window_samples / features.frame_step)
         self.decider = KeywordDecider(labels, params.decision)
         self._hops = 0  # hops seen
+        self.rejections: list[tuple[Decision, str]] = []
+        """Candidates command mode rejected and the rule that did, for the caller to take
+        (a list, not a callback: no reference cycle keeps a finished stream alive)."""
+        self.inference_observer: Callable[[float], None] | None = None
+        """Called with each model run's duration in seconds (metrics)."""
         self._gate_base = 0
         self.gate = self._new_gate(params)
         self.silence = self._new_silence(params)
@@ -87,8 +92,6 @@ class Spotter:
         self._early: tuple[int, int, int] | None = None
         """A burst that may be ending and holds a keyword: (last window it wants, its last
         hop, the hop by which it can be judged); its windows are run a few per hop."""
-        self.on_reject: Callable[[Decision, str], None] | None = None
-        """Called with each candidate command mode rejects and the rule that did."""
 
     @property
     def event_driven(self) -> bool:
@@ -99,7 +102,8 @@ class Spotter:
             return None
         gate = CommandGate(params.command, self._features.sample_rate, self._features.window_samples,
                            self.labels, params.decision)
-        gate.on_reject = self._rejected
+        rejections = self.rejections
+        gate.on_reject = lambda decision, rule: rejections.append((decision, rule))
         self._gate_base = self._hops  # a gate counts hops from its creation (a reload mid-stream)
         return gate
 
@@ -109,20 +113,18 @@ class Spotter:
             return None
         return SilenceGate(params.silence, self._features.num_frames)
 
-    def _rejected(self, decision: Decision, rule: str) -> None:
-        if self.on_reject is not None:
-            self.on_reject(decision, rule)
-
     def reconfigure(self, params: PipelineParams) -> None:
         """New thresholds/keywords/stride without losing the audio already seen."""
         old = self.params
         self.params = params
-        self.decider = KeywordDecider(self.labels, params.decision)
+        self.decider.retune(params.decision)  # a word being heard keeps its smoothing
         self._reportable = np.array([label not in NON_KEYWORDS and (params.decision.keywords is None
                                      or label in params.decision.keywords) for label in self.labels])
         gate_changed = params.command != old.command or params.eager_inference != old.eager_inference
-        if gate_changed or (params.command.enabled and params.decision != old.decision):
-            self.gate = self._new_gate(params)  # the gate re-scores with the decision's thresholds
+        if gate_changed:
+            self.gate = self._new_gate(params)
+        elif self.gate is not None and params.decision != old.decision:
+            self.gate.retune(params.decision)  # a word being judged stays judged (soak: SIGHUP mid-word)
         if params.silence != old.silence or gate_changed:
             self.silence = self._new_silence(params)
 
@@ -238,7 +240,12 @@ class Spotter:
 
     def _run_model(self, index: int) -> np.ndarray:
         self.inferences += 1
-        return self._score(index)
+        if self.inference_observer is None:
+            return self._score(index)
+        started = time.perf_counter()
+        probabilities = self._score(index)
+        self.inference_observer(time.perf_counter() - started)
+        return probabilities
 
     def _infer(self, index: int) -> list[Decision]:
         """The window ending with hop `index` through the model (or its screened result)
@@ -269,10 +276,8 @@ class Pipeline:
         self._clock = clock
         self.features = FeatureWindow(MfccExtractor())
         self._rate = self.features.params.sample_rate
-        self.inference_observer: Callable[[float], None] | None = None
-        """Called with each model invoke's duration in seconds (metrics)."""
-        self.spotter = Spotter(model.labels, params, self._score, self.features.params, self.features.oldest_window)
-        self.spotter.on_reject = self._rejected
+        self.spotter = Spotter(model.labels, params, _scorer(model, self.features), self.features.params,
+                               self.features.oldest_window)
         self.rejection_observer: Callable[[Detection, str], None] | None = None
         """Called with each candidate command mode rejects and the rule that did (`--explain`)."""
 
@@ -288,6 +293,15 @@ class Pipeline:
     def silence(self) -> SilenceGate | None:
         return self.spotter.silence
 
+    @property
+    def inference_observer(self) -> Callable[[float], None] | None:
+        """Called with each model run's duration in seconds (metrics)."""
+        return self.spotter.inference_observer
+
+    @inference_observer.setter
+    def inference_observer(self, observer: Callable[[float], None] | None) -> None:
+        self.spotter.inference_observer = observer
+
     def reconfigure(self, params: PipelineParams) -> None:
         """New thresholds/keywords/stride without losing the audio already seen."""
         self.spotter.reconfigure(params)
@@ -296,15 +310,20 @@ class Pipeline:
     def samples_seen(self) -> int:
         return self.features.samples_covered
 
-    def _rejected(self, decision: Decision, rule: str) -> None:
+    def _report_rejections(self) -> None:
+        rejections = self.spotter.rejections
         if self.rejection_observer is not None:
-            self.rejection_observer(self._detection(decision), rule)
+            for decision, rule in rejections:
+                self.rejection_observer(self._detection(decision), rule)
+        rejections.clear()
 
     def feed(self, samples: np.ndarray) -> list[Detection]:
         """Process a block of 16 kHz mono int16 audio; returns any detections."""
         decisions: list[Decision] = []
         for hop in self.features.push(samples):
             decisions.extend(self.spotter.hop(hop.number, hop.level_db))
+            if self.spotter.rejections:
+                self._report_rejections()
         return [self._detection(d) for d in decisions]
 
     def finish(self) -> list[Detection]:
@@ -315,16 +334,9 @@ class Pipeline:
         window = self.features.params.window_samples
         pushed = self.features.samples_pushed
         padded = self.feed(np.zeros(window - pushed, dtype=np.int16)) if 0 < pushed < window else []
-        return padded + [self._detection(d) for d in self.spotter.finish()]
-
-    def _score(self, index: int) -> np.ndarray:
-        window = self.features.window(index)
-        if self.inference_observer is None:
-            return self.model.probabilities(window)
-        started = time.perf_counter()
-        probabilities = self.model.probabilities(window)
-        self.inference_observer(time.perf_counter() - started)
-        return probabilities
+        found = padded + [self._detection(d) for d in self.spotter.finish()]
+        self._report_rejections()
+        return found
 
     def _detection(self, decision: Decision) -> Detection:
         end = decision.end_sample / self._rate
@@ -332,3 +344,11 @@ class Pipeline:
         return Detection(keyword=decision.keyword, score=decision.score, start=max(0.0, end - window),
                          end=end, source=self.source, model=self.model_name, time=self._clock(),
                          threshold=self.params.decision.threshold_for(decision.keyword))
+
+
+def _scorer(model: KeywordModel, features: FeatureWindow) -> Callable[[int], np.ndarray]:
+    """The model's probabilities for the window ending with hop `index` (a closure over the
+    model and the features, not the Pipeline: no reference cycle)."""
+    def score(index: int) -> np.ndarray:
+        return model.probabilities(features.window(index))
+    return score

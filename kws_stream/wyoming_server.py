@@ -50,7 +50,6 @@ every connection and the listener and exit 0; SIGHUP is logged and ignored (no r
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import signal
@@ -240,9 +239,7 @@ class WakeHandler(AsyncEventHandler):
             self.writer.close()
             if task is not None:
                 self.service.tasks.discard(task)
-            if self.stream is not None:  # cut off mid-stream
-                self.stream = None
-                release_streams()
+            self.stream = None  # cut off mid-stream, maybe: freed now (a Pipeline holds no reference cycle)
             log.info("event=client_disconnected client=%s", self.client)
 
     async def handle_event(self, event: Event) -> bool:
@@ -304,9 +301,6 @@ class WakeHandler(AsyncEventHandler):
             await self._process(stream, b"", last=True, finish=True)
         if stream is None or not stream.detected:
             await self.write_event(NotDetected().event())
-        if stream is not None:
-            del stream
-            release_streams()
         log.debug("event=audio_stop client=%s", self.client)
 
     async def _process(self, stream: _Stream, pcm: bytes, last: bool, finish: bool = False,
@@ -342,18 +336,6 @@ class WakeHandler(AsyncEventHandler):
             log.info("event=detection client=%s keyword=%s score=%.4f timestamp=%d",
                      self.client, detection.keyword, detection.score, timestamp)
             await self.write_event(Detection(name=detection.keyword, timestamp=timestamp).event())
-
-
-def release_streams() -> None:
-    """Free the streams that ended, now. A Pipeline is a reference cycle (its CommandGate
-    holds a bound method of it as `on_reject`), so only the cyclic garbage collector frees
-    it, and a stream lives long enough to reach the oldest generation, collected rarely:
-    measured, up to ~40 dead Pipelines (~0.2 MB each) piled up and RSS grew 54 -> 66 MB
-    over 60 connections, then levelled off; collecting after each stream keeps it at
-    ~58 MB. One full collection per stream costs ~5-10 ms (x86), once per wake session.
-    Delete this once pipeline.py no longer makes the cycle
-    (tests/test_wyoming_memory.py's xfail test)."""
-    gc.collect()
 
 
 async def read_event(reader: asyncio.StreamReader) -> Event | None:

@@ -6,9 +6,9 @@ Worker, fed in SLICEs) and `detect` (WavFileSource blocks) run the same Pipeline
 same samples, so they must agree whatever the block sizes: the first test proves it on the
 soak's own audio. What differs live is the SIGHUP the soak sends at 1260 s, within
 0.1 s of that word's end (its drift-corrected start was 1259.11 s), changing the threshold
-0.65 -> 0.70: `Pipeline.reconfigure` then builds a new CommandGate, which drops the word's
+0.65 -> 0.70: `Pipeline.reconfigure` then built a new CommandGate, which dropped the word's
 pending candidate, its loudness history and its noise floor. The second test reproduces
-that and is xfail until pipeline.py keeps the gate's state across a threshold change.
+that; a reload now retunes the gate and the decider, keeping what they heard.
 
 Everything is real: the model, the soak's clips and room tone (benchmarks.soak plan() and
 Sounds, seed 0), the ring, the converter, the worker thread and an in-memory sink.
@@ -127,11 +127,6 @@ def test_the_live_path_and_detect_report_the_same_on_the_soaks_audio(model, tmp_
         assert summary(found + pipeline.finish()) == by_detect, block
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pipeline.py (not this branch's file): Pipeline.reconfigure() replaces the CommandGate when "
-    "the decision params change, dropping the pending candidate, the 4 s loudness history and "
-    "the noise floor; a word spanning a threshold-changing SIGHUP is lost (soak cmd 65). Fix: "
-    "keep the gate (and the decider's smoothing) and only update their thresholds."))
 @pytest.mark.parametrize("after_end_s", [0.0, 0.1])
 def test_a_threshold_reload_at_the_end_of_a_word_keeps_the_word(model, after_end_s):
     audio, start, end = soak_audio()

@@ -98,10 +98,6 @@ async def wait_for(condition, timeout: float = 30.0) -> None:  # noqa: ANN001
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pipeline.py (not this branch's file): Pipeline._new_gate sets gate.on_reject = self._rejected, "
-    "a reference cycle, so a finished Pipeline waits for the cyclic GC; once fixed, "
-    "wyoming_server.release_streams() can go"))
 def test_a_pipeline_is_freed_without_the_cyclic_gc(model: KeywordModel, no_automatic_gc: None) -> None:
     pipeline = Pipeline(model, "micronet-l", "test", PipelineParams())
     pipeline.feed(np.zeros(16000, dtype=np.int16))
