@@ -32,7 +32,9 @@ its Hermes message on `hermes/hotword/<keyword>/detected` (MQTT may be late: the
 queues while the broker is down and reconnects with a backoff of up to 30 s).
 
 Verdict PASS when: every command is found on stdout and on MQTT, there is no extra
-detection anywhere (stdout, MQTT, Wyoming), every Wyoming round got its keywords, every
+detection anywhere (stdout, MQTT, Wyoming), every Wyoming round got its keywords or exactly
+what `kws-stream detect` finds in the same audio (the model's own misses, scores under the
+threshold, are listed and counted apart: the soak tests the service, not the model), every
 SIGHUP was answered by `event=reloaded`, both processes ran to the end and exited 0
 without a traceback, and RSS, threads and fds are flat for both processes. Flat: the
 median of the last quarter of the samples is at most FLAT_RSS_MB / FLAT_THREADS /
@@ -396,10 +398,17 @@ class WyomingRound:
     expected: tuple[str, ...]
     got: list[str] = field(default_factory=list)
     error: str = ""
+    offline: list[str] | None = None  # for a wrong round: what `kws-stream detect` finds in its audio
 
     @property
     def ok(self) -> bool:
         return not self.error and list(self.expected) == self.got
+
+    @property
+    def model_miss(self) -> bool:
+        """Wrong, but the server said exactly what `detect` says on the same audio: the
+        model's own miss (a score under threshold), not something the service lost."""
+        return not self.ok and not self.error and self.offline == self.got
 
 
 def wyoming_rounds(seed: int, max_pause: float, clips: Sequence[str] = tuple(CLIPS)) -> Iterator[tuple[int, str, float]]:
@@ -447,7 +456,7 @@ class WyomingClient:
         rounds = wyoming_rounds(self.seed, self.max_pause, self.clips)
         while not self._stop.is_set():
             i, clip, pause = next(rounds)
-            rnd = WyomingRound(i, clip, round(pause, 2), CLIPS[clip])
+            rnd = WyomingRound(i, clip, pause, CLIPS[clip])
             try:
                 if client is None or on_conn >= self.ROUNDS_PER_CONNECTION:
                     if client is not None:
@@ -763,6 +772,7 @@ def run_soak(opts: Options, log: Callable[[str], None] = print) -> Result:
                         events, subscriber.redelivered, round(duration_s, 1),
                         {"max_late_s": round(mic.max_late_s, 3), **{k: float(v) for k, v in mic.stats.items()
                                                                      if k in ("resyncs", "clip_wait_ticks", "eagain")}})
+        offline_answers(result.wyoming, sounds, env, work)
         judge(result)
         (work / "daemon.stderr").write_text("\n".join(daemon.stderr_lines()) + "\n")
         (work / "wyoming.stderr").write_text("\n".join(wyoming.stderr_lines()) + "\n")
@@ -781,6 +791,18 @@ def run_soak(opts: Options, log: Callable[[str], None] = print) -> Result:
             shutil.rmtree(work, ignore_errors=True)
 
 
+def offline_answers(rounds: Sequence[WyomingRound], sounds: Sounds, env: dict[str, str], work: Path) -> None:
+    """For each wrong round, what `kws-stream detect` (same config, same model) finds in the
+    very audio the client streamed: a round the service got wrong differs from it."""
+    for w in rounds:
+        if w.ok or w.error:
+            continue
+        path = work / f"wyoming-round-{w.index}.wav"
+        scipy.io.wavfile.write(path, RATE, wyoming_round_audio(sounds, w.clip, w.pause_s))
+        out = subprocess.run([*KWS, "detect", str(path)], env=env, capture_output=True, text=True, timeout=300)
+        w.offline = [json.loads(line)["keyword"] for line in out.stdout.splitlines() if line.strip()]
+
+
 def judge(r: Result) -> None:
     """Set r.verdict and r.reasons (see the module docstring)."""
     reasons = []
@@ -796,9 +818,9 @@ def judge(r: Result) -> None:
         reasons.append(f"{len(r.extra_stdout)} extra detections on stdout")
     if r.extra_mqtt:
         reasons.append(f"{len(r.extra_mqtt)} extra MQTT messages")
-    bad_rounds = [w for w in r.wyoming if not w.ok]
+    bad_rounds = [w for w in r.wyoming if not w.ok and not w.model_miss]
     if bad_rounds:
-        reasons.append(f"{len(bad_rounds)} of {len(r.wyoming)} Wyoming rounds wrong")
+        reasons.append(f"{len(bad_rounds)} of {len(r.wyoming)} Wyoming rounds wrong (detect on the same audio differs)")
     if not r.wyoming:
         reasons.append("no Wyoming round completed")
     if r.reloads != len(r.sighups):
@@ -869,10 +891,12 @@ def report(r: Result) -> str:
     out.append("## Wyoming client")
     right = sum(w.ok for w in r.wyoming)
     out.append(f"rounds {len(r.wyoming)} over {r.wyoming_connections} connections, right {right}")
+    out.append(f"the model's own misses (wrong, but `detect` on the same audio says the same): "
+               f"{sum(w.model_miss for w in r.wyoming)}")
     for w in r.wyoming:
         if not w.ok:
-            out.append(f"  round {w.index} {w.clip} after {w.pause_s} s: "
-                       f"expected {list(w.expected)} got {w.got} {w.error}")
+            out.append(f"  round {w.index} {w.clip} after {w.pause_s:.2f} s: "
+                       f"expected {list(w.expected)} got {w.got} {w.error} (detect: {w.offline})")
     out.append("")
     out.append("## Faults")
     out.append(f"SIGHUPs sent {len(r.sighups)}: " + ", ".join(f"{t:.0f}s {w}" for t, w in r.sighups))
