@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 paho = pytest.importorskip("paho.mqtt.client")
@@ -594,6 +595,9 @@ def test_a_sighup_that_changes_only_a_threshold_keeps_the_mqtt_connection(broker
             mark = daemon.log_mark()
             daemon.signal(signal.SIGHUP)
             daemon.wait_log("event=reloaded threshold=0.6 .*sinks=kept", start=mark)
+            # a reload keeps what the decider heard (a word is reported once), so the second
+            # "yes" gets a second of silence before it, as a new word would
+            assert mic.play(np.zeros(16000, dtype=np.int16)).wait(30) is not None
             play_clip(mic, "keywords/yes.wav")  # detections continue after the reload
             assert [d["threshold"] for _, d in daemon.detections(1, timeout=10)] == [0.6]
             got = subscriber.wait_for(4)
