@@ -1,6 +1,6 @@
 """Live `kws-stream run` through the virtual microphone: % of one core, peak RSS, wake-ups.
 
-    python -m benchmarks.cpu_live [--seconds 60] [--blocks 100,20] [--latency-keywords 20] [--eager]
+    python -m benchmarks.cpu_live [--seconds 60] [--blocks 100,20] [--latency-keywords 20]
 
 For each capture block size ([audio] block_ms): a daemon at the defaults hears `--seconds`
 of continuous real speech (shared real-dev); measured from /proc over exactly that playback:
@@ -9,16 +9,12 @@ context switches per second, /proc/PID/task/*/status). Then `--latency-keywords`
 commands are played (benchmarks.speed_latency) for the p95 latency at that block size.
 
 "floor" (`--floor-s`): the daemon hearing digital silence, so the model never runs: at the
-defaults when command mode is event-driven (this build's PipelineParams has eager_inference and
-no --eager), else with the silence gate on (which still computes MFCC every hop). It shows
+defaults when command mode is event-driven (PipelineParams has eager_inference), else with the
+silence gate on (which still computes MFCC every hop). It shows
 what capture, PulseAudio's client thread and the worker's wake-ups cost without inference.
 "capture only" (`--capture-s`): a bare sounddevice stream with a counting callback at each block
 size, in the same PulseAudio session: PortAudio + the PulseAudio client with no kws-stream code.
 Last, resident memory per import in a fresh interpreter (speed_live.import_memory).
-
-`--eager` adds EAGER_CONFIG (today's every-hop inference) to every daemon's config, for a build
-whose command mode is event-driven by default; on a build without the key the daemon exits 2
-and this harness says so.
 """
 
 from __future__ import annotations
@@ -38,11 +34,9 @@ import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is 
 
 from . import procstat
 from .cpu_compare import RATE, continuous_speech, has_eager_field, shared_audio
-from .speed_common import kws_command
 from .speed_latency import DEFAULT_CORPUS, drain, latency_words, measure_latency
 from .speed_live import import_memory, start_daemon, thread_names
 
-EAGER_CONFIG = "[command]\neager_inference = true\n"  # the lead's key for today's every-hop path
 WARMUP_S = 3.0
 
 
@@ -129,31 +123,16 @@ def write_conf(workdir: Path, key: str, text: str) -> list[str]:
     return ["--config", str(conf)]
 
 
-def config_problem(path: Path) -> str | None:
-    """`kws-stream config check FILE`'s complaint, or None when this build accepts the file."""
-    r = subprocess.run([*kws_command(), "config", "check", str(path)], capture_output=True, text=True, timeout=60)
-    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
-
-
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from testsupport.vmic import VirtualMic
-
-    if args.eager:
-        probe = workdir / "eager.toml"
-        probe.write_text(EAGER_CONFIG)
-        if (problem := config_problem(probe)) is not None:
-            print(f"cpu_live: --eager needs a build with the every-hop config key ({problem}); "
-                  "run without --eager on this build", file=sys.stderr)
-            raise SystemExit(2)
 
     speech = continuous_speech(args.seconds, shared_audio())
     words = latency_words(args.latency_keywords, args.corpus, workdir, quick=not (args.corpus / "keywords.csv").exists()) \
         if args.latency_keywords else []
-    eager = EAGER_CONFIG if args.eager else ""
-    out: dict[str, Any] = {"speech_s": len(speech) / RATE, "eager": args.eager, "blocks": {}}
+    out: dict[str, Any] = {"speech_s": len(speech) / RATE, "blocks": {}}
     with VirtualMic(workdir / "vmic", rate=RATE, channels=1) as mic:
         for block_ms in args.blocks:
-            extra = write_conf(workdir, f"b{block_ms}", f"[audio]\nblock_ms = {block_ms}\n" + eager)
+            extra = write_conf(workdir, f"b{block_ms}", f"[audio]\nblock_ms = {block_ms}\n")
             try:
                 daemon = start_daemon(mic, 1, extra=extra)
             except Exception as exc:
@@ -178,9 +157,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 daemon.stop()
             print(f"block {block_ms} ms done", file=sys.stderr)
         if args.floor_s > 0:
-            event_driven = has_eager_field() and not args.eager
+            event_driven = has_eager_field()
             out["floor_how"] = "defaults (event-driven command mode)" if event_driven else "silence gate on"
-            extra = write_conf(workdir, "floor", eager if event_driven else "[silence]\nenabled = true\n" + eager)
+            extra = write_conf(workdir, "floor", "" if event_driven else "[silence]\nenabled = true\n")
             daemon = start_daemon(mic, 1, extra=extra)
             try:
                 time.sleep(WARMUP_S)
@@ -194,8 +173,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any]) -> str:
-    lines = [f"live kws-stream run, {result['speech_s']:.0f} s of real speech through the virtual microphone"
-             + (" (--eager)" if result["eager"] else "")]
+    lines = [f"live kws-stream run, {result['speech_s']:.0f} s of real speech through the virtual microphone"]
     lines.append(f"{'block':>6} {'CPU %core':>9} {'peak RSS':>9} {'wakeups/s':>10} {'p50 ms':>7} {'p95 ms':>7}  latency")
     for block, r in result["blocks"].items():
         lat = r.get("latency", {})
@@ -233,7 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--latency-keywords", type=int, default=20, help="commands played per block size (0: none)")
     ap.add_argument("--floor-s", type=float, default=30.0, help="seconds of the no-inference floor (0: skip)")
     ap.add_argument("--capture-s", type=float, default=20.0, help="seconds of capture-only per block size (0: skip)")
-    ap.add_argument("--eager", action="store_true", help="today's every-hop inference (the lead's config key)")
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
