@@ -347,6 +347,25 @@ class _DownloadFailed(Exception):
     """A reason to give up on a download (its message is the reason)."""
 
 
+def is_model_path(name_or_path: str) -> bool:
+    return name_or_path.endswith(".tflite") or os.sep in name_or_path
+
+
+def spec_for(name_or_path: str, manifest: Manifest) -> ModelSpec:
+    """The manifest entry of a model name, or of a .tflite file (by its `path`, else its
+    SHA-1), without installing or verifying anything."""
+    if not is_model_path(name_or_path):
+        return manifest.get(name_or_path or manifest.default)
+    path = Path(name_or_path).expanduser().resolve()
+    if not path.is_file():
+        raise KwsError(f"model file {path}: no such file")
+    spec = next((m for m in manifest.models.values() if m.path == path), None) or manifest.by_sha1(sha1_of(path))
+    if spec is None:
+        raise KwsError(f"model file {path} is in no manifest: add an entry with its `path` and `labels` "
+                       f"to {user_config_dir() / USER_MANIFEST} (see models/manifest.toml)")
+    return spec
+
+
 def resolve(name_or_path: str, model_dir: Path, manifest: Manifest, source: str | None = None,
             progress: bool = True) -> tuple[ModelSpec, Path]:
     """The spec and verified file for a model name or a .tflite path.
@@ -355,18 +374,9 @@ def resolve(name_or_path: str, model_dir: Path, manifest: Manifest, source: str 
     (or its manifest URL). A path must be a file some manifest knows (by SHA-1 or
     `path`), since the labels come from the manifest.
     """
-    if name_or_path.endswith(".tflite") or os.sep in name_or_path:
-        path = Path(name_or_path).expanduser().resolve()
-        if not path.is_file():
-            raise KwsError(f"model file {path}: no such file")
-        spec = next((m for m in manifest.models.values() if m.path == path), None) or manifest.by_sha1(sha1_of(path))
-        if spec is None:
-            raise KwsError(f"model file {path} is in no manifest: add an entry with its `path` and `labels` "
-                           f"to {user_config_dir() / USER_MANIFEST} (see models/manifest.toml)")
-        if spec.path is None:
-            return spec, path  # a known model at another path: its SHA-1 already matched
-    else:
-        spec = manifest.get(name_or_path or manifest.default)
+    spec = spec_for(name_or_path, manifest)
+    if is_model_path(name_or_path) and spec.path is None:
+        return spec, Path(name_or_path).expanduser().resolve()  # a known model at another path: its SHA-1 matched
     path = installed_path(spec, model_dir)
     if not path.is_file():
         if spec.path is not None:

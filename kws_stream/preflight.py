@@ -7,12 +7,9 @@ one line and exit 2, not a failure halfway through starting (or after installing
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from .config import Config, ConfigError
 from .decision import NON_KEYWORDS
-from .models import Manifest, ModelSpec, check_model_name, manifest_for, sha1_of
+from .models import check_model_name, manifest_for, spec_for
 
 
 def check_model(config: Config) -> None:
@@ -21,20 +18,8 @@ def check_model(config: Config) -> None:
     model has its own. One ConfigError line (exit 2)."""
     manifest = manifest_for(config)
     check_model_name(config.model.name, manifest)
-    spec = _spec(config.model.name, manifest)
+    spec = spec_for(config.model.name, manifest)
     config.detection.check_keywords(tuple(k for k in spec.labels if k not in NON_KEYWORDS), spec.name)
-
-
-def _spec(name: str, manifest: Manifest) -> ModelSpec:
-    """The manifest entry of a name that `check_model_name` accepted (as `models.resolve`
-    finds it, without installing or verifying the file)."""
-    if not (name.endswith(".tflite") or os.sep in name):
-        return manifest.get(name or manifest.default)
-    path = Path(name).expanduser().resolve()
-    spec = next((m for m in manifest.models.values() if m.path == path), None) or manifest.by_sha1(sha1_of(path))
-    if spec is None:
-        raise ConfigError(f"model file {path} is in no manifest")  # check_model_name said so first
-    return spec
 
 
 def check_runnable(config: Config, mqtt: bool = True) -> None:
