@@ -53,6 +53,7 @@ class KeywordDecider:
 
     def __init__(self, labels: tuple[str, ...], params: DecisionParams) -> None:
         self.labels = labels
+        _check_keywords(labels, params)
         self.params = params
         self._history: deque[np.ndarray] = deque(maxlen=max(1, params.smoothing))
         self._reportable = np.array([self._is_reportable(label) for label in labels])
@@ -71,6 +72,7 @@ class KeywordDecider:
     def retune(self, params: DecisionParams) -> None:
         """New thresholds, keywords, smoothing or refractory, keeping what was heard (the
         smoothing history, which keywords are armed, when each last fired)."""
+        _check_keywords(self.labels, params)
         self.params = params
         self._history = deque(self._history, maxlen=max(1, params.smoothing))
         self._reportable = np.array([self._is_reportable(label) for label in self.labels])
@@ -104,3 +106,12 @@ class KeywordDecider:
         self._armed[top] = False
         self._last_fired[top] = end_sample
         return Decision(self.labels[top], score, end_sample)
+
+
+def _check_keywords(labels: tuple[str, ...], params: DecisionParams) -> None:
+    """The allow-list and per-keyword thresholds name the model's keywords (the config and
+    CLI say so in one line before a model is loaded; this is the same check for the API)."""
+    keywords = set(labels) - NON_KEYWORDS
+    unknown = sorted((set(params.keywords or ()) | set(params.thresholds)) - keywords)
+    if unknown:
+        raise ValueError(f"not keywords of this model: {', '.join(unknown)} (its keywords: {', '.join(sorted(keywords))})")

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from conftest import LABELS
 
 from kws_stream.decision import DecisionParams, KeywordDecider
@@ -68,3 +69,15 @@ def test_decision_carries_the_smoothed_score_and_position():
     d = decider.update(probs("stop", 0.9), 16320, RATE)
     assert d is not None and d.keyword == "stop"
     assert d.score == np.float64(0.75) and d.end_sample == 16320
+
+
+def test_the_api_refuses_keywords_the_model_does_not_have():
+    """The config and CLI refuse these before loading a model; the library says the same."""
+    labels = ("yes", "no", "_silence_", "_unknown_")
+    with pytest.raises(ValueError, match="not keywords of this model: marvin"):
+        KeywordDecider(labels, DecisionParams(keywords=frozenset({"yes", "marvin"})))
+    with pytest.raises(ValueError, match="_silence_"):
+        KeywordDecider(labels, DecisionParams(thresholds={"_silence_": 0.9}))
+    decider = KeywordDecider(labels, DecisionParams(keywords=frozenset({"yes"})))
+    with pytest.raises(ValueError, match="up"):
+        decider.retune(DecisionParams(thresholds={"up": 0.8}))
