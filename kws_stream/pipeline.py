@@ -33,7 +33,7 @@ EARLY_SCORE = 1.0
 """The model starts before a burst is judged only if a keyword clears its threshold in the
 window ending mid-burst or with it (see `Spotter._run_wanted`)."""
 SCREEN_SCORE = 0.5
-"""Command mode looks first at five windows, from the one ending mid-burst to the last one
+"""Command mode looks first at three windows, from the one ending mid-burst to the last one
 holding the whole burst: unless a keyword scores this fraction of its threshold in one
 of them, the burst is no command and the model stops there."""
 
@@ -46,7 +46,7 @@ class PipelineParams:
     silence: SilenceParams = SilenceParams()  # plain mode: skip inference while quiet (off by default)
     eager_inference: bool = False
     """Command mode only: run the model at every hop as plain mode does, instead of only
-    around bursts that can be commands. Same rules, ~50x the CPU: for benchmarks and for
+    around bursts that can be commands. Same rules, 10-75x the CPU: for benchmarks and for
     checking that the event-driven path reports the same commands."""
 
 
