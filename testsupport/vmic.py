@@ -86,6 +86,7 @@ import numpy as np
 __all__ = ["VirtualMic", "PlayHandle", "VirtualMicError"]
 
 BLOCK_S = 0.020
+DRAINING_TICKS_TO_START = 2  # a clip begins once the reader drained the pipe this many ticks running
 MAX_CATCHUP_S = 1.0
 PIPE_BUF = 4096  # Linux; atomic-write limit for pipes
 SOURCE_NAME = "vmic"
@@ -172,6 +173,7 @@ class VirtualMic:
         self._fd_ino: tuple | None = None
         self._fed_ino: tuple | None = None  # FIFO identity of the last good write
         self._expect_idle: int | None = None  # queued bytes now if nobody read
+        self._draining_ticks = 0  # consecutive ticks the reader was seen draining
         self.feeder_error: BaseException | None = None
         self.stats = collections.Counter()
         self.max_late_s = 0.0
@@ -472,6 +474,7 @@ class VirtualMic:
             return None
         self._fd, self._fd_ino = fd, (fst.st_dev, fst.st_ino)
         self._expect_idle = None
+        self._draining_ticks = 0
         self.stats["opens"] += 1
         return fd
 
@@ -530,8 +533,13 @@ class VirtualMic:
             draining = True
         else:
             self.stats["last_queued_bytes"] = queued
-            draining = self._expect_idle is not None and queued < self._expect_idle
+            drained = self._expect_idle is not None and queued < self._expect_idle
             self._expect_idle = queued
+            # twice in a row: a freshly (re)loaded pipe source reads the FIFO once even with
+            # no client recording, and a clip begun then sat in the pipe and was discarded
+            # when a client connected (test_unplug_replug on a loaded machine)
+            self._draining_ticks = self._draining_ticks + 1 if drained else 0
+            draining = self._draining_ticks >= DRAINING_TICKS_TO_START
         with self._lock:
             have_clip = bool(self._carry) or bool(self._clips)
         if queued is not None and queued >= self._max_queued_bytes:
