@@ -53,11 +53,8 @@ class KeywordDecider:
 
     def __init__(self, labels: tuple[str, ...], params: DecisionParams) -> None:
         self.labels = labels
-        _check_keywords(labels, params)
-        self.params = params
-        self._history: deque[np.ndarray] = deque(maxlen=max(1, params.smoothing))
-        self._reportable = np.array([self._is_reportable(label) for label in labels])
-        self._thresholds = np.array([params.threshold_for(label) for label in labels])
+        self._history: deque[np.ndarray] = deque()
+        self.retune(params)
         self._armed = np.ones(len(labels), dtype=bool)
         self._last_fired: dict[int, int] = {}
         self.smoothed: np.ndarray | None = None
@@ -77,6 +74,11 @@ class KeywordDecider:
         self._history = deque(self._history, maxlen=max(1, params.smoothing))
         self._reportable = np.array([self._is_reportable(label) for label in self.labels])
         self._thresholds = np.array([params.threshold_for(label) for label in self.labels])
+
+    def keyword_near(self, probabilities: np.ndarray, fraction: float) -> bool:
+        """Does an allowed keyword score `fraction` of its threshold in one window's
+        (unsmoothed) probabilities? Command mode's screen before it runs a whole burst."""
+        return bool((probabilities[self._reportable] >= fraction * self._thresholds[self._reportable]).any())
 
     def forget(self) -> None:
         """Drop the smoothing history (after a stretch the model did not see)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from .backend import KeywordModel
 from .command import CommandGate, CommandParams
-from .decision import NON_KEYWORDS, Decision, DecisionParams, KeywordDecider
+from .decision import Decision, DecisionParams, KeywordDecider
 from .events import Detection
 from .features import FeatureParams, FeatureWindow, MfccExtractor
 from .silence import SilenceGate, SilenceParams
@@ -84,8 +84,6 @@ class Spotter:
         self.inferences = 0
         """Model runs so far."""
         self._screened: dict[int, np.ndarray] = {}  # window (by its last hop) -> probabilities, not yet used
-        self._reportable = np.array([label not in NON_KEYWORDS and (params.decision.keywords is None
-                                     or label in params.decision.keywords) for label in labels])
         self._inferred = -1  # the newest hop whose window the model ran on
         self._wanted = -1  # event-driven: the model runs on windows up to this hop ...
         self._next = 0  # ... from this one on
@@ -118,8 +116,6 @@ class Spotter:
         old = self.params
         self.params = params
         self.decider.retune(params.decision)  # a word being heard keeps its smoothing
-        self._reportable = np.array([label not in NON_KEYWORDS and (params.decision.keywords is None
-                                     or label in params.decision.keywords) for label in self.labels])
         gate_changed = params.command != old.command or params.eager_inference != old.eager_inference
         if gate_changed:
             self.gate = self._new_gate(params)
@@ -178,8 +174,7 @@ class Spotter:
             if self._keyword_in(start, end, now):
                 self._extend(stretch - warmup, max(end + gate.verdict_delay_hops + warmup, start + self._window_hops - 1))
                 judged = True
-        last = max(self._wanted, self._early[0] if self._early is not None else -1)
-        backlog = min(now, last) - self._next + 1
+        backlog = min(now, self._last_wanted()) - self._next + 1
         if backlog <= 0:
             return
         if self._early is not None and not (judged or final or gate.waiting):
@@ -192,11 +187,14 @@ class Spotter:
     def _extend(self, first: int, last: int) -> None:
         """Windows `first`..`last` are wanted (those already run or skipped stay so)."""
         first = max(first, self._first_window, self._oldest_window(), self._gate_base)
-        if self._next > max(self._wanted, self._early[0] if self._early else -1) \
-                and first > self._inferred + self.params.stride:
+        if self._next > self._last_wanted() and first > self._inferred + self.params.stride:
             self.decider.reset()  # the windows skipped since the last run held no command
             self._next = first
         self._wanted = max(self._wanted, last)
+
+    def _last_wanted(self) -> int:
+        """The newest window a burst (judged, or maybe ending) still wants run."""
+        return max(self._wanted, self._early[0] if self._early is not None else -1)
 
     def _bursts(self, gate: CommandGate, final: bool = False) -> list[tuple[int, int, int]]:
         base = self._gate_base
@@ -213,12 +211,11 @@ class Spotter:
         hi = min(now, max(end, start + self._window_hops - 1))
         if lo > hi:
             return True  # no such window heard (a stream shorter than a window): look at all
-        thresholds = np.array([self.params.decision.threshold_for(label) for label in self.labels])
         for index in sorted({round(x) for x in np.linspace(hi, lo, count)}, reverse=True):
             probabilities = self._screened.get(index)
             if probabilities is None:
                 probabilities = self._screened[index] = self._run_model(index)
-            if (probabilities[self._reportable] >= score * thresholds[self._reportable]).any():
+            if self.decider.keyword_near(probabilities, score):
                 return True
         return False
 
