@@ -45,7 +45,7 @@ import numpy as np
 import scipy.io.wavfile
 
 from kws_stream.command import CORE_DROP_DB, HOP_SAMPLES, CommandGate, CommandParams, hop_level_db
-from kws_stream.decision import Decision, DecisionParams, KeywordDecider
+from kws_stream.decision import DecisionParams
 from kws_stream.features import FeatureParams, MfccExtractor
 from kws_stream.pipeline import PipelineParams, Spotter
 
@@ -402,42 +402,19 @@ def replay(trace: Trace, decision: DecisionParams, command: CommandParams,
            voiced: np.ndarray | None = None, rule: VadRule | None = None, eager: bool = False) -> list[Fired]:
     """The pipeline's own `Spotter` over cached levels and probabilities: hop k of the
     pipeline (its frame ends at (k + 2) * 320) is trace index k + 1. With `voiced` (per-hop
-    VAD flags, `vad_flags_for`), the VAD experiment instead: a `VadGate` that also vetoes by
-    `rule`, with the model at every hop (as it was measured)."""
-    if voiced is not None and command.enabled:
-        return _replay_vad(trace, decision, command, voiced, rule)
-    spotter = Spotter(LABELS, PipelineParams(decision=decision, command=command, eager_inference=eager),
+    VAD flags, `vad_flags_for`), the VAD experiment instead: its gate is a `VadGate` that
+    also vetoes by `rule`, with the model at every hop (as it was measured)."""
+    vad = voiced is not None and command.enabled
+    spotter = Spotter(LABELS, PipelineParams(decision=decision, command=command, eager_inference=eager or vad),
                       lambda k: trace.probs[k + 1])
+    if vad:
+        spotter.gate = VadGate(voiced, rule, command, labels=LABELS, decision=decision)
     out: list[Fired] = []
     for k in range(len(trace.levels) - 1):
         end = (k + 2) * HOP_SAMPLES / RATE
         out.extend(Fired(d.keyword, d.end_sample / RATE, end) for d in spotter.hop(k, float(trace.levels[k + 1])))
     end = len(trace.levels) * HOP_SAMPLES / RATE
     out.extend(Fired(d.keyword, d.end_sample / RATE, end) for d in spotter.finish())
-    return out
-
-
-def _replay_vad(trace: Trace, decision: DecisionParams, command: CommandParams,
-                voiced: np.ndarray, rule: VadRule | None) -> list[Fired]:
-    decider = KeywordDecider(LABELS, decision)
-    gate = VadGate(voiced, rule, command, labels=LABELS, decision=decision)
-    out: list[Fired] = []
-    first_window = FeatureParams().num_frames
-    for i, level in enumerate(trace.levels):
-        if i == 0:
-            continue
-        end = (i + 1) * HOP_SAMPLES
-        fired: list[Decision] = []
-        smoothed = None
-        if i >= first_window:
-            d = decider.update(trace.probs[i], end, RATE)
-            smoothed = decider.smoothed
-            if d is not None:
-                fired.append(d)
-        out.extend(Fired(d.keyword, d.end_sample / RATE, end / RATE)
-                   for d in gate.push_level(float(level), end, fired, smoothed))
-    end_s = len(trace.levels) * HOP_SAMPLES / RATE
-    out.extend(Fired(d.keyword, d.end_sample / RATE, end_s) for d in gate.finish())
     return out
 
 
@@ -552,10 +529,9 @@ class VadGate(CommandGate):
         self._voiced = np.zeros((self._size, voiced.shape[1]), dtype=bool)
         self.rule = rule
 
-    def push_level(self, level_db: float, end_sample: int, candidates: Sequence[Decision] = (),
-                   probabilities: np.ndarray | None = None) -> list[Decision]:
+    def observe(self, level_db: float, end_sample: int) -> None:
         self._voiced[self._hops % self._size] = self._source[end_sample // HOP_SAMPLES - 1]
-        return super().push_level(level_db, end_sample, candidates, probabilities)
+        super().observe(level_db, end_sample)
 
     def features(self, v) -> VadFeatures:
         now = self._hops - 1
