@@ -289,7 +289,7 @@ class CommandGate:
         self._hops += 1
         # where bursts of speech end, for `bursts()`: a burst goes on while hops within
         # CORE_DROP_DB of its peak follow each other with gaps shorter than post_silence
-        if level >= self.floor.floor_db + self.params.speech_margin_db:
+        if level >= self._speech_db():
             if k - self._burst_last > self._gap_hops:
                 self._burst_peak, self._burst_last = level, k
             elif level >= self._burst_peak - CORE_DROP_DB:
@@ -338,7 +338,7 @@ class CommandGate:
         found: set[tuple[int, int, int]] = set()
         waiting: list[_Probe] = []
         oldest = self._hops - self._size
-        speech = self.floor.floor_db + self.params.speech_margin_db
+        speech = self._speech_db()
         for probe in self._probes:
             if probe.hop < oldest:
                 continue
@@ -383,7 +383,7 @@ class CommandGate:
         verdict = self._verdict(hop, False, gap_hops=self._early_hops)
         if verdict is None or not verdict.accepted:
             return None
-        stretch, _ = self._burst_start(hop, self.floor.floor_db + self.params.speech_margin_db, oldest)
+        stretch, _ = self._burst_start(hop, self._speech_db(), oldest)
         return min(stretch, verdict.start), verdict.start, verdict.end
 
     def finish(self, candidates: Sequence[Decision] = (), probabilities: np.ndarray | None = None) -> list[Decision]:
@@ -472,7 +472,7 @@ class CommandGate:
         if "after_silence" in verdict.reason:
             return f"after_silence: more speech follows the word within {p.after_silence:g} s"
         oldest = max(0, self._hops - self._size)
-        threshold = max(self.floor.floor_db + p.speech_margin_db, self._level(verdict.peak) - CORE_DROP_DB)
+        threshold = max(self._speech_db(), self._level(verdict.peak) - CORE_DROP_DB)
         start, before = self._burst_start(verdict.peak, threshold, oldest)
         pause = (start - max(before + 1, oldest)) * self._hop_s
         return f"pre_silence: pause before the word {pause:.2f} s < {p.pre_silence:g} s"
@@ -525,12 +525,16 @@ class CommandGate:
                     < verdict.start]
         if not previous:
             return verdict.end
-        speech = self.floor.floor_db + self.params.speech_margin_db
+        speech = self._speech_db()
         oldest = max(0, self._hops - self._size)
         k = verdict.start - 1
         while k > max(previous) and k >= oldest and self._level(k) < speech:
             k -= 1
         return min(last, max(verdict.end, k + self._window_hops))
+
+    def _speech_db(self) -> float:
+        """The level from which a hop counts as speech: the noise floor + speech_margin_db."""
+        return self.floor.floor_db + self.params.speech_margin_db
 
     def _level(self, k: int) -> float:
         return self._lv[k % self._size]
@@ -559,7 +563,7 @@ class CommandGate:
         oldest = max(0, self._hops - self._size)
         first = max(oldest, hop - self._window_hops + 1)
         levels = self._levels[np.arange(first, hop + 1) % self._size]
-        speech = self.floor.floor_db + self.params.speech_margin_db
+        speech = self._speech_db()
         audible = np.flatnonzero(levels >= max(float(levels.max()) - LATEST_WORD_DB, speech))
         latest = first + int(audible[-1]) if len(audible) else hop
         lo = max(first, latest - self._search_hops)
@@ -575,7 +579,7 @@ class CommandGate:
         gap = self._gap_hops if gap_hops is None else gap_hops
         now = self._hops - 1
         oldest = max(0, now - self._size + 1)
-        speech = self.floor.floor_db + self.params.speech_margin_db
+        speech = self._speech_db()
         latest, peak_hop = word or self._latest_word(hop)
         while True:
             peak = self._level(peak_hop)
