@@ -223,9 +223,11 @@ class FeatureWindow:
         first = end - self.params.num_frames + 1
         if first < 0:
             raise IndexError(f"no whole window ends at frame {end}")
-        for index in range(first, end + 1):
-            self.frame(index)
-        return self._frames[np.arange(first, end + 1) % self._history]
+        frames = np.arange(first, end + 1)
+        slots = frames % self._history
+        for index in frames[self._frame_ids[slots] != frames]:  # usually just the newest (plain mode)
+            self.frame(int(index))
+        return self._frames[slots]
 
 
 def hop_level_db(hop: np.ndarray) -> float:
