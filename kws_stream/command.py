@@ -312,6 +312,12 @@ class CommandGate:
         return self._burst_last
 
     @property
+    def history_hops(self) -> int:
+        """Hops of levels kept (HISTORY_S): a window the model ran on can be judged only
+        while the hop it ends with is in them."""
+        return self._size
+
+    @property
     def verdict_delay_hops(self) -> int:
         """Hops after a burst's end at which the rules can accept it (after_silence)."""
         return self._after_hops
@@ -397,7 +403,11 @@ class CommandGate:
         accepted: list[tuple[_Word, Decision]] = []
         waiting: list[_Pending] = []
         judged: list[tuple[_Pending, _Verdict]] = []
+        oldest = self._hops - self._size
         for item in self._pending:
+            if item.hop < oldest:  # never, unless a window far behind was run late: its levels are gone
+                self._reject(item.decision, f"history: its window ended over {HISTORY_S:g} s ago")
+                continue
             # judged in firing order: a later word waits for an earlier one still open
             verdict = None if waiting else self._verdict(item.hop, final)
             if verdict is not None and verdict.accepted and not final and self._labels is not None \

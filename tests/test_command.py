@@ -291,6 +291,18 @@ def test_the_first_word_of_a_sentence_after_a_pause_is_not_a_command(model):
     assert spot(model, audio) == []
 
 
+@pytest.mark.parametrize("digital", [False, True])
+def test_windows_run_long_after_they_were_heard_are_judged_or_dropped_not_a_crash(model, digital):
+    """Real read speech (real-dev, LibriSpeech 887) after 3.5 s of quiet, post_silence 0.3 s:
+    a burst at the end of a long stretch of speech wanted windows from the stretch's start,
+    over 4 s back; a candidate from one of them reached the gate after its levels were gone,
+    and the worker died (ValueError). Only windows the gate can still judge are run now."""
+    _, speech = read_clip("real-dev/ls_887-123289-0000.wav")
+    lead = np.zeros(56000, dtype=np.int16) if digital else room_tone(3.5)
+    params = PipelineParams(command=CommandParams(post_silence=0.3))
+    assert spot(model, np.concatenate([lead, speech, room_tone(1.0)]), params) == []
+
+
 def test_commands_in_a_row_are_not_taken_for_a_sentence(model):
     """after_silence does not apply when the next burst is another short command."""
     _, audio = read_clip("keywords/yes_no_go_stop.wav")
