@@ -19,7 +19,10 @@ decisions from the loudness contour of the last few seconds (one level per 20 ms
    shorter than `post_silence` (the closure in "stop", a pause between syllables).
 3. The candidate is accepted once `post_silence` of non-speech follows the core (and
    `after_silence`, unless another short burst follows: longer speech after it makes it
-   the first word of a sentence), if the core is at most `max_word` long, at least `pre_silence` of non-speech precedes it, and
+   the first word of a sentence), if the core is at most `max_word` long, at least
+   `pre_silence` of non-speech precedes it (or it is the next word of a row of commands:
+   after a short burst that was a command, or one `ROW_TALKER_DB` quieter than it, another
+   source's, a short pause is enough), and
    its peak is `min_snr_db` above the noise floor (a TV or talk further away peaks barely
    above the room's noise, and its syllables then look like isolated short words).
    The stream start counts as preceding silence and its end (`finish`) as following
@@ -76,6 +79,8 @@ LATEST_WORD_DB = 20.0  # the word that fired is the *latest* speech in the windo
 PEAK_SEARCH_S = 0.3  # ... and the word's peak is the loudest hop in the 0.3 s up to it
 SAME_WORD_S = 0.3  # candidates whose peaks are closer than this are one word (keep the best)
 CORE_DROP_DB = 20.0  # a hop this far below the word's peak is not part of the word
+ROW_TALKER_DB = 10.0  # a short burst before a word peaking within this of the word's peak is the same
+#                      talker's: then it must be a command for the word to be the next of a row
 HISTORY_S = 4.0  # loudness contour kept: > window (1 s) + max_word + pre_silence + post_silence
 
 
@@ -87,7 +92,8 @@ class CommandParams(Checked):
     enabled: False gives plain keyword spotting (keywords inside sentences too).
     max_word: the longest burst of speech accepted as a command (word or short phrase).
     pre_silence: non-speech required between running speech and the burst (the stream
-        start counts); after another short burst (commands in a row) post_silence is enough.
+        start counts); after a command (commands in a row) post_silence is enough, but a
+        short word of the talker's that was no command ("oh ... right") does not count.
         0.6 s: the first word of a sentence after a pause between sentences is the main
         source of false accepts left; a command 0.75 s or more after talking is unaffected.
     post_silence: non-speech that ends a burst; also the added latency after the word.
@@ -197,6 +203,8 @@ class _Verdict:
     end: int
     reason: str = "command"  # why it was rejected (for diagnostics), or "command"
     threshold: float = 0.0  # the level that counted as this burst's speech
+    row_after: int = -1  # admitted as the next command of a row: the first hop of the short
+    #                      burst before it (which must then be, or follow, a command)
 
 
 class CommandGate:
@@ -312,6 +320,12 @@ class CommandGate:
         return self._burst_last
 
     @property
+    def history_hops(self) -> int:
+        """Hops of levels kept (HISTORY_S): a window the model ran on can be judged only
+        while the hop it ends with is in them."""
+        return self._size
+
+    @property
     def verdict_delay_hops(self) -> int:
         """Hops after a burst's end at which the rules can accept it (after_silence)."""
         return self._after_hops
@@ -397,7 +411,11 @@ class CommandGate:
         accepted: list[tuple[_Word, Decision]] = []
         waiting: list[_Pending] = []
         judged: list[tuple[_Pending, _Verdict]] = []
+        oldest = self._hops - self._size
         for item in self._pending:
+            if item.hop < oldest:  # never, unless a window far behind was run late: its levels are gone
+                self._reject(item.decision, f"history: its window ended over {HISTORY_S:g} s ago")
+                continue
             # judged in firing order: a later word waits for an earlier one still open
             verdict = None if waiting else self._verdict(item.hop, final)
             if verdict is not None and verdict.accepted and not final and self._labels is not None \
@@ -415,6 +433,10 @@ class CommandGate:
                 self._reject(fired, "same_word: this word was judged already")  # a later, second guess
                 continue
             decision = fired
+            rule = None
+            if word.accepted and verdict.row_after >= 0 and not self._follows_command(verdict, accepted):
+                word = dataclasses.replace(word, accepted=False)
+                rule = "pre_silence: the short burst before it (< pre_silence) was not a command"
             # a burst that holds several words ("left up" said quickly) cannot be judged
             # as one word: its candidates stand as the decider made them
             several = any(verdict.start <= p <= verdict.end and abs(p - verdict.peak) >= self._same_word_hops
@@ -432,7 +454,6 @@ class CommandGate:
                     word = dataclasses.replace(word, keywords=frozenset({fired.keyword, decision.keyword}))
             same = [k for k, (w, _) in enumerate(accepted)
                     if w.same_word(word, decision.keyword, self._same_word_hops)]
-            rule = None
             if word.accepted and not same and self._repeats(decision):
                 word = dataclasses.replace(word, accepted=False)  # one word reported once, as plain mode does
                 rule = "same_word: the same keyword was reported within the refractory time"
@@ -476,6 +497,15 @@ class CommandGate:
         start, before = self._burst_start(verdict.peak, threshold, oldest)
         pause = (start - max(before + 1, oldest)) * self._hop_s
         return f"pre_silence: pause before the word {pause:.2f} s < {p.pre_silence:g} s"
+
+    def _follows_command(self, verdict: _Verdict, accepted: Sequence[tuple[_Word, Decision]]) -> bool:
+        """Does the row of short bursts `verdict` ends start with a command? The short burst
+        before it (or the pause before that burst) holds a word accepted as a command.
+        "yes ... no" is a row of commands; "oh ... right", "so ... stop" are not: without
+        this, any short word before a keyword stood in for the pause before a command."""
+        words = [*self._recent, *(w for w, _ in accepted)]
+        return any(w.accepted and w.start < verdict.start and w.end >= verdict.row_after - self._pre_hops
+                   for w in words)
 
     def _repeats(self, decision: Decision) -> bool:
         """The same keyword was reported within the decider's refractory time: the same
@@ -614,6 +644,7 @@ class CommandGate:
         # it needs pre_silence; after another short burst (a command in a row of
         # commands: "left ... up") the gap of post_silence is enough.
         start, before = self._burst_start(peak_hop, threshold, oldest)
+        row_after = -1
         if before < oldest:
             # no speech before the burst in the whole history: isolated if the quiet
             # heard before it is long enough, or if it reaches back to the stream start
@@ -626,6 +657,10 @@ class CommandGate:
             previous, earlier = self._burst_start(before, threshold, oldest)
             bounded = earlier >= oldest or oldest == 0 or previous - oldest >= self._gap_hops
             isolated = bounded and before - previous < self._max_hops
+            # a quieter burst before it is someone else (a TV, far talk): only the talker's
+            # own short burst has to be a command
+            own = max(self._lv[k % self._size] for k in range(previous, before + 1)) >= peak - ROW_TALKER_DB
+            row_after = previous if isolated and own else -1
         loud = peak >= self.floor.floor_db + self.params.min_snr_db
         # what is known already rejects at once (running speech is rejected here, without
         # waiting for what follows)
@@ -636,10 +671,11 @@ class CommandGate:
         if not loud:
             return _Verdict(False, peak_hop, start, end, "too quiet above the noise floor (min_snr_db)")
         if gap != self._gap_hops:
-            return _Verdict(True, peak_hop, start, end, "provisional")
-        verdict = self._after(_Verdict(True, peak_hop, start, end, threshold=threshold), final)
+            return _Verdict(True, peak_hop, start, end, "provisional", row_after=row_after)
+        shape = _Verdict(True, peak_hop, start, end, threshold=threshold, row_after=row_after)
+        verdict = self._after(shape, final)
         if verdict is None and pending is not None:
-            pending.append(_Verdict(True, peak_hop, start, end, threshold=threshold))
+            pending.append(shape)
         return verdict
 
     def _after(self, shape: _Verdict, final: bool) -> _Verdict | None:
@@ -648,8 +684,8 @@ class CommandGate:
         if followed is None:
             return None
         if not followed:
-            return _Verdict(False, shape.peak, shape.start, shape.end, "running speech follows it (after_silence)")
-        return _Verdict(True, shape.peak, shape.start, shape.end)
+            return dataclasses.replace(shape, accepted=False, reason="running speech follows it (after_silence)")
+        return shape
 
     def _followed_by_quiet(self, end: int, threshold: float, now: int, final: bool) -> bool | None:
         """After the burst ending at hop `end`: True if after_silence of quiet follows it,

@@ -166,13 +166,13 @@ class Spotter:
         if not final and (early := gate.ending_burst()) is not None:
             stretch, start, end = (hop + base for hop in early)
             if self._keyword_in(start, end, now, EARLY_SCORE, count=2):
-                self._extend(stretch - warmup, -1)
+                self._extend(gate, stretch - warmup, -1)
                 judged_at = end + gate.verdict_delay_hops
                 self._early = (max(start + self._window_hops - 1, judged_at + warmup), end, judged_at)
         judged = False
         for stretch, start, end in self._bursts(gate, final):
             if self._keyword_in(start, end, now):
-                self._extend(stretch - warmup, max(end + gate.verdict_delay_hops + warmup, start + self._window_hops - 1))
+                self._extend(gate, stretch - warmup, max(end + gate.verdict_delay_hops + warmup, start + self._window_hops - 1))
                 judged = True
         backlog = min(now, self._last_wanted()) - self._next + 1
         if backlog <= 0:
@@ -184,9 +184,11 @@ class Spotter:
                 gate.add(index - base, self._infer(index), self.decider.smoothed)
         self._next += backlog
 
-    def _extend(self, first: int, last: int) -> None:
-        """Windows `first`..`last` are wanted (those already run or skipped stay so)."""
-        first = max(first, self._first_window, self._oldest_window(), self._gate_base)
+    def _extend(self, gate: CommandGate, first: int, last: int) -> None:
+        """Windows `first`..`last` are wanted (those already run or skipped stay so), as far
+        back as the gate can judge them (it judges a window by the levels around it)."""
+        history = self._hops - gate.history_hops + self._window_hops
+        first = max(first, self._first_window, self._oldest_window(), self._gate_base, history)
         if self._next > self._last_wanted() and first > self._inferred + self.params.stride:
             self.decider.reset()  # the windows skipped since the last run held no command
             self._next = first
