@@ -141,7 +141,7 @@ def owner_of(path: str) -> tuple[int, str] | None:
         plugin = base.removeprefix("libasound_module_").split(".so")[0]
         return 40, f"ALSA plugin {plugin}"
     if base.startswith(("libpulse.so", "libpulse-simple")):
-        return 38, "libpulse (+ pulsecommon)"
+        return 38, "libpulse (+ pulsecommon: the ALSA pulse plugin's client)"
     if "ai_edge_litert" in path or "tflite_runtime" in path:
         return 60, "LiteRT (ai-edge-litert)"
     return None
