@@ -29,9 +29,11 @@ def _test_helpers() -> tuple[Any, Any]:
     return VirtualMic, DaemonProcess
 
 
-def start_daemon(mic: Any, stride: int, model: str = "micronet-l", extra: Sequence[str] = ()) -> Any:
+def start_daemon(mic: Any, stride: int, model: str = "micronet-l", extra: Sequence[str] = (),
+                 env: dict[str, str] | None = None) -> Any:
+    """`kws-stream run` recording from `mic`; `env`: more environment for it (a variant to measure)."""
     _, DaemonProcess = _test_helpers()
-    env = {**mic.env, "PYTHONUNBUFFERED": "1"}
+    env = {**mic.env, "PYTHONUNBUFFERED": "1", **(env or {})}
     args = [*kws_command(), "run", "--model", model, "--model-dir", str(default_model_dir()),
             "--stride", str(stride), *extra]
     daemon = DaemonProcess(args, env)
@@ -45,9 +47,9 @@ def start_daemon(mic: Any, stride: int, model: str = "micronet-l", extra: Sequen
 
 # What `kws-stream run` imports, in order. Not scipy: only the armv7 resampler imports it
 # (kws_stream/resample.py), and charging its 22 MB here made the chain 11 MB bigger than the daemon.
+# Not soxr either: it loads with the first resampler, which a 16 kHz microphone never needs.
 IMPORT_STEPS = (
     ("numpy", "import numpy"),
-    ("soxr", "import soxr"),
     ("sounddevice (PortAudio)", "import sounddevice"),
     ("ai_edge_litert", "from ai_edge_litert.interpreter import Interpreter"),
     ("kws_stream cli+daemon", "import kws_stream.cli, kws_stream.daemon"),
@@ -69,6 +71,7 @@ def import_memory(env: dict[str, str]) -> dict[str, Any]:
         *[f"{c}\nsteps.append(({n!r}, rss()))" for n, c in IMPORT_STEPS],
         "import sys",
         "assert 'scipy' not in sys.modules, 'scipy got imported: IMPORT_STEPS no longer match the daemon'",
+        "assert 'soxr' not in sys.modules, 'soxr got imported: IMPORT_STEPS no longer match the daemon'",
         "print(json.dumps(steps))",
     ])
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)

@@ -9,7 +9,6 @@ unverified file is ever left under the final name.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import signal
 import sys
@@ -152,7 +151,14 @@ def _parse_entry(manifest: Path, name: str, entry: Mapping[str, Any]) -> ModelSp
 
 
 def sha1_of(path: Path) -> str:
-    digest = hashlib.sha1()
+    # Not hashlib: importing it loads OpenSSL's libcrypto, 3.5 MB resident in `kws-stream run`
+    # only to check a 0.6 MB model at start. CPython's own _sha1 gives the same digest (random.py
+    # takes _sha512 for the same reason); hashlib where an interpreter lacks it.
+    try:
+        from _sha1 import sha1  # type: ignore[import-not-found, unused-ignore]  # no typeshed stub
+    except ImportError:  # pragma: no cover
+        from hashlib import sha1
+    digest = sha1()
     with path.open("rb") as f:
         while chunk := f.read(CHUNK):
             digest.update(chunk)

@@ -13,7 +13,6 @@ for a tuple). Keywords depend on the model, so they are checked where it is chos
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -140,6 +139,8 @@ class Checked:
 
 def did_you_mean(name: str, choices: list[str]) -> str:
     """"did you mean 'x'?" for the nearest choice, else the (short) list of choices."""
+    import difflib  # only on a bad value: 0.2 MB resident that `kws-stream run` never needs
+
     near = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     return f"did you mean {near[0]!r}?" if near else f"allowed: {', '.join(choices)}"
 

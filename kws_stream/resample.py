@@ -10,14 +10,9 @@ samples in total once `last=True` flushes them. soxr has no wheel for 32-bit ARM
 from __future__ import annotations
 
 from math import gcd
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
-
-try:
-    import soxr
-except ImportError:  # 32-bit ARM: no soxr wheel
-    soxr = None
 
 # The fallback's filter: flat to 91.3 % of the lower Nyquist, 120 dB down from 100 %, as
 # soxr "HQ". Its output is then 65-108 dB SNR from soxr HQ's on the shared clips at 8-48 kHz
@@ -31,8 +26,20 @@ class StreamResampler(Protocol):
     def resample_chunk(self, x: np.ndarray, last: bool = False) -> np.ndarray: ...
 
 
+def soxr_module() -> Any:
+    """python-soxr, or None where it does not install (32-bit ARM: no wheel). Imported on the
+    first resampler, not with this module: a 16 kHz microphone never needs one, and soxr is
+    0.5 MB resident in `kws-stream run` (issue 12)."""
+    try:
+        import soxr
+    except ImportError:
+        return None
+    return soxr
+
+
 def stream(rate_in: int, rate_out: int) -> StreamResampler:
     """A mono float32 stream resampler: soxr "HQ" if installed, else the polyphase FIR."""
+    soxr = soxr_module()
     if soxr is not None:
         return soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
     return PolyphaseResampler(rate_in, rate_out)

@@ -79,7 +79,7 @@ def test_the_stream_is_soxr_where_it_installs():
 # The real CLI in a subprocess whose `import soxr` fails, as on armv7l where no soxr wheel
 # exists. Blocking that import is the only stand-in: everything else is the real pipeline.
 WITHOUT_SOXR = ("import sys; sys.modules['soxr'] = None; from kws_stream.cli import main; "
-                "from kws_stream import resample; assert resample.soxr is None; sys.exit(main())")
+                "from kws_stream import resample; assert resample.soxr_module() is None; sys.exit(main())")
 
 
 def test_detections_with_the_fallback_equal_soxr_on_the_shared_clips(tmp_path, cli_env):

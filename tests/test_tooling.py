@@ -20,6 +20,7 @@ CLEAN = [
     "tests/conftest.py", "tests/test_detect.py", "tests/test_tooling.py", "tests/test_packaging.py",
     "tests/test_speed_harness.py", "tests/test_soak_smoke.py", "tests/test_vmic.py", "tests/test_cli.py",
     "tests/test_cli_detect.py", "tests/test_models.py", "tests/test_backend.py",
+    "benchmarks/rss_breakdown.py", "tests/test_rss_breakdown.py",
 ]
 
 
