@@ -191,6 +191,22 @@ class _Probe:
     start: int = 0  # its first hop (at the lowest threshold: the speech margin)
     words: dict[tuple[int, int], _Verdict | None] | None = None  # (latest, peak) -> verdict, None: wait
     shapes: dict[tuple[int, int], _Verdict] = dataclasses.field(default_factory=dict)  # bursts waiting for what follows
+    waits: dict[tuple[int, int], _Wait] = dataclasses.field(default_factory=dict)  # why a word's verdict is None
+
+
+@dataclass(frozen=True)
+class _Wait:
+    """Why a verdict was None (wait), as `bursts()` needs to know when to judge it again.
+
+    A verdict is a pure function of the levels heard, the speech level (noise floor +
+    speech_margin_db) and the newest hop; the levels of hops heard do not change. So
+    while the speech level is what it was, the verdict stays None until `until`: the first
+    hop at which the newest levels can end the burst, make it too long, or end the wait
+    for what follows it. Re-judging before then costs a contour scan per word per hop and
+    can only give None again (silence waits do not depend on the speech level at all)."""
+
+    until: int  # the first hop at which the verdict can be something else than None
+    speech_db: float | None = None  # the speech level it was judged at; None: does not depend on it
 
 
 @dataclass(frozen=True)
@@ -264,6 +280,8 @@ class CommandGate:
         self._found: deque[tuple[int, int]] = deque(maxlen=16)  # bursts `bursts()` returned lately
         self._early_hops = max(1, self._gap_hops // 2)  # quiet after which a burst may be ending
         self._early: int | None = None  # the last hop of such a burst, for `ending_burst()`
+        self._scans: dict[tuple[int, float, int], tuple[int, int]] = {}  # `_scan_forward` at hop `_scans_at`
+        self._scans_at = -1
 
     def retune(self, decision: DecisionParams) -> None:
         """New thresholds, keywords or refractory from a reload, keeping the loudness history,
@@ -349,6 +367,8 @@ class CommandGate:
         end of the stream counts as silence."""
         if final and self._hops and self._burst_last >= 0 and self._hops - 1 - self._burst_last < self._gap_hops:
             self._probes.append(_Probe(self._burst_last))
+        if not self._probes:  # silence, noise, running speech: nothing to judge at most hops
+            return []
         found: set[tuple[int, int, int]] = set()
         waiting: list[_Probe] = []
         oldest = self._hops - self._size
@@ -364,15 +384,18 @@ class CommandGate:
                 probe.words = {self._latest_word(h): None for h in range(probe.start, probe.hop + 1)
                                if self._level(h) >= speech}
             for word, verdict in probe.words.items():
-                if verdict is None:
+                if verdict is None and (final or self._judge_again(probe.waits.get(word), speech)):
                     shape = probe.shapes.get(word)
+                    waits: list[_Wait] = []
                     if shape is not None:  # it waits only for what follows it
-                        probe.words[word] = self._after(shape, final)
+                        probe.words[word] = self._after(shape, final, waits)
                     else:
                         pending: list[_Verdict] = []
-                        probe.words[word] = self._verdict(probe.hop, final, word, pending=pending)
+                        probe.words[word] = self._verdict(probe.hop, final, word, pending=pending, waits=waits)
                         if pending:
                             probe.shapes[word] = pending[0]
+                    if waits:
+                        probe.waits[word] = waits[0]
             verdicts = list(probe.words.values())
             found.update((min(probe.start, v.start), v.start, v.end) for v in verdicts if v is not None and v.accepted)
             if any(v is None for v in verdicts) and self._hops - 1 - probe.hop < self._window_hops:
@@ -382,6 +405,12 @@ class CommandGate:
         new = sorted(b for b in found if (b[1], b[2]) not in seen)
         self._found.extend((b[1], b[2]) for b in new)
         return new
+
+    def _judge_again(self, wait: _Wait | None, speech: float) -> bool:
+        """Can a verdict that was None (for `wait`) be something else now?"""
+        if wait is None:
+            return True
+        return self._hops - 1 >= wait.until or (wait.speech_db is not None and wait.speech_db != speech)
 
     def ending_burst(self) -> tuple[int, int, int] | None:
         """A burst that may be ending (half of post_silence of quiet after it) and that no
@@ -586,6 +615,34 @@ class CommandGate:
             k -= 1
         return start, oldest - 1
 
+    def _scan_forward(self, peak: int, threshold: float, gap: int) -> tuple[int, int]:
+        """From speech hop `peak` forward, as far as heard: the burst's last hop (hops at
+        or above `threshold` separated by fewer than `gap` quiet hops) and the quiet hops
+        heard after it (the burst has ended once they reach `gap`). It stops at the first
+        hop that makes the burst max_word long or longer.
+
+        Memoised for the newest hop: the words of a stretch of running speech share peaks
+        (`bursts()` judges them all at once), and most of them are this scan to max_word."""
+        now = self._hops - 1
+        if self._scans_at != now:
+            self._scans.clear()
+            self._scans_at = now
+        key = (peak, threshold, gap)
+        found = self._scans.get(key)
+        if found is None:
+            end, run, k = peak, 0, peak + 1
+            lv, size, longest = self._lv, self._size, peak + self._max_hops
+            while k <= now and run < gap:
+                if lv[k % size] >= threshold:
+                    end, run = k, 0
+                    if end >= longest:
+                        break
+                else:
+                    run += 1
+                k += 1
+            found = self._scans[key] = end, run
+        return found
+
     def _latest_word(self, hop: int) -> tuple[int, int]:
         """In the window ending at `hop`, the word that fired: its latest audible hop (the
         last within LATEST_WORD_DB of the window's loudest) and its peak (the loudest hop
@@ -600,17 +657,20 @@ class CommandGate:
         return latest, lo + int(np.argmax(levels[lo - first:latest - first + 1]))
 
     def _verdict(self, hop: int, final: bool, word: tuple[int, int] | None = None,
-                 gap_hops: int | None = None, pending: list[_Verdict] | None = None) -> _Verdict | None:
+                 gap_hops: int | None = None, pending: list[_Verdict] | None = None,
+                 waits: list[_Wait] | None = None) -> _Verdict | None:
         """Judge the burst of speech inside the window ending at `hop` (or the one of `word`,
         a `_latest_word`); None: wait. With `gap_hops` shorter than post_silence's, a
         provisional verdict: a burst followed by that much quiet that no rule rejects yet
         is accepted (reason "provisional"). A burst that waits only for what follows it is
-        appended to `pending` (to be finished by `_after`)."""
+        appended to `pending` (to be finished by `_after`). On None, why it waits is
+        appended to `waits` (see `_Wait`)."""
         gap = self._gap_hops if gap_hops is None else gap_hops
         now = self._hops - 1
         oldest = max(0, now - self._size + 1)
         speech = self._speech_db()
         latest, peak_hop = word or self._latest_word(hop)
+        first = peak_hop  # the oldest hop read (the scans go forward from it)
         while True:
             peak = self._level(peak_hop)
             threshold = max(speech, peak - CORE_DROP_DB)
@@ -618,18 +678,13 @@ class CommandGate:
                 # with speech learns its floor from the pause after it): wait up to a window
                 if final or now - hop >= self._window_hops:
                     return _Verdict(False, peak_hop, peak_hop, peak_hop, "no speech above the noise floor")
+                if waits is not None:
+                    waits.append(_Wait(min(hop + self._window_hops, self._overwritten(peak_hop)), speech))
                 return None
             # forward: the burst ends at the first gap of post_silence
-            end, run, k = peak_hop, 0, peak_hop + 1
-            lv, size = self._lv, self._size
-            while k <= now and run < gap:
-                if lv[k % size] >= threshold:
-                    end, run = k, 0
-                    if end - peak_hop >= self._max_hops:  # already too long, no need to wait
-                        return _Verdict(False, peak_hop, peak_hop, end, "longer than max_word")
-                else:
-                    run += 1
-                k += 1
+            end, run = self._scan_forward(peak_hop, threshold, gap)
+            if end - peak_hop >= self._max_hops:  # already too long, no need to wait
+                return _Verdict(False, peak_hop, peak_hop, end, "longer than max_word")
             if end >= latest:
                 break
             # the burst ended before the window's latest speech: that later speech is
@@ -638,7 +693,12 @@ class CommandGate:
             if self._level(later) < speech:
                 break
             peak_hop = later
-        if run < gap and not final:
+        if run < gap and not final:  # the burst is still going on
+            if waits is not None:
+                # it can end after `gap - run` more quiet hops at the earliest, or get too
+                # long with the next speech hop from peak + max_word on
+                until = min(now + gap - run, max(now + 1, peak_hop + self._max_hops))
+                waits.append(_Wait(min(until, self._overwritten(first)), speech))
             return None
         # backward: the burst starts after a gap of post_silence. After running speech
         # it needs pre_silence; after another short burst (a command in a row of
@@ -673,25 +733,29 @@ class CommandGate:
         if gap != self._gap_hops:
             return _Verdict(True, peak_hop, start, end, "provisional", row_after=row_after)
         shape = _Verdict(True, peak_hop, start, end, threshold=threshold, row_after=row_after)
-        verdict = self._after(shape, final)
+        verdict = self._after(shape, final, waits)
         if verdict is None and pending is not None:
             pending.append(shape)
         return verdict
 
-    def _after(self, shape: _Verdict, final: bool) -> _Verdict | None:
-        """A burst that passed every other rule, judged on what follows it (None: wait)."""
-        followed = self._followed_by_quiet(shape.end, shape.threshold, self._hops - 1, final)
+    def _after(self, shape: _Verdict, final: bool, waits: list[_Wait] | None = None) -> _Verdict | None:
+        """A burst that passed every other rule, judged on what follows it (None: wait, and
+        why is appended to `waits`)."""
+        followed = self._followed_by_quiet(shape.end, shape.threshold, self._hops - 1, final, waits)
         if followed is None:
             return None
         if not followed:
             return dataclasses.replace(shape, accepted=False, reason="running speech follows it (after_silence)")
         return shape
 
-    def _followed_by_quiet(self, end: int, threshold: float, now: int, final: bool) -> bool | None:
+    def _followed_by_quiet(self, end: int, threshold: float, now: int, final: bool,
+                           waits: list[_Wait] | None = None) -> bool | None:
         """After the burst ending at hop `end`: True if after_silence of quiet follows it,
         or another short burst (the next command of a row: "yes ... no") and then
         post_silence; False if longer speech follows (the first word of a sentence after
-        a pause); None while that is not heard yet. The stream end counts as quiet."""
+        a pause); None while that is not heard yet. The stream end counts as quiet.
+        On None, when the answer can be known at the earliest is appended to `waits`
+        (it does not depend on the noise floor: `threshold` is the burst's own)."""
         k = end + 1
         lv, size = self._lv, self._size
         while k <= min(now, end + self._after_hops):
@@ -699,7 +763,14 @@ class CommandGate:
                 break
             k += 1
         else:
-            return True if k > end + self._after_hops or final else None
+            if k > end + self._after_hops or final:
+                return True
+            if waits is not None:
+                # quiet so far: True at end + after_silence; speech coming first (from the
+                # next hop on) is judged when its gap or its max_word length is heard
+                speech_first = now + 1 + min(self._gap_hops, self._max_hops)
+                waits.append(_Wait(min(end + self._after_hops, speech_first, self._overwritten(end + 1))))
+            return None
         nxt, run, j = k, 0, k + 1
         while j <= now and run < self._gap_hops:
             if lv[j % size] >= threshold:
@@ -711,4 +782,14 @@ class CommandGate:
             j += 1
         if run >= self._gap_hops or final:
             return nxt - k + 1 <= self._max_hops
+        if waits is not None:
+            # the burst after it goes on: it ends after `gap - run` more quiet hops at the
+            # earliest, or gets too long with a speech hop from k + max_word on
+            until = min(now + self._gap_hops - run, max(now + 1, k + self._max_hops))
+            waits.append(_Wait(min(until, self._overwritten(end + 1))))
         return None
+
+    def _overwritten(self, hop: int) -> int:
+        """The first newest hop at which hop `hop`'s level is no longer in the history: a
+        wait that read it must be judged again then (it would read another hop's level)."""
+        return hop + self._size
