@@ -81,6 +81,7 @@ SAME_WORD_S = 0.3  # candidates whose peaks are closer than this are one word (k
 CORE_DROP_DB = 20.0  # a hop this far below the word's peak is not part of the word
 ROW_TALKER_DB = 10.0  # a short burst before a word peaking within this of the word's peak is the same
 #                      talker's: then it must be a command for the word to be the next of a row
+FORWARD, BACKWARD = "forward", "backward"  # the two contour scans (`CommandGate._scans_now`)
 HISTORY_S = 4.0  # loudness contour kept: > window (1 s) + max_word + pre_silence + post_silence
 
 
@@ -280,8 +281,8 @@ class CommandGate:
         self._found: deque[tuple[int, int]] = deque(maxlen=16)  # bursts `bursts()` returned lately
         self._early_hops = max(1, self._gap_hops // 2)  # quiet after which a burst may be ending
         self._early: int | None = None  # the last hop of such a burst, for `ending_burst()`
-        self._scans: dict[tuple[int, float, int], tuple[int, int]] = {}  # `_scan_forward` at hop `_scans_at`
-        self._scans_at = -1
+        self._scans: dict[tuple[str, int, float, int], tuple[int, int]] = {}  # see `_scans_now`
+        self._scans_at = -1  # the hop count they were done at
 
     def retune(self, decision: DecisionParams) -> None:
         """New thresholds, keywords or refractory from a reload, keeping the loudness history,
@@ -381,8 +382,8 @@ class CommandGate:
                 last = next((h for h in range(probe.hop, max(0, oldest, probe.hop - self._window_hops), -1)
                              if self._level(h) >= speech), probe.hop)
                 probe.start, _ = self._burst_start(last, speech, max(0, oldest))
-                probe.words = {self._latest_word(h): None for h in range(probe.start, probe.hop + 1)
-                               if self._level(h) >= speech}
+                probe.words = dict.fromkeys(self._latest_words(
+                    [h for h in range(probe.start, probe.hop + 1) if self._level(h) >= speech]))
             for word, verdict in probe.words.items():
                 if verdict is None and (final or self._judge_again(probe.waits.get(word), speech)):
                     shape = probe.shapes.get(word)
@@ -602,7 +603,15 @@ class CommandGate:
         """Walk back from speech hop `hop` across gaps shorter than post_silence.
 
         Returns the burst's first hop and the last speech hop before the gap that ends
-        it (`oldest - 1` if the history ran out first)."""
+        it (`oldest - 1` if the history ran out first). Memoised like `_scan_forward`."""
+        scans = self._scans_now()
+        key = (BACKWARD, hop, threshold, oldest)
+        found = scans.get(key)
+        if found is None:
+            found = scans[key] = self._scan_back(hop, threshold, oldest)
+        return found
+
+    def _scan_back(self, hop: int, threshold: float, oldest: int) -> tuple[int, int]:
         start, run, k = hop, 0, hop - 1
         lv, size = self._lv, self._size
         while k >= oldest:
@@ -621,14 +630,12 @@ class CommandGate:
         heard after it (the burst has ended once they reach `gap`). It stops at the first
         hop that makes the burst max_word long or longer.
 
-        Memoised for the newest hop: the words of a stretch of running speech share peaks
-        (`bursts()` judges them all at once), and most of them are this scan to max_word."""
+        Memoised for the newest hop (see `_scans_now`): most words of a stretch of running
+        speech are this scan to max_word from a peak they share."""
         now = self._hops - 1
-        if self._scans_at != now:
-            self._scans.clear()
-            self._scans_at = now
-        key = (peak, threshold, gap)
-        found = self._scans.get(key)
+        scans = self._scans_now()
+        key = (FORWARD, peak, threshold, gap)
+        found = scans.get(key)
         if found is None:
             end, run, k = peak, 0, peak + 1
             lv, size, longest = self._lv, self._size, peak + self._max_hops
@@ -640,21 +647,46 @@ class CommandGate:
                 else:
                     run += 1
                 k += 1
-            found = self._scans[key] = end, run
+            found = scans[key] = end, run
         return found
+
+    def _scans_now(self) -> dict[tuple[str, int, float, int], tuple[int, int]]:
+        """The contour scans done at the newest hop, by their arguments. A scan reads only
+        the levels heard (which change only with the next hop), and `bursts()` judges every
+        word of a stretch at once: they share peaks, and so bursts and pauses before them."""
+        if self._scans_at != self._hops:
+            self._scans.clear()
+            self._scans_at = self._hops
+        return self._scans
 
     def _latest_word(self, hop: int) -> tuple[int, int]:
         """In the window ending at `hop`, the word that fired: its latest audible hop (the
         last within LATEST_WORD_DB of the window's loudest) and its peak (the loudest hop
         in PEAK_SEARCH_S up to it)."""
+        return self._latest_words([hop])[0]
+
+    def _latest_words(self, hops: Sequence[int]) -> list[tuple[int, int]]:
+        """`_latest_word` of each of `hops` (ascending, in the history), in one pass: the
+        windows are rows of one array (`bursts()` asks for every speech hop of a stretch).
+        Hops before the history's oldest are -inf: never audible, never the loudest."""
+        if not len(hops):
+            return []
+        ends = np.asarray(hops, dtype=np.int64)
+        w, reach = self._window_hops, self._search_hops
         oldest = max(0, self._hops - self._size)
-        first = max(oldest, hop - self._window_hops + 1)
-        levels = self._levels[np.arange(first, hop + 1) % self._size]
-        speech = self._speech_db()
-        audible = np.flatnonzero(levels >= max(float(levels.max()) - LATEST_WORD_DB, speech))
-        latest = first + int(audible[-1]) if len(audible) else hop
-        lo = max(first, latest - self._search_hops)
-        return latest, lo + int(np.argmax(levels[lo - first:latest - first + 1]))
+        lo = max(oldest, int(ends[0]) - w + 1)
+        # padded[i + w - 1] is hop lo + i, so the window ending at hop h is padded[h - lo:][:w]
+        padded = np.concatenate((np.full(w - 1, -np.inf), self._levels[np.arange(lo, int(ends[-1]) + 1) % self._size]))
+        windows = padded[(ends - lo)[:, np.newaxis] + np.arange(w)]
+        cut = np.maximum(windows.max(axis=1) - LATEST_WORD_DB, self._speech_db())
+        audible = windows >= cut[:, np.newaxis]
+        last = w - 1 - np.argmax(audible[:, ::-1], axis=1)  # the last audible column of each row
+        latest = np.where(audible.any(axis=1), ends - (w - 1) + last, ends)
+        # the peak: the first loudest of hops latest - reach .. latest that are in the window
+        from_hop = (latest - reach)[:, np.newaxis] + np.arange(reach + 1)
+        around = np.where(from_hop >= (ends - w + 1)[:, np.newaxis], padded[from_hop - lo + w - 1], -np.inf)
+        peaks = latest - reach + np.argmax(around, axis=1)
+        return list(zip(latest.tolist(), peaks.tolist()))
 
     def _verdict(self, hop: int, final: bool, word: tuple[int, int] | None = None,
                  gap_hops: int | None = None, pending: list[_Verdict] | None = None,

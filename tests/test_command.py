@@ -175,6 +175,70 @@ def test_a_word_barely_above_the_noise_floor_is_rejected():
     assert [k for k, _ in run_levels(quiet, {60: "up"}, CommandParams(min_snr_db=10.0))] == ["up"]
 
 
+def random_contour(rng: np.random.Generator, hops: int) -> np.ndarray:
+    """Room noise whose level steps up and down (a moving noise floor), with words and
+    sentences (syllables and short gaps) of any loudness; some levels rounded to whole dB
+    (ties between hops)."""
+    levels = rng.normal(-60, 3, hops) + np.repeat(rng.normal(0, 6, hops // 50 + 1), 50)[:hops]
+    k = int(rng.integers(0, 40))
+    while k < hops:
+        loud = rng.uniform(-45, -15)
+        for _ in range(int(rng.integers(1, 12))):  # syllables
+            n = int(rng.integers(2, 15))
+            levels[k:k + n] = rng.normal(loud, 6, len(levels[k:k + n]))
+            k += n + int(rng.integers(0, 14))
+        k += int(rng.integers(5, 150))
+    return np.round(levels) if rng.random() < 0.5 else levels
+
+
+class EveryHopGate(CommandGate):
+    """The gate as it was: every waiting word judged again at every hop, no scan memo."""
+
+    def _judge_again(self, wait, speech):
+        return True
+
+    def _scans_now(self):
+        return {}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_bursts_skips_only_what_cannot_change(seed):
+    # bursts() judges a waiting word again only from the hop its verdict can change at,
+    # and memoises scans per hop: the same bursts, at the same hops, as judging it all
+    rng = np.random.default_rng(seed)
+    params = CommandParams(post_silence=float(rng.choice([0.06, 0.2, 0.4])),
+                           after_silence=float(rng.choice([0.06, 0.25, 0.5])),
+                           max_word=float(rng.choice([0.4, 1.0])), pre_silence=float(rng.choice([0.0, 0.6])))
+    fast, slow = CommandGate(params), EveryHopGate(params)
+    levels = random_contour(rng, 3000)
+    for i, level in enumerate(levels):
+        for gate in (fast, slow):
+            gate.observe(float(level), (i + 1) * HOP_SAMPLES)
+        assert fast.bursts() == slow.bursts(), f"hop {i}"
+        assert fast.ending_burst() == slow.ending_burst(), f"hop {i}"
+    assert fast.bursts(final=True) == slow.bursts(final=True)
+
+
+def test_latest_words_are_those_of_one_window_at_a_time():
+    def latest_word(gate, hop):  # one window: the definition `_latest_words` vectorises
+        first = max(0, gate._hops - gate._size, hop - gate._window_hops + 1)
+        levels = np.array([gate._level(k) for k in range(first, hop + 1)])
+        audible = np.flatnonzero(levels >= max(levels.max() - 20.0, gate._speech_db()))
+        latest = first + int(audible[-1]) if len(audible) else hop
+        lo = max(first, latest - gate._search_hops)
+        return latest, lo + int(np.argmax(levels[lo - first:latest - first + 1]))
+
+    rng = np.random.default_rng(1)
+    gate = CommandGate()
+    for i, level in enumerate(random_contour(rng, 700)):
+        gate.observe(float(level), (i + 1) * HOP_SAMPLES)
+        if i % 9 == 0:
+            heard = range(max(0, gate._hops - gate._size), gate._hops)
+            some = sorted(int(h) for h in rng.choice(heard, size=min(len(heard), 20), replace=False))
+            for hops in (list(heard), some):
+                assert gate._latest_words(hops) == [latest_word(gate, h) for h in hops]
+
+
 @pytest.mark.parametrize("field, value", [("max_word", 0.1), ("pre_silence", -1.0), ("post_silence", 0.0),
                                           ("speech_margin_db", 50.0), ("word_score_ratio", 0.1),
                                           ("min_snr_db", 41.0), ("after_silence", 1.5)])
