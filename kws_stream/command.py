@@ -134,26 +134,30 @@ class NoiseFloor:
     def __init__(self, hop_seconds: float = HOP_SAMPLES / SAMPLE_RATE) -> None:
         self._block_hops = max(1, round(NOISE_FLOOR_BLOCK_S / hop_seconds))
         self._blocks: deque[float] = deque(maxlen=NOISE_FLOOR_BLOCKS)
+        self._blocks_min = math.inf  # min(self._blocks): it changes only when a block ends
         self._block_min = math.inf
         self._block_count = 0
         self._powers: deque[float] = deque(maxlen=LEVEL_SMOOTHING_HOPS)
         self.floor_db = MIN_NOISE_FLOOR_DBFS
 
     def update(self, level_db: float) -> float:
-        """Feed one hop's level (dBFS); returns its smoothed level (updates `floor_db`)."""
-        self._powers.append(10.0 ** (level_db / 10.0))
-        level = 10.0 * math.log10(max(sum(self._powers) / len(self._powers), 1e-10))
-        if level > DIGITAL_SILENCE_DBFS:
-            self._block_min = min(self._block_min, level)
+        """Feed one hop's level (dBFS); returns its smoothed level (updates `floor_db`).
+        Called at every hop: plain comparisons instead of min()/max() calls."""
+        powers = self._powers
+        powers.append(10.0 ** (level_db / 10.0))
+        level = 10.0 * math.log10(max(sum(powers) / len(powers), 1e-10))
+        if DIGITAL_SILENCE_DBFS < level < self._block_min:
+            self._block_min = level
         self._block_count += 1
         if self._block_count >= self._block_hops:
             # a block of digital silence says nothing about the room: the floor falls
             # to the lowest trusted one instead of being set by the next word itself
             self._blocks.append(self._block_min if self._block_min < math.inf else MIN_NOISE_FLOOR_DBFS)
+            self._blocks_min = min(self._blocks)
             self._block_min = math.inf
             self._block_count = 0
-        floor = min(self._block_min, min(self._blocks, default=math.inf))
-        self.floor_db = max(floor, MIN_NOISE_FLOOR_DBFS)
+        floor = self._block_min if self._block_min < self._blocks_min else self._blocks_min
+        self.floor_db = floor if floor > MIN_NOISE_FLOOR_DBFS else MIN_NOISE_FLOOR_DBFS
         return level
 
 
@@ -789,8 +793,8 @@ class CommandGate:
         On None, when the answer can be known at the earliest is appended to `waits`
         (it does not depend on the noise floor: `threshold` is the burst's own)."""
         k = end + 1
-        lv, size = self._lv, self._size
-        while k <= min(now, end + self._after_hops):
+        lv, size, heard = self._lv, self._size, min(now, end + self._after_hops)
+        while k <= heard:
             if lv[k % size] >= threshold:
                 break
             k += 1

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 from conftest import LABELS, read_clip
 
-from kws_stream.command import HOP_SAMPLES, CommandGate, CommandParams
+from kws_stream.command import (
+    DIGITAL_SILENCE_DBFS,
+    HOP_SAMPLES,
+    LEVEL_SMOOTHING_HOPS,
+    MIN_NOISE_FLOOR_DBFS,
+    NOISE_FLOOR_BLOCKS,
+    CommandGate,
+    CommandParams,
+    NoiseFloor,
+)
 from kws_stream.decision import Decision
 from kws_stream.pipeline import Pipeline, PipelineParams
 
@@ -217,6 +227,23 @@ def test_bursts_skips_only_what_cannot_change(seed):
         assert fast.bursts() == slow.bursts(), f"hop {i}"
         assert fast.ending_burst() == slow.ending_burst(), f"hop {i}"
     assert fast.bursts(final=True) == slow.bursts(final=True)
+
+
+def test_the_noise_floor_is_the_minimum_of_its_blocks():
+    # the definition NoiseFloor.update implements with a cached minimum of the blocks
+    rng = np.random.default_rng(2)
+    levels = np.concatenate([random_contour(rng, 600), np.full(80, -100.0), random_contour(rng, 300) - 30])
+    floor, powers, blocks, block = NoiseFloor(), [], [], []
+    for level in levels:
+        smoothed = floor.update(float(level))
+        powers = [*powers, 10.0 ** (level / 10.0)][-LEVEL_SMOOTHING_HOPS:]
+        assert smoothed == 10.0 * math.log10(max(sum(powers) / len(powers), 1e-10))
+        block.append(smoothed)
+        trusted = [x for x in block if x > DIGITAL_SILENCE_DBFS]
+        if len(block) == floor._block_hops:
+            blocks = [*blocks, min(trusted, default=MIN_NOISE_FLOOR_DBFS)][-NOISE_FLOOR_BLOCKS:]
+            block, trusted = [], []
+        assert floor.floor_db == max(min(trusted + blocks, default=math.inf), MIN_NOISE_FLOOR_DBFS)
 
 
 def test_latest_words_are_those_of_one_window_at_a_time():
