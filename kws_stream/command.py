@@ -194,7 +194,8 @@ class _Probe:
 
     hop: int  # its last hop
     start: int = 0  # its first hop (at the lowest threshold: the speech margin)
-    words: dict[tuple[int, int], _Verdict | None] | None = None  # (latest, peak) -> verdict, None: wait
+    open: list[tuple[int, int]] | None = None  # the words (latest, peak) not judged yet; None: not listed yet
+    accepted: set[tuple[int, int, int]] = dataclasses.field(default_factory=set)  # as `bursts()` gives them
     shapes: dict[tuple[int, int], _Verdict] = dataclasses.field(default_factory=dict)  # bursts waiting for what follows
     waits: dict[tuple[int, int], _Wait] = dataclasses.field(default_factory=dict)  # why a word's verdict is None
 
@@ -381,35 +382,45 @@ class CommandGate:
         for probe in self._probes:
             if probe.hop < oldest:
                 continue
-            if probe.words is None:  # the words a window ending inside the stretch can see
+            if probe.open is None:  # the words a window ending inside the stretch can see
                 # (its last hop may be below the speech margin now: the noise floor moves)
                 last = next((h for h in range(probe.hop, max(0, oldest, probe.hop - self._window_hops), -1)
                              if self._level(h) >= speech), probe.hop)
                 probe.start, _ = self._burst_start(last, speech, max(0, oldest))
-                probe.words = dict.fromkeys(self._latest_words(
-                    [h for h in range(probe.start, probe.hop + 1) if self._level(h) >= speech]))
-            for word, verdict in probe.words.items():
-                if verdict is None and (final or self._judge_again(probe.waits.get(word), speech)):
-                    shape = probe.shapes.get(word)
-                    waits: list[_Wait] = []
-                    if shape is not None:  # it waits only for what follows it
-                        probe.words[word] = self._after(shape, final, waits)
-                    else:
-                        pending: list[_Verdict] = []
-                        probe.words[word] = self._verdict(probe.hop, final, word, pending=pending, waits=waits)
-                        if pending:
-                            probe.shapes[word] = pending[0]
-                    if waits:
-                        probe.waits[word] = waits[0]
-            verdicts = list(probe.words.values())
-            found.update((min(probe.start, v.start), v.start, v.end) for v in verdicts if v is not None and v.accepted)
-            if any(v is None for v in verdicts) and self._hops - 1 - probe.hop < self._window_hops:
+                probe.open = list(dict.fromkeys(self._latest_words(
+                    [h for h in range(probe.start, probe.hop + 1) if self._level(h) >= speech])))
+            probe.open = [word for word in probe.open if not self._judge_word(probe, word, final, speech)]
+            found.update(probe.accepted)
+            if probe.open and self._hops - 1 - probe.hop < self._window_hops:
                 waiting.append(probe)
         self._probes = deque(waiting, maxlen=self._probes.maxlen)
         seen = set(self._found)  # a burst's tail can end a second stretch holding the same words
         new = sorted(b for b in found if (b[1], b[2]) not in seen)
         self._found.extend((b[1], b[2]) for b in new)
         return new
+
+    def _judge_word(self, probe: _Probe, word: tuple[int, int], final: bool, speech: float) -> bool:
+        """Judge one word of `probe` if its verdict can have changed; True once it has one."""
+        if not final and not self._judge_again(probe.waits.get(word), speech):
+            return False
+        shape = probe.shapes.get(word)
+        waits: list[_Wait] = []
+        if shape is not None:  # it waits only for what follows it
+            verdict = self._after(shape, final, waits)
+        else:
+            pending: list[_Verdict] = []
+            verdict = self._verdict(probe.hop, final, word, pending=pending, waits=waits)
+            if pending:
+                probe.shapes[word] = pending[0]
+        if verdict is None:
+            if waits:
+                probe.waits[word] = waits[0]
+            else:  # no reason given (a subclass's verdict): judge it again at the next hop
+                probe.waits.pop(word, None)
+            return False
+        if verdict.accepted:
+            probe.accepted.add((min(probe.start, verdict.start), verdict.start, verdict.end))
+        return True
 
     def _judge_again(self, wait: _Wait | None, speech: float) -> bool:
         """Can a verdict that was None (for `wait`) be something else now?"""
