@@ -678,12 +678,20 @@ class CommandGate:
         """In the window ending at `hop`, the word that fired: its latest audible hop (the
         last within LATEST_WORD_DB of the window's loudest) and its peak (the loudest hop
         in PEAK_SEARCH_S up to it)."""
-        return self._latest_words([hop])[0]
+        oldest = max(0, self._hops - self._size)
+        first = max(oldest, hop - self._window_hops + 1)
+        levels = self._levels[np.arange(first, hop + 1) % self._size]
+        speech = self._speech_db()
+        audible = np.flatnonzero(levels >= max(float(levels.max()) - LATEST_WORD_DB, speech))
+        latest = first + int(audible[-1]) if len(audible) else hop
+        lo = max(first, latest - self._search_hops)
+        return latest, lo + int(np.argmax(levels[lo - first:latest - first + 1]))
 
     def _latest_words(self, hops: Sequence[int]) -> list[tuple[int, int]]:
         """`_latest_word` of each of `hops` (ascending, in the history), in one pass: the
-        windows are rows of one array (`bursts()` asks for every speech hop of a stretch).
-        Hops before the history's oldest are -inf: never audible, never the loudest."""
+        windows are rows of one array (`bursts()` asks for every speech hop of a stretch;
+        for one hop `_latest_word` is quicker). Hops before the history's oldest are -inf:
+        never audible, never the loudest."""
         if not len(hops):
             return []
         ends = np.asarray(hops, dtype=np.int64)

@@ -247,14 +247,6 @@ def test_the_noise_floor_is_the_minimum_of_its_blocks():
 
 
 def test_latest_words_are_those_of_one_window_at_a_time():
-    def latest_word(gate, hop):  # one window: the definition `_latest_words` vectorises
-        first = max(0, gate._hops - gate._size, hop - gate._window_hops + 1)
-        levels = np.array([gate._level(k) for k in range(first, hop + 1)])
-        audible = np.flatnonzero(levels >= max(levels.max() - 20.0, gate._speech_db()))
-        latest = first + int(audible[-1]) if len(audible) else hop
-        lo = max(first, latest - gate._search_hops)
-        return latest, lo + int(np.argmax(levels[lo - first:latest - first + 1]))
-
     rng = np.random.default_rng(1)
     gate = CommandGate()
     for i, level in enumerate(random_contour(rng, 700)):
@@ -263,7 +255,7 @@ def test_latest_words_are_those_of_one_window_at_a_time():
             heard = range(max(0, gate._hops - gate._size), gate._hops)
             some = sorted(int(h) for h in rng.choice(heard, size=min(len(heard), 20), replace=False))
             for hops in (list(heard), some):
-                assert gate._latest_words(hops) == [latest_word(gate, h) for h in hops]
+                assert gate._latest_words(hops) == [gate._latest_word(h) for h in hops]
 
 
 @pytest.mark.parametrize("field, value", [("max_word", 0.1), ("pre_silence", -1.0), ("post_silence", 0.0),
