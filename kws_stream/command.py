@@ -81,6 +81,7 @@ SAME_WORD_S = 0.3  # candidates whose peaks are closer than this are one word (k
 CORE_DROP_DB = 20.0  # a hop this far below the word's peak is not part of the word
 ROW_TALKER_DB = 10.0  # a short burst before a word peaking within this of the word's peak is the same
 #                      talker's: then it must be a command for the word to be the next of a row
+FORWARD, BACKWARD = "forward", "backward"  # the two contour scans (`CommandGate._scans_now`)
 HISTORY_S = 4.0  # loudness contour kept: > window (1 s) + max_word + pre_silence + post_silence
 
 
@@ -133,26 +134,30 @@ class NoiseFloor:
     def __init__(self, hop_seconds: float = HOP_SAMPLES / SAMPLE_RATE) -> None:
         self._block_hops = max(1, round(NOISE_FLOOR_BLOCK_S / hop_seconds))
         self._blocks: deque[float] = deque(maxlen=NOISE_FLOOR_BLOCKS)
+        self._blocks_min = math.inf  # min(self._blocks): it changes only when a block ends
         self._block_min = math.inf
         self._block_count = 0
         self._powers: deque[float] = deque(maxlen=LEVEL_SMOOTHING_HOPS)
         self.floor_db = MIN_NOISE_FLOOR_DBFS
 
     def update(self, level_db: float) -> float:
-        """Feed one hop's level (dBFS); returns its smoothed level (updates `floor_db`)."""
-        self._powers.append(10.0 ** (level_db / 10.0))
-        level = 10.0 * math.log10(max(sum(self._powers) / len(self._powers), 1e-10))
-        if level > DIGITAL_SILENCE_DBFS:
-            self._block_min = min(self._block_min, level)
+        """Feed one hop's level (dBFS); returns its smoothed level (updates `floor_db`).
+        Called at every hop: plain comparisons instead of min()/max() calls."""
+        powers = self._powers
+        powers.append(10.0 ** (level_db / 10.0))
+        level = 10.0 * math.log10(max(sum(powers) / len(powers), 1e-10))
+        if DIGITAL_SILENCE_DBFS < level < self._block_min:
+            self._block_min = level
         self._block_count += 1
         if self._block_count >= self._block_hops:
             # a block of digital silence says nothing about the room: the floor falls
             # to the lowest trusted one instead of being set by the next word itself
             self._blocks.append(self._block_min if self._block_min < math.inf else MIN_NOISE_FLOOR_DBFS)
+            self._blocks_min = min(self._blocks)
             self._block_min = math.inf
             self._block_count = 0
-        floor = min(self._block_min, min(self._blocks, default=math.inf))
-        self.floor_db = max(floor, MIN_NOISE_FLOOR_DBFS)
+        floor = self._block_min if self._block_min < self._blocks_min else self._blocks_min
+        self.floor_db = floor if floor > MIN_NOISE_FLOOR_DBFS else MIN_NOISE_FLOOR_DBFS
         return level
 
 
@@ -189,8 +194,25 @@ class _Probe:
 
     hop: int  # its last hop
     start: int = 0  # its first hop (at the lowest threshold: the speech margin)
-    words: dict[tuple[int, int], _Verdict | None] | None = None  # (latest, peak) -> verdict, None: wait
+    open: list[tuple[int, int]] | None = None  # the words (latest, peak) not judged yet; None: not listed yet
+    accepted: set[tuple[int, int, int]] = dataclasses.field(default_factory=set)  # as `bursts()` gives them
     shapes: dict[tuple[int, int], _Verdict] = dataclasses.field(default_factory=dict)  # bursts waiting for what follows
+    waits: dict[tuple[int, int], _Wait] = dataclasses.field(default_factory=dict)  # why a word's verdict is None
+
+
+@dataclass(frozen=True)
+class _Wait:
+    """Why a verdict was None (wait), as `bursts()` needs to know when to judge it again.
+
+    A verdict is a pure function of the levels heard, the speech level (noise floor +
+    speech_margin_db) and the newest hop; the levels of hops heard do not change. So
+    while the speech level is what it was, the verdict stays None until `until`: the first
+    hop at which the newest levels can end the burst, make it too long, or end the wait
+    for what follows it. Re-judging before then costs a contour scan per word per hop and
+    can only give None again (silence waits do not depend on the speech level at all)."""
+
+    until: int  # the first hop at which the verdict can be something else than None
+    speech_db: float | None = None  # the speech level it was judged at; None: does not depend on it
 
 
 @dataclass(frozen=True)
@@ -264,6 +286,8 @@ class CommandGate:
         self._found: deque[tuple[int, int]] = deque(maxlen=16)  # bursts `bursts()` returned lately
         self._early_hops = max(1, self._gap_hops // 2)  # quiet after which a burst may be ending
         self._early: int | None = None  # the last hop of such a burst, for `ending_burst()`
+        self._scans: dict[tuple[str, int, float, int], tuple[int, int]] = {}  # see `_scans_now`
+        self._scans_at = -1  # the hop count they were done at
 
     def retune(self, decision: DecisionParams) -> None:
         """New thresholds, keywords or refractory from a reload, keeping the loudness history,
@@ -349,6 +373,8 @@ class CommandGate:
         end of the stream counts as silence."""
         if final and self._hops and self._burst_last >= 0 and self._hops - 1 - self._burst_last < self._gap_hops:
             self._probes.append(_Probe(self._burst_last))
+        if not self._probes:  # silence, noise, running speech: nothing to judge at most hops
+            return []
         found: set[tuple[int, int, int]] = set()
         waiting: list[_Probe] = []
         oldest = self._hops - self._size
@@ -356,32 +382,51 @@ class CommandGate:
         for probe in self._probes:
             if probe.hop < oldest:
                 continue
-            if probe.words is None:  # the words a window ending inside the stretch can see
+            if probe.open is None:  # the words a window ending inside the stretch can see
                 # (its last hop may be below the speech margin now: the noise floor moves)
                 last = next((h for h in range(probe.hop, max(0, oldest, probe.hop - self._window_hops), -1)
                              if self._level(h) >= speech), probe.hop)
                 probe.start, _ = self._burst_start(last, speech, max(0, oldest))
-                probe.words = {self._latest_word(h): None for h in range(probe.start, probe.hop + 1)
-                               if self._level(h) >= speech}
-            for word, verdict in probe.words.items():
-                if verdict is None:
-                    shape = probe.shapes.get(word)
-                    if shape is not None:  # it waits only for what follows it
-                        probe.words[word] = self._after(shape, final)
-                    else:
-                        pending: list[_Verdict] = []
-                        probe.words[word] = self._verdict(probe.hop, final, word, pending=pending)
-                        if pending:
-                            probe.shapes[word] = pending[0]
-            verdicts = list(probe.words.values())
-            found.update((min(probe.start, v.start), v.start, v.end) for v in verdicts if v is not None and v.accepted)
-            if any(v is None for v in verdicts) and self._hops - 1 - probe.hop < self._window_hops:
+                probe.open = list(dict.fromkeys(self._latest_words(
+                    [h for h in range(probe.start, probe.hop + 1) if self._level(h) >= speech])))
+            probe.open = [word for word in probe.open if not self._judge_word(probe, word, final, speech)]
+            found.update(probe.accepted)
+            if probe.open and self._hops - 1 - probe.hop < self._window_hops:
                 waiting.append(probe)
         self._probes = deque(waiting, maxlen=self._probes.maxlen)
         seen = set(self._found)  # a burst's tail can end a second stretch holding the same words
         new = sorted(b for b in found if (b[1], b[2]) not in seen)
         self._found.extend((b[1], b[2]) for b in new)
         return new
+
+    def _judge_word(self, probe: _Probe, word: tuple[int, int], final: bool, speech: float) -> bool:
+        """Judge one word of `probe` if its verdict can have changed; True once it has one."""
+        if not final and not self._judge_again(probe.waits.get(word), speech):
+            return False
+        shape = probe.shapes.get(word)
+        waits: list[_Wait] = []
+        if shape is not None:  # it waits only for what follows it
+            verdict = self._after(shape, final, waits)
+        else:
+            pending: list[_Verdict] = []
+            verdict = self._verdict(probe.hop, final, word, pending=pending, waits=waits)
+            if pending:
+                probe.shapes[word] = pending[0]
+        if verdict is None:
+            if waits:
+                probe.waits[word] = waits[0]
+            else:  # no reason given (a subclass's verdict): judge it again at the next hop
+                probe.waits.pop(word, None)
+            return False
+        if verdict.accepted:
+            probe.accepted.add((min(probe.start, verdict.start), verdict.start, verdict.end))
+        return True
+
+    def _judge_again(self, wait: _Wait | None, speech: float) -> bool:
+        """Can a verdict that was None (for `wait`) be something else now?"""
+        if wait is None:
+            return True
+        return self._hops - 1 >= wait.until or (wait.speech_db is not None and wait.speech_db != speech)
 
     def ending_burst(self) -> tuple[int, int, int] | None:
         """A burst that may be ending (half of post_silence of quiet after it) and that no
@@ -573,7 +618,15 @@ class CommandGate:
         """Walk back from speech hop `hop` across gaps shorter than post_silence.
 
         Returns the burst's first hop and the last speech hop before the gap that ends
-        it (`oldest - 1` if the history ran out first)."""
+        it (`oldest - 1` if the history ran out first). Memoised like `_scan_forward`."""
+        scans = self._scans_now()
+        key = (BACKWARD, hop, threshold, oldest)
+        found = scans.get(key)
+        if found is None:
+            found = scans[key] = self._scan_back(hop, threshold, oldest)
+        return found
+
+    def _scan_back(self, hop: int, threshold: float, oldest: int) -> tuple[int, int]:
         start, run, k = hop, 0, hop - 1
         lv, size = self._lv, self._size
         while k >= oldest:
@@ -585,6 +638,41 @@ class CommandGate:
                 run += 1
             k -= 1
         return start, oldest - 1
+
+    def _scan_forward(self, peak: int, threshold: float, gap: int) -> tuple[int, int]:
+        """From speech hop `peak` forward, as far as heard: the burst's last hop (hops at
+        or above `threshold` separated by fewer than `gap` quiet hops) and the quiet hops
+        heard after it (the burst has ended once they reach `gap`). It stops at the first
+        hop that makes the burst max_word long or longer.
+
+        Memoised for the newest hop (see `_scans_now`): most words of a stretch of running
+        speech are this scan to max_word from a peak they share."""
+        now = self._hops - 1
+        scans = self._scans_now()
+        key = (FORWARD, peak, threshold, gap)
+        found = scans.get(key)
+        if found is None:
+            end, run, k = peak, 0, peak + 1
+            lv, size, longest = self._lv, self._size, peak + self._max_hops
+            while k <= now and run < gap:
+                if lv[k % size] >= threshold:
+                    end, run = k, 0
+                    if end >= longest:
+                        break
+                else:
+                    run += 1
+                k += 1
+            found = scans[key] = end, run
+        return found
+
+    def _scans_now(self) -> dict[tuple[str, int, float, int], tuple[int, int]]:
+        """The contour scans done at the newest hop, by their arguments. A scan reads only
+        the levels heard (which change only with the next hop), and `bursts()` judges every
+        word of a stretch at once: they share peaks, and so bursts and pauses before them."""
+        if self._scans_at != self._hops:
+            self._scans.clear()
+            self._scans_at = self._hops
+        return self._scans
 
     def _latest_word(self, hop: int) -> tuple[int, int]:
         """In the window ending at `hop`, the word that fired: its latest audible hop (the
@@ -599,18 +687,45 @@ class CommandGate:
         lo = max(first, latest - self._search_hops)
         return latest, lo + int(np.argmax(levels[lo - first:latest - first + 1]))
 
+    def _latest_words(self, hops: Sequence[int]) -> list[tuple[int, int]]:
+        """`_latest_word` of each of `hops` (ascending, in the history), in one pass: the
+        windows are rows of one array (`bursts()` asks for every speech hop of a stretch;
+        for one hop `_latest_word` is quicker). Hops before the history's oldest are -inf:
+        never audible, never the loudest."""
+        if not len(hops):
+            return []
+        ends = np.asarray(hops, dtype=np.int64)
+        w, reach = self._window_hops, self._search_hops
+        oldest = max(0, self._hops - self._size)
+        lo = max(oldest, int(ends[0]) - w + 1)
+        # padded[i + w - 1] is hop lo + i, so the window ending at hop h is padded[h - lo:][:w]
+        padded = np.concatenate((np.full(w - 1, -np.inf), self._levels[np.arange(lo, int(ends[-1]) + 1) % self._size]))
+        windows = padded[(ends - lo)[:, np.newaxis] + np.arange(w)]
+        cut = np.maximum(windows.max(axis=1) - LATEST_WORD_DB, self._speech_db())
+        audible = windows >= cut[:, np.newaxis]
+        last = w - 1 - np.argmax(audible[:, ::-1], axis=1)  # the last audible column of each row
+        latest = np.where(audible.any(axis=1), ends - (w - 1) + last, ends)
+        # the peak: the first loudest of hops latest - reach .. latest that are in the window
+        from_hop = (latest - reach)[:, np.newaxis] + np.arange(reach + 1)
+        around = np.where(from_hop >= (ends - w + 1)[:, np.newaxis], padded[from_hop - lo + w - 1], -np.inf)
+        peaks = latest - reach + np.argmax(around, axis=1)
+        return list(zip(latest.tolist(), peaks.tolist()))
+
     def _verdict(self, hop: int, final: bool, word: tuple[int, int] | None = None,
-                 gap_hops: int | None = None, pending: list[_Verdict] | None = None) -> _Verdict | None:
+                 gap_hops: int | None = None, pending: list[_Verdict] | None = None,
+                 waits: list[_Wait] | None = None) -> _Verdict | None:
         """Judge the burst of speech inside the window ending at `hop` (or the one of `word`,
         a `_latest_word`); None: wait. With `gap_hops` shorter than post_silence's, a
         provisional verdict: a burst followed by that much quiet that no rule rejects yet
         is accepted (reason "provisional"). A burst that waits only for what follows it is
-        appended to `pending` (to be finished by `_after`)."""
+        appended to `pending` (to be finished by `_after`). On None, why it waits is
+        appended to `waits` (see `_Wait`)."""
         gap = self._gap_hops if gap_hops is None else gap_hops
         now = self._hops - 1
         oldest = max(0, now - self._size + 1)
         speech = self._speech_db()
         latest, peak_hop = word or self._latest_word(hop)
+        first = peak_hop  # the oldest hop read (the scans go forward from it)
         while True:
             peak = self._level(peak_hop)
             threshold = max(speech, peak - CORE_DROP_DB)
@@ -618,18 +733,13 @@ class CommandGate:
                 # with speech learns its floor from the pause after it): wait up to a window
                 if final or now - hop >= self._window_hops:
                     return _Verdict(False, peak_hop, peak_hop, peak_hop, "no speech above the noise floor")
+                if waits is not None:
+                    waits.append(_Wait(min(hop + self._window_hops, self._overwritten(peak_hop)), speech))
                 return None
             # forward: the burst ends at the first gap of post_silence
-            end, run, k = peak_hop, 0, peak_hop + 1
-            lv, size = self._lv, self._size
-            while k <= now and run < gap:
-                if lv[k % size] >= threshold:
-                    end, run = k, 0
-                    if end - peak_hop >= self._max_hops:  # already too long, no need to wait
-                        return _Verdict(False, peak_hop, peak_hop, end, "longer than max_word")
-                else:
-                    run += 1
-                k += 1
+            end, run = self._scan_forward(peak_hop, threshold, gap)
+            if end - peak_hop >= self._max_hops:  # already too long, no need to wait
+                return _Verdict(False, peak_hop, peak_hop, end, "longer than max_word")
             if end >= latest:
                 break
             # the burst ended before the window's latest speech: that later speech is
@@ -638,7 +748,12 @@ class CommandGate:
             if self._level(later) < speech:
                 break
             peak_hop = later
-        if run < gap and not final:
+        if run < gap and not final:  # the burst is still going on
+            if waits is not None:
+                # it can end after `gap - run` more quiet hops at the earliest, or get too
+                # long with the next speech hop from peak + max_word on
+                until = min(now + gap - run, max(now + 1, peak_hop + self._max_hops))
+                waits.append(_Wait(min(until, self._overwritten(first)), speech))
             return None
         # backward: the burst starts after a gap of post_silence. After running speech
         # it needs pre_silence; after another short burst (a command in a row of
@@ -673,33 +788,44 @@ class CommandGate:
         if gap != self._gap_hops:
             return _Verdict(True, peak_hop, start, end, "provisional", row_after=row_after)
         shape = _Verdict(True, peak_hop, start, end, threshold=threshold, row_after=row_after)
-        verdict = self._after(shape, final)
+        verdict = self._after(shape, final, waits)
         if verdict is None and pending is not None:
             pending.append(shape)
         return verdict
 
-    def _after(self, shape: _Verdict, final: bool) -> _Verdict | None:
-        """A burst that passed every other rule, judged on what follows it (None: wait)."""
-        followed = self._followed_by_quiet(shape.end, shape.threshold, self._hops - 1, final)
+    def _after(self, shape: _Verdict, final: bool, waits: list[_Wait] | None = None) -> _Verdict | None:
+        """A burst that passed every other rule, judged on what follows it (None: wait, and
+        why is appended to `waits`)."""
+        followed = self._followed_by_quiet(shape.end, shape.threshold, self._hops - 1, final, waits)
         if followed is None:
             return None
         if not followed:
             return dataclasses.replace(shape, accepted=False, reason="running speech follows it (after_silence)")
         return shape
 
-    def _followed_by_quiet(self, end: int, threshold: float, now: int, final: bool) -> bool | None:
+    def _followed_by_quiet(self, end: int, threshold: float, now: int, final: bool,
+                           waits: list[_Wait] | None = None) -> bool | None:
         """After the burst ending at hop `end`: True if after_silence of quiet follows it,
         or another short burst (the next command of a row: "yes ... no") and then
         post_silence; False if longer speech follows (the first word of a sentence after
-        a pause); None while that is not heard yet. The stream end counts as quiet."""
+        a pause); None while that is not heard yet. The stream end counts as quiet.
+        On None, when the answer can be known at the earliest is appended to `waits`
+        (it does not depend on the noise floor: `threshold` is the burst's own)."""
         k = end + 1
-        lv, size = self._lv, self._size
-        while k <= min(now, end + self._after_hops):
+        lv, size, heard = self._lv, self._size, min(now, end + self._after_hops)
+        while k <= heard:
             if lv[k % size] >= threshold:
                 break
             k += 1
         else:
-            return True if k > end + self._after_hops or final else None
+            if k > end + self._after_hops or final:
+                return True
+            if waits is not None:
+                # quiet so far: True at end + after_silence; speech coming first (from the
+                # next hop on) is judged when its gap or its max_word length is heard
+                speech_first = now + 1 + min(self._gap_hops, self._max_hops)
+                waits.append(_Wait(min(end + self._after_hops, speech_first, self._overwritten(end + 1))))
+            return None
         nxt, run, j = k, 0, k + 1
         while j <= now and run < self._gap_hops:
             if lv[j % size] >= threshold:
@@ -711,4 +837,14 @@ class CommandGate:
             j += 1
         if run >= self._gap_hops or final:
             return nxt - k + 1 <= self._max_hops
+        if waits is not None:
+            # the burst after it goes on: it ends after `gap - run` more quiet hops at the
+            # earliest, or gets too long with a speech hop from k + max_word on
+            until = min(now + self._gap_hops - run, max(now + 1, k + self._max_hops))
+            waits.append(_Wait(min(until, self._overwritten(end + 1))))
         return None
+
+    def _overwritten(self, hop: int) -> int:
+        """The first newest hop at which hop `hop`'s level is no longer in the history: a
+        wait that read it must be judged again then (it would read another hop's level)."""
+        return hop + self._size

@@ -178,11 +178,11 @@ class FeatureWindow:
         """Append int16 audio; a generator that yields after each completed hop, so the
         caller can look at every hop (and window), whatever the block size."""
         samples = np.asarray(samples, dtype=np.int16).reshape(-1)
-        step = self.params.frame_step
-        pos = 0
-        while pos < len(samples):
-            need = self.frame_end(self.frames_total) - self._written
-            take = min(need, len(samples) - pos)
+        step, length = self.params.frame_step, self.params.frame_length
+        pos, size = 0, len(samples)
+        while pos < size:
+            need = self.frames_total * step + length - self._written  # to the end of the next frame
+            take = min(need, size - pos)
             self._write(samples[pos:pos + take])
             pos += take
             if take == need:
@@ -192,12 +192,15 @@ class FeatureWindow:
                 yield Hop(index, end, hop_level_db(self._slice(end - step, end)))
 
     def _write(self, x: np.ndarray) -> None:
-        capacity, n = self._capacity, len(x)
+        capacity, n, audio = self._capacity, len(x), self._audio
         i = self._written % capacity
-        self._audio[i:i + n] = x  # i < capacity and n <= frame_length: fits in 2 * capacity
-        first = min(i + n, capacity) - i  # the part in the first half is mirrored after it
-        self._audio[i + capacity:i + capacity + first] = x[:first]
-        self._audio[:n - first] = x[first:]  # ... and the part past it, before it
+        audio[i:i + n] = x  # i < capacity and n <= frame_length: fits in 2 * capacity
+        if i + n <= capacity:  # mirrored after the first half
+            audio[i + capacity:i + capacity + n] = x
+        else:  # the part in the first half is mirrored after it, the part past it before it
+            first = capacity - i
+            audio[i + capacity:] = x[:first]
+            audio[:n - first] = x[first:]
         self._written += n
 
     def _slice(self, start: int, end: int) -> np.ndarray:

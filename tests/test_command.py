@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 from conftest import LABELS, read_clip
 
-from kws_stream.command import HOP_SAMPLES, CommandGate, CommandParams
+from kws_stream.command import (
+    DIGITAL_SILENCE_DBFS,
+    HOP_SAMPLES,
+    LEVEL_SMOOTHING_HOPS,
+    MIN_NOISE_FLOOR_DBFS,
+    NOISE_FLOOR_BLOCKS,
+    CommandGate,
+    CommandParams,
+    NoiseFloor,
+)
 from kws_stream.decision import Decision
 from kws_stream.pipeline import Pipeline, PipelineParams
 
@@ -173,6 +183,79 @@ def test_a_word_barely_above_the_noise_floor_is_rejected():
     quiet = contour((1.0, -60), (0.3, -45), (1.0, -60))
     assert run_levels(quiet, {60: "up"}) == []
     assert [k for k, _ in run_levels(quiet, {60: "up"}, CommandParams(min_snr_db=10.0))] == ["up"]
+
+
+def random_contour(rng: np.random.Generator, hops: int) -> np.ndarray:
+    """Room noise whose level steps up and down (a moving noise floor), with words and
+    sentences (syllables and short gaps) of any loudness; some levels rounded to whole dB
+    (ties between hops)."""
+    levels = rng.normal(-60, 3, hops) + np.repeat(rng.normal(0, 6, hops // 50 + 1), 50)[:hops]
+    k = int(rng.integers(0, 40))
+    while k < hops:
+        loud = rng.uniform(-45, -15)
+        for _ in range(int(rng.integers(1, 12))):  # syllables
+            n = int(rng.integers(2, 15))
+            levels[k:k + n] = rng.normal(loud, 6, len(levels[k:k + n]))
+            k += n + int(rng.integers(0, 14))
+        k += int(rng.integers(5, 150))
+    return np.round(levels) if rng.random() < 0.5 else levels
+
+
+class EveryHopGate(CommandGate):
+    """The gate as it was: every waiting word judged again at every hop, no scan memo."""
+
+    def _judge_again(self, wait, speech):
+        return True
+
+    def _scans_now(self):
+        return {}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_bursts_skips_only_what_cannot_change(seed):
+    # bursts() judges a waiting word again only from the hop its verdict can change at,
+    # and memoises scans per hop: the same bursts, at the same hops, as judging it all
+    rng = np.random.default_rng(seed)
+    params = CommandParams(post_silence=float(rng.choice([0.06, 0.2, 0.4])),
+                           after_silence=float(rng.choice([0.06, 0.25, 0.5])),
+                           max_word=float(rng.choice([0.4, 1.0])), pre_silence=float(rng.choice([0.0, 0.6])))
+    fast, slow = CommandGate(params), EveryHopGate(params)
+    levels = random_contour(rng, 3000)
+    for i, level in enumerate(levels):
+        for gate in (fast, slow):
+            gate.observe(float(level), (i + 1) * HOP_SAMPLES)
+        assert fast.bursts() == slow.bursts(), f"hop {i}"
+        assert fast.ending_burst() == slow.ending_burst(), f"hop {i}"
+    assert fast.bursts(final=True) == slow.bursts(final=True)
+
+
+def test_the_noise_floor_is_the_minimum_of_its_blocks():
+    # the definition NoiseFloor.update implements with a cached minimum of the blocks
+    rng = np.random.default_rng(2)
+    levels = np.concatenate([random_contour(rng, 600), np.full(80, -100.0), random_contour(rng, 300) - 30])
+    floor, powers, blocks, block = NoiseFloor(), [], [], []
+    for level in levels:
+        smoothed = floor.update(float(level))
+        powers = [*powers, 10.0 ** (level / 10.0)][-LEVEL_SMOOTHING_HOPS:]
+        assert smoothed == 10.0 * math.log10(max(sum(powers) / len(powers), 1e-10))
+        block.append(smoothed)
+        trusted = [x for x in block if x > DIGITAL_SILENCE_DBFS]
+        if len(block) == floor._block_hops:
+            blocks = [*blocks, min(trusted, default=MIN_NOISE_FLOOR_DBFS)][-NOISE_FLOOR_BLOCKS:]
+            block, trusted = [], []
+        assert floor.floor_db == max(min(trusted + blocks, default=math.inf), MIN_NOISE_FLOOR_DBFS)
+
+
+def test_latest_words_are_those_of_one_window_at_a_time():
+    rng = np.random.default_rng(1)
+    gate = CommandGate()
+    for i, level in enumerate(random_contour(rng, 700)):
+        gate.observe(float(level), (i + 1) * HOP_SAMPLES)
+        if i % 9 == 0:
+            heard = range(max(0, gate._hops - gate._size), gate._hops)
+            some = sorted(int(h) for h in rng.choice(heard, size=min(len(heard), 20), replace=False))
+            for hops in (list(heard), some):
+                assert gate._latest_words(hops) == [gate._latest_word(h) for h in hops]
 
 
 @pytest.mark.parametrize("field, value", [("max_word", 0.1), ("pre_silence", -1.0), ("post_silence", 0.0),
