@@ -98,6 +98,21 @@ def test_a_row_of_short_bursts_must_start_with_a_command():
     assert [k for k, _ in run_levels(tv, {50 + 20 + 12 + 18: "up"})] == ["up"]
 
 
+def test_a_candidate_older_than_the_levels_kept_is_rejected_not_a_crash():
+    """A caller that hands the gate a window whose levels have left its 4 s history gets a
+    rejection naming the rule, not a ValueError from an empty level array."""
+    gate = CommandGate()
+    rules: list[str] = []
+    gate.on_reject = lambda decision, rule: rules.append(rule)
+    levels = contour((1.0, -60), (0.4, -20), (6.0, -60))
+    for i, level in enumerate(levels):
+        gate.observe(level, (i + 1) * HOP_SAMPLES)
+    gate.add(70, [Decision("yes", 0.9, 71 * HOP_SAMPLES)])  # hop 70: over 5 s before the newest
+    assert gate.judge() == []
+    assert len(rules) == 1 and rules[0].startswith("history:")
+    assert not gate.waiting
+
+
 @pytest.mark.parametrize("quiet_s", [1.0, 2.5, 3.5, 5.0, 10.0, 60.0])
 @pytest.mark.parametrize("room_db", [-60.0, -100.0])  # room noise, and digital silence
 def test_a_word_after_a_long_quiet_is_accepted(quiet_s, room_db):
