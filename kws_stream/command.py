@@ -674,24 +674,12 @@ class CommandGate:
             self._scans_at = self._hops
         return self._scans
 
-    def _latest_word(self, hop: int) -> tuple[int, int]:
-        """In the window ending at `hop`, the word that fired: its latest audible hop (the
-        last within LATEST_WORD_DB of the window's loudest) and its peak (the loudest hop
-        in PEAK_SEARCH_S up to it)."""
-        oldest = max(0, self._hops - self._size)
-        first = max(oldest, hop - self._window_hops + 1)
-        levels = self._levels[np.arange(first, hop + 1) % self._size]
-        speech = self._speech_db()
-        audible = np.flatnonzero(levels >= max(float(levels.max()) - LATEST_WORD_DB, speech))
-        latest = first + int(audible[-1]) if len(audible) else hop
-        lo = max(first, latest - self._search_hops)
-        return latest, lo + int(np.argmax(levels[lo - first:latest - first + 1]))
-
     def _latest_words(self, hops: Sequence[int]) -> list[tuple[int, int]]:
-        """`_latest_word` of each of `hops` (ascending, in the history), in one pass: the
-        windows are rows of one array (`bursts()` asks for every speech hop of a stretch;
-        for one hop `_latest_word` is quicker). Hops before the history's oldest are -inf:
-        never audible, never the loudest."""
+        """In the window ending at each of `hops` (ascending, in the history), the word that
+        fired: its latest audible hop (the last within LATEST_WORD_DB of the window's loudest)
+        and its peak (the first loudest hop in PEAK_SEARCH_S up to it). One pass: the windows
+        are rows of one array (`bursts()` asks for every speech hop of a stretch). Hops
+        before the history's oldest are -inf: never audible, never the loudest."""
         if not len(hops):
             return []
         ends = np.asarray(hops, dtype=np.int64)
@@ -715,7 +703,7 @@ class CommandGate:
                  gap_hops: int | None = None, pending: list[_Verdict] | None = None,
                  waits: list[_Wait] | None = None) -> _Verdict | None:
         """Judge the burst of speech inside the window ending at `hop` (or the one of `word`,
-        a `_latest_word`); None: wait. With `gap_hops` shorter than post_silence's, a
+        as `_latest_words` gives it); None: wait. With `gap_hops` shorter than post_silence's, a
         provisional verdict: a burst followed by that much quiet that no rule rejects yet
         is accepted (reason "provisional"). A burst that waits only for what follows it is
         appended to `pending` (to be finished by `_after`). On None, why it waits is
@@ -724,7 +712,7 @@ class CommandGate:
         now = self._hops - 1
         oldest = max(0, now - self._size + 1)
         speech = self._speech_db()
-        latest, peak_hop = word or self._latest_word(hop)
+        latest, peak_hop = word or self._latest_words([hop])[0]
         first = peak_hop  # the oldest hop read (the scans go forward from it)
         while True:
             peak = self._level(peak_hop)

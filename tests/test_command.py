@@ -12,6 +12,7 @@ from conftest import LABELS, read_clip
 from kws_stream.command import (
     DIGITAL_SILENCE_DBFS,
     HOP_SAMPLES,
+    LATEST_WORD_DB,
     LEVEL_SMOOTHING_HOPS,
     MIN_NOISE_FLOOR_DBFS,
     NOISE_FLOOR_BLOCKS,
@@ -261,6 +262,19 @@ def test_the_noise_floor_is_the_minimum_of_its_blocks():
         assert floor.floor_db == max(min(trusted + blocks, default=math.inf), MIN_NOISE_FLOOR_DBFS)
 
 
+def latest_word_of_one_window(gate: CommandGate, hop: int) -> tuple[int, int]:
+    """The rule `_latest_words` computes in one pass, for one window at a time: the latest hop
+    within LATEST_WORD_DB of the window's loudest (and above the speech level), and the first
+    loudest hop in PEAK_SEARCH_S up to it."""
+    oldest = max(0, gate._hops - gate._size)
+    first = max(oldest, hop - gate._window_hops + 1)
+    levels = gate._levels[np.arange(first, hop + 1) % gate._size]
+    audible = np.flatnonzero(levels >= max(float(levels.max()) - LATEST_WORD_DB, gate._speech_db()))
+    latest = first + int(audible[-1]) if len(audible) else hop
+    lo = max(first, latest - gate._search_hops)
+    return latest, lo + int(np.argmax(levels[lo - first:latest - first + 1]))
+
+
 def test_latest_words_are_those_of_one_window_at_a_time():
     rng = np.random.default_rng(1)
     gate = CommandGate()
@@ -270,7 +284,7 @@ def test_latest_words_are_those_of_one_window_at_a_time():
             heard = range(max(0, gate._hops - gate._size), gate._hops)
             some = sorted(int(h) for h in rng.choice(heard, size=min(len(heard), 20), replace=False))
             for hops in (list(heard), some):
-                assert gate._latest_words(hops) == [gate._latest_word(h) for h in hops]
+                assert gate._latest_words(hops) == [latest_word_of_one_window(gate, h) for h in hops]
 
 
 @pytest.mark.parametrize("field, value", [("max_word", 0.1), ("pre_silence", -1.0), ("post_silence", 0.0),
