@@ -9,6 +9,7 @@ re-initialised before each reopen so a replugged device is found again.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +31,33 @@ class DeviceError(KwsError):
 
 
 def _sd() -> Any:
+    first = "sounddevice" not in sys.modules
     import sounddevice  # PortAudio enumerates devices at import: import only when needed
 
+    if first:
+        release_alsa_plugins()
     return sounddevice
+
+
+def release_alsa_plugins() -> None:
+    """Unload the ALSA plugin modules that PortAudio's device enumeration opened.
+
+    PortAudio lists devices by opening every PCM the ALSA configuration defines, and
+    alsa-lib keeps each plugin module loaded until PortAudio terminates. With
+    libasound2-plugins that includes `a52`, an AC-3 encoder whose libavcodec maps 75
+    more libraries (13 MB resident) into a process that only captures. Freeing ALSA's
+    global configuration also drops its unused plugin modules; the stream opened
+    afterwards reads the configuration again and loads only the plugin it uses.
+    Call only while no stream is open (after import or a re-initialisation)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libasound = ctypes.CDLL("libasound.so.2")  # PortAudio's own copy: nothing new is mapped
+        libasound.snd_config_update_free_global()
+    except (OSError, AttributeError) as exc:  # a PortAudio without ALSA: nothing to release
+        log.debug("event=alsa_release_skipped error=%r", exc)
 
 
 def list_input_devices() -> list[dict[str, Any]]:
@@ -131,6 +156,7 @@ def open_capture(device_spec: str, rate: int, channels: int, channel: int | None
     if reinitialise:  # see devices plugged in since the last enumeration
         sd._terminate()
         sd._initialize()
+        release_alsa_plugins()
     try:
         device = find_device(device_spec)
         rate, channels = choose_format(device, rate, channels, channel)
