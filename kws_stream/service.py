@@ -82,6 +82,7 @@ class Signals:
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.reload = threading.Event()
+        self.wake = threading.Event()  # set by each signal: the supervisor sleeps on it
         self.starting = True  # cleared by the main thread once the supervisor runs
 
     def install(self) -> Signals:
@@ -91,13 +92,16 @@ class Signals:
         early = signal.signal(signal.SIGHUP, self._on_reload)
         if getattr(early, "received", False):  # entry.EarlyHangup
             self.reload.set()
+            self.wake.set()
         return self
 
     def _on_stop(self, signum: int, frame: object) -> None:
         self.stop.set()
+        self.wake.set()
         if self.starting:
             self.starting = False  # raise once: a second signal must not interrupt the unwinding
             raise StopRequested(signal.Signals(signum).name)
 
     def _on_reload(self, signum: int, frame: object) -> None:
         self.reload.set()
+        self.wake.set()
