@@ -30,10 +30,16 @@ class DeviceError(KwsError):
     """No usable input device (yet): the daemon keeps retrying."""
 
 
-def _sd() -> Any:
+def portaudio() -> Any:
+    """The sounddevice module. PortAudio lists the devices when it is first imported, which
+    loads every ALSA plugin for a moment (`release_alsa_plugins`): the daemon imports it
+    before the model, so that this moment is not its peak memory."""
     first = "sounddevice" not in sys.modules
-    import sounddevice  # PortAudio enumerates devices at import: import only when needed
-
+    try:
+        import sounddevice
+    except OSError as exc:  # sounddevice raises OSError when libportaudio is not installed
+        raise KwsError(f"cannot load PortAudio ({exc}): install it (`sudo apt install libportaudio2`; "
+                       "./setup.sh does)") from None
     if first:
         release_alsa_plugins()
     return sounddevice
@@ -62,7 +68,7 @@ def release_alsa_plugins() -> None:
 
 def list_input_devices() -> list[dict[str, Any]]:
     """Input devices with index, name, host API, channels, default rate and default mark."""
-    sd = _sd()
+    sd = portaudio()
     default = sd.default.device[0]
     apis = sd.query_hostapis()
     devices = []
@@ -78,7 +84,7 @@ def list_input_devices() -> list[dict[str, Any]]:
 
 def find_device(spec: str) -> int | None:
     """"" = the default input; digits = an index; else the first input whose name contains it."""
-    sd = _sd()
+    sd = portaudio()
     if not spec:
         if not any(d["max_input_channels"] > 0 for d in sd.query_devices()):
             raise DeviceError("no input device found")
@@ -100,7 +106,7 @@ def find_device(spec: str) -> int | None:
 
 def choose_format(device: int | None, rate: int, channels: int, channel: int | None) -> tuple[int, int]:
     """The first (rate, channels) the device accepts: 16 kHz mono preferred."""
-    sd = _sd()
+    sd = portaudio()
     info = sd.query_devices(device, "input")
     rates = [rate] if rate else list(dict.fromkeys([SAMPLE_RATE, int(info["default_samplerate"])]))
     needed = 1 if channel is None else channel + 1
@@ -152,7 +158,7 @@ class CaptureSession:
 def open_capture(device_spec: str, rate: int, channels: int, channel: int | None,
                  block_ms: int, reinitialise: bool) -> CaptureSession:
     """Open the input stream; raises DeviceError when no usable device is there."""
-    sd = _sd()
+    sd = portaudio()
     if reinitialise:  # see devices plugged in since the last enumeration
         sd._terminate()
         sd._initialize()

@@ -30,7 +30,7 @@ import numpy as np
 from . import __version__
 from . import config as cfg
 from .backend import KeywordModel
-from .capture import CaptureSession, DeviceError, open_capture
+from .capture import CaptureSession, DeviceError, open_capture, portaudio
 from .errors import KwsError
 from .events import Detection, EventBus, Sink
 from .features import SAMPLE_RATE
@@ -360,6 +360,7 @@ def run_service(load_config: Callable[[], cfg.Config], setup_logging: Callable[[
     try:
         config = load_config()
         setup_logging(config.service.log_level)
+        portaudio()  # before the model: listing devices maps every ALSA plugin for a moment
         model, model_name = open_model(config)
         d = config.detection
         log.info("event=start version=%s model=%s runtime=%s mode=%s stride=%d smoothing=%d threshold=%s "

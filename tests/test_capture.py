@@ -3,6 +3,7 @@ interpreter: PortAudio enumerates devices once, at import)."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,18 @@ def test_only_the_plugin_of_the_open_stream_stays_loaded(mic: VirtualMic, how: s
     assert result["frames"] > 0  # the stream still opens and delivers audio afterwards
     assert result["streaming"] == ["libasound_module_pcm_pulse.so"], result
 
+
+
+@pytest.mark.parametrize("command", ["devices", "run"])
+def test_a_missing_portaudio_is_one_line_naming_the_package(tmp_path: Path, cli_env: dict[str, str],
+                                                            model_dir: Path, run_cli, command: str) -> None:
+    # Uninstalling the system's libportaudio2 is not possible here: a stand-in `sounddevice`
+    # raises what the real one raises when it cannot find the library.
+    (tmp_path / "sounddevice.py").write_text('raise OSError("PortAudio library not found")\n')
+    env = {**cli_env, "PYTHONPATH": str(tmp_path)}
+    args = ["run", "--model-dir", str(model_dir)] if command == "run" else [command]
+    r = run_cli(*args, env=env, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "kws-stream: cannot load PortAudio (PortAudio library not found): install it "
+        "(`sudo apt install libportaudio2`; ./setup.sh does)"]
