@@ -1,6 +1,7 @@
 """Live `kws-stream run` through the virtual microphone: % of one core, peak RSS, wake-ups.
 
     python -m benchmarks.cpu_live [--seconds 60] [--blocks 100,20] [--latency-keywords 20]
+        [--rounds 3 --variant base:PYTHONPATH=/old/checkout --variant new]
 
 For each capture block size ([audio] block_ms): a daemon at the defaults hears `--seconds`
 of continuous real speech (shared real-dev); measured from /proc over exactly that playback:
@@ -14,6 +15,10 @@ silence gate on (which still computes MFCC every hop). It shows
 what capture, PulseAudio's client thread and the worker's wake-ups cost without inference.
 "capture only" (`--capture-s`): a bare sounddevice stream with a counting callback at each block
 size, in the same PulseAudio session: PortAudio + the PulseAudio client with no kws-stream code.
+`--rounds` repeats the speech measurement and reports the round with the median CPU (every
+round's CPU beside it): one 60 s run varies by about +-0.1 point of a core on a shared VM.
+`--variant`s (repeatable) are daemons with their own environment, run in turn within each
+round, so that two source trees or settings are compared under the same load.
 Last, resident memory per import in a fresh interpreter (speed_live.import_memory).
 """
 
@@ -115,6 +120,53 @@ def capture_only(env: dict[str, str], block_ms: int, seconds: float) -> dict[str
     return dict(json.loads(r.stdout.strip().splitlines()[-1]))
 
 
+def speech_round(mic: Any, extra: list[str], env: dict[str, str], speech: Any, words: list[Any]) -> dict[str, Any]:
+    """One daemon (with `env`) hears the speech, measured; then the commands, for latency."""
+    try:
+        daemon = start_daemon(mic, 1, extra=extra, env=env)
+    except Exception as exc:
+        raise SystemExit(f"cpu_live: the daemon did not start with {extra} {env}: {exc!r}") from None
+    try:
+        time.sleep(WARMUP_S)
+        drain(daemon)
+
+        def play() -> None:
+            if mic.play(speech).wait(len(speech) / RATE + 60) is None:
+                raise RuntimeError("the virtual microphone did not play the speech")
+            time.sleep(0.2)  # the last block through PulseAudio and the worker
+
+        row = measure(daemon.proc.pid, play, len(speech) / RATE)
+        row["detections"] = len(drain(daemon))
+        if words:
+            lat = measure_latency(mic, daemon, words)
+            keep = ("keywords_played", "matched", "p50_ms", "p95_ms", "max_ms", "samples_ms", "missed")
+            row["latency"] = {k: lat[k] for k in keep}
+        return row
+    finally:
+        daemon.stop()
+
+
+def median_round(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median CPU, with every round's CPU and peak RSS beside it."""
+    ordered = sorted(rows, key=lambda r: r["cpu_percent"])
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    row["cpu_rounds"] = [r["cpu_percent"] for r in rows]
+    row["vmhwm_rounds"] = [r["vmhwm_mb"] for r in rows]
+    return row
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """`LABEL[:VAR=VALUE,...]`: the environment of one daemon (`PYTHONPATH=DIR` runs another tree)."""
+    label, _, rest = text.partition(":")
+    env = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SystemExit(f"cpu_live: variant {text!r}: {item!r} is not VAR=VALUE")
+        env[key] = value
+    return label, env
+
+
 def write_conf(workdir: Path, key: str, text: str) -> list[str]:
     if not text:
         return []
@@ -133,28 +185,13 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     with VirtualMic(workdir / "vmic", rate=RATE, channels=1) as mic:
         for block_ms in args.blocks:
             extra = write_conf(workdir, f"b{block_ms}", f"[audio]\nblock_ms = {block_ms}\n")
-            try:
-                daemon = start_daemon(mic, 1, extra=extra)
-            except Exception as exc:
-                raise SystemExit(f"cpu_live: the daemon did not start with {extra}: {exc!r}") from None
-            try:
-                time.sleep(WARMUP_S)
-                drain(daemon)
-
-                def play() -> None:
-                    if mic.play(speech).wait(len(speech) / RATE + 60) is None:
-                        raise RuntimeError("the virtual microphone did not play the speech")
-                    time.sleep(0.2)  # the last block through PulseAudio and the worker
-
-                row = measure(daemon.proc.pid, play, len(speech) / RATE)
-                row["detections"] = len(drain(daemon))
-                if words:
-                    lat = measure_latency(mic, daemon, words)
-                    keep = ("keywords_played", "matched", "p50_ms", "p95_ms", "max_ms", "samples_ms", "missed")
-                    row["latency"] = {k: lat[k] for k in keep}
-                out["blocks"][str(block_ms)] = row
-            finally:
-                daemon.stop()
+            rounds: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in args.variants}
+            for _ in range(args.rounds):
+                for label, env in args.variants:  # interleaved: the machine's load hits all alike
+                    rounds[label].append(speech_round(mic, extra, env, speech, words))
+            for label, _ in args.variants:
+                key = str(block_ms) if len(args.variants) == 1 else f"{block_ms} {label}"
+                out["blocks"][key] = median_round(rounds[label])
             print(f"block {block_ms} ms done", file=sys.stderr)
         if args.floor_s > 0:
             event_driven = has_eager_field()
@@ -180,8 +217,10 @@ def report(result: dict[str, Any]) -> str:
         p50 = "-" if lat.get("p50_ms") is None else f"{lat['p50_ms']:.0f}"
         p95 = "-" if lat.get("p95_ms") is None else f"{lat['p95_ms']:.0f}"
         matched = f"{lat['matched']}/{lat['keywords_played']} commands" if lat else "not measured"
+        rounds = r.get("cpu_rounds", [])
+        spread = f"; CPU of each round {', '.join(f'{c:.2f}' for c in rounds)}" if len(rounds) > 1 else ""
         lines.append(f"{block + ' ms':>6} {r['cpu_percent']:>9.2f} {r['vmhwm_mb']:>6.1f} MB {r['wakeups_per_s']:>10.0f}"
-                     f" {p50:>7} {p95:>7}  {matched}")
+                     f" {p50:>7} {p95:>7}  {matched}{spread}")
     groups = [(f"{b} ms, speech", r) for b, r in result["blocks"].items()]
     if "floor" in result:
         f = result["floor"]
@@ -212,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--floor-s", type=float, default=30.0, help="seconds of the no-inference floor (0: skip)")
     ap.add_argument("--capture-s", type=float, default=20.0, help="seconds of capture-only per block size (0: skip)")
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    ap.add_argument("--rounds", type=int, default=1, help="speech rounds per block size (the median is reported)")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="LABEL[:VAR=VALUE,...]: a daemon with this environment, interleaved with the others")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     try:
@@ -219,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         print(f"cpu_live: --blocks must be integers in ms, comma separated, not {args.blocks!r}", file=sys.stderr)
         return 2
+    args.variants = [parse_variant(v) for v in args.variant] or [("defaults", {})]
     # py-spy (optional) names the Python threads; look beside this interpreter too
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     with tempfile.TemporaryDirectory(prefix="kws-cpu-live-") as tmp:

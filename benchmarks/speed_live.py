@@ -33,7 +33,9 @@ def start_daemon(mic: Any, stride: int, model: str = "micronet-l", extra: Sequen
                  env: dict[str, str] | None = None) -> Any:
     """`kws-stream run` recording from `mic`; `env`: more environment for it (a variant to measure)."""
     _, DaemonProcess = _test_helpers()
-    env = {**mic.env, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # PYTHONSAFEPATH: `python -m` puts the working directory first on sys.path, which would
+    # shadow a `PYTHONPATH=` variant with the checkout the benchmark runs from
+    env = {**mic.env, "PYTHONUNBUFFERED": "1", "PYTHONSAFEPATH": "1", **(env or {})}
     args = [*kws_command(), "run", "--model", model, "--model-dir", str(default_model_dir()),
             "--stride", str(stride), *extra]
     daemon = DaemonProcess(args, env)
