@@ -152,6 +152,18 @@ def median_round(rows: list[dict[str, Any]]) -> dict[str, Any]:
     row = dict(ordered[(len(ordered) - 1) // 2])
     row["cpu_rounds"] = [r["cpu_percent"] for r in rows]
     row["vmhwm_rounds"] = [r["vmhwm_mb"] for r in rows]
+    if len(rows) > 1 and all("latency" in r for r in rows):  # latency over every round's commands
+        import numpy as np  # after kws_stream (thread pinning)
+
+        samples = [x for r in rows for x in r["latency"]["samples_ms"]]
+        row["latency"] = {
+            "keywords_played": sum(r["latency"]["keywords_played"] for r in rows),
+            "matched": sum(r["latency"]["matched"] for r in rows),
+            "p50_ms": float(np.percentile(samples, 50)) if samples else None,
+            "p95_ms": float(np.percentile(samples, 95)) if samples else None,
+            "max_ms": max(samples, default=None), "samples_ms": samples,
+            "missed": [m for r in rows for m in r["latency"]["missed"]],
+        }
     return row
 
 
