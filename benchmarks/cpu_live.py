@@ -40,7 +40,7 @@ import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is 
 from . import procstat
 from .cpu_compare import RATE, continuous_speech, has_eager_field, shared_audio
 from .speed_latency import DEFAULT_CORPUS, drain, latency_words, measure_latency
-from .speed_live import import_memory, start_daemon, thread_names
+from .speed_live import import_memory, parse_variant, start_daemon, thread_names
 
 WARMUP_S = 3.0
 
@@ -167,18 +167,6 @@ def median_round(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def parse_variant(text: str) -> tuple[str, dict[str, str]]:
-    """`LABEL[:VAR=VALUE,...]`: the environment of one daemon (`PYTHONPATH=DIR` runs another tree)."""
-    label, _, rest = text.partition(":")
-    env = {}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise SystemExit(f"cpu_live: variant {text!r}: {item!r} is not VAR=VALUE")
-        env[key] = value
-    return label, env
-
-
 def write_conf(workdir: Path, key: str, text: str) -> list[str]:
     if not text:
         return []
@@ -273,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         print(f"cpu_live: --blocks must be integers in ms, comma separated, not {args.blocks!r}", file=sys.stderr)
         return 2
-    args.variants = [parse_variant(v) for v in args.variant] or [("defaults", {})]
+    args.variants = [parse_variant(v, "cpu_live") for v in args.variant] or [("defaults", {})]
     # py-spy (optional) names the Python threads; look beside this interpreter too
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     with tempfile.TemporaryDirectory(prefix="kws-cpu-live-") as tmp:

@@ -44,6 +44,8 @@ from typing import Any
 
 import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
 
+from .speed_live import parse_variant
+
 WARMUP_S = 3.0
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 # glibc: a non-main malloc arena is a heap of HEAP_MAX_SIZE (2 * DEFAULT_MMAP_THRESHOLD_MAX),
@@ -237,17 +239,6 @@ def table(b: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------- the live daemon
 
-def parse_variant(text: str) -> tuple[str, dict[str, str]]:
-    label, _, rest = text.partition(":")
-    env = {}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise SystemExit(f"rss_breakdown: variant {text!r}: {item!r} is not VAR=VALUE")
-        env[key] = value
-    return label, env
-
-
 def one_daemon(mic: Any, speech: Any, env: dict[str, str]) -> dict[str, Any]:
     from .cpu_compare import RATE
     from .speed_latency import drain
@@ -287,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from .cpu_compare import RATE, continuous_speech, shared_audio
 
-        variants = [parse_variant(v) for v in args.variant] or [("defaults", {})]
+        variants = [parse_variant(v, "rss_breakdown") for v in args.variant] or [("defaults", {})]
         speech = continuous_speech(args.seconds, shared_audio())
         runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in variants}
         with tempfile.TemporaryDirectory(prefix="kws-rss-") as tmp, \

@@ -29,6 +29,19 @@ def _test_helpers() -> tuple[Any, Any]:
     return VirtualMic, DaemonProcess
 
 
+def parse_variant(text: str, prog: str) -> tuple[str, dict[str, str]]:
+    """`LABEL[:VAR=VALUE,...]`: a label and the environment `start_daemon` gives one daemon
+    (`PYTHONPATH=DIR` runs another source tree)."""
+    label, _, rest = text.partition(":")
+    env = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SystemExit(f"{prog}: variant {text!r}: {item!r} is not VAR=VALUE")
+        env[key] = value
+    return label, env
+
+
 def start_daemon(mic: Any, stride: int, model: str = "micronet-l", extra: Sequence[str] = (),
                  env: dict[str, str] | None = None) -> Any:
     """`kws-stream run` recording from `mic`; `env`: more environment for it (a variant to measure)."""

@@ -61,8 +61,8 @@ def test_this_process_broken_down_completely():
 
 
 def test_variant_parsing():
-    assert rb.parse_variant("base") == ("base", {})
-    assert rb.parse_variant("a:MALLOC_ARENA_MAX=2,PYTHONPATH=/x") == ("a", {"MALLOC_ARENA_MAX": "2", "PYTHONPATH": "/x"})
+    assert rb.parse_variant("base", "rss_breakdown") == ("base", {})
+    assert rb.parse_variant("a:MALLOC_ARENA_MAX=2,PYTHONPATH=/x", "rss_breakdown") == ("a", {"MALLOC_ARENA_MAX": "2", "PYTHONPATH": "/x"})
 
 
 def test_live_daemon_breakdown_prints_the_table(cli_env, tmp_path):
