@@ -47,6 +47,59 @@ class FeatureParams:
         """Stream position of the end of frame (hop) `index`, counted from 0."""
         return index * self.frame_step + self.frame_length
 
+    @property
+    def geometry(self) -> StreamGeometry:
+        return StreamGeometry(self.sample_rate, self.frame_step, self.frame_length,
+                              self.num_frames, self.num_mfcc)
+
+
+@dataclass(frozen=True)
+class StreamGeometry:
+    """The shape of the stream every stage agrees on, derived from `FeatureParams`.
+
+    A model window covers `window_samples` of audio: `frames` MFCC frames of
+    `frame_samples`, one every `hop_samples`. Counted in hops of the stream, that window
+    spans `window_hops` (one more than `frames`: the first frame needs two hops of audio).
+    """
+
+    sample_rate: int
+    hop_samples: int
+    frame_samples: int
+    frames: int
+    coefficients: int
+
+    @property
+    def window_samples(self) -> int:
+        return self.frame_samples + (self.frames - 1) * self.hop_samples
+
+    @property
+    def window_hops(self) -> int:
+        """Hops of audio one window spans (50 for MicroNet: 16000 / 320)."""
+        return round(self.window_samples / self.hop_samples)
+
+    @property
+    def hop_seconds(self) -> float:
+        return self.hop_samples / self.sample_rate
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_samples / self.sample_rate
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """The model's input tensor: (batch, frames, coefficients, channel)."""
+        return (1, self.frames, self.coefficients, 1)
+
+    def seconds(self, samples: int) -> float:
+        return samples / self.sample_rate
+
+    def hops(self, seconds: float) -> int:
+        """A duration in whole hops (rounded)."""
+        return int(round(seconds / self.hop_seconds))
+
+
+MICRONET = FeatureParams().geometry  # the geometry of the shipped models
+
 
 def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
