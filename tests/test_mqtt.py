@@ -220,7 +220,7 @@ def test_detections_arrive_on_both_topics(broker: Broker, closing: list[Any], qo
 
 
 def test_password_file_auth(tmp_path: Path, closing: list[Any], caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    caplog.set_level(logging.INFO, logger="kws_stream")
     mosquitto_passwd = shutil.which("mosquitto_passwd")
     if mosquitto_passwd is None:
         pytest.skip("mosquitto_passwd is not installed")
@@ -274,7 +274,7 @@ def test_bad_secrets_are_one_line_errors(tmp_path: Path) -> None:
 
 def test_broker_down_at_start_then_started(tmp_path: Path, closing: list[Any],
                                            caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    caplog.set_level(logging.INFO, logger="kws_stream")
     broker = Broker(tmp_path / "broker", free_port())
     closing.append(broker)
     broker.start()  # once, so that the subscriber's session exists; then down
@@ -300,7 +300,7 @@ def test_broker_down_at_start_then_started(tmp_path: Path, closing: list[Any],
 
 
 def test_broker_restart_mid_run(tmp_path: Path, closing: list[Any], caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    caplog.set_level(logging.INFO, logger="kws_stream")
     broker = Broker(tmp_path / "broker", free_port())
     closing.append(broker)
     broker.start()
@@ -362,7 +362,7 @@ def test_a_replacing_sink_adopts_what_the_old_one_could_not_deliver(tmp_path: Pa
     """Soak defect: a SIGHUP while the broker was down closed the sink with `undelivered=3`
     and those detections were lost. The replacement (new settings, same broker) takes them
     over, ahead of its own, and publishes them once the broker is back."""
-    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    caplog.set_level(logging.INFO, logger="kws_stream")
     broker = Broker(tmp_path / "broker", free_port())
     closing.append(broker)
     broker.start()
@@ -393,7 +393,7 @@ def test_a_replacing_sink_adopts_what_the_old_one_could_not_deliver(tmp_path: Pa
 
 def test_queue_overflow_is_counted_and_close_does_not_wait(closing: list[Any],
                                                            caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    caplog.set_level(logging.INFO, logger="kws_stream")
     sink = MqttSink(config(free_port(), queue_size=3), "micronet-l")  # nothing listens there
     sink.start()
     closing.append(sink)
@@ -470,7 +470,7 @@ def test_tls_with_ca_file(tmp_path: Path, closing: list[Any]) -> None:
 
 def test_tls_with_the_wrong_ca_is_logged_as_a_certificate_failure(tmp_path: Path, closing: list[Any],
                                                                    caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    caplog.set_level(logging.INFO, logger="kws_stream")
     broker = tls_broker(tmp_path)
     closing.append(broker)
     broker.start()
