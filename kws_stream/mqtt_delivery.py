@@ -9,7 +9,8 @@ or leaves, whatever its state, through `hand_over()` to the sink that replaces t
 reload), which `adopt()`s it ahead of its own. Pending is bounded (`queue_size`): when full,
 the oldest pending detection is dropped and counted (`dropped`).
 
-While disconnected nothing is taken. In flight is bounded by `window` MQTT messages. After a
+While disconnected nothing is taken, nor while `window` or more MQTT messages are in flight
+(unacknowledged), so at most window + 1 are (a detection is two messages). After a
 reconnect, what was in flight (QoS >= 1) is resent by the MQTT client first, so nothing newer
 is taken until all of it is acknowledged: the order holds across reconnects. At QoS 0 (at most
 once) a disconnect loses what was in flight: counted (`lost`), never resent.
@@ -114,9 +115,9 @@ class Delivery:
 
     def sent(self, mids: Sequence[int]) -> None:
         """The taken detection's messages went to the client with these message ids."""
-        detection = self._taken()
         if not mids:
             raise ValueError("a detection is sent as at least one message")
+        detection = self._taken()
         item = _InFlight(detection, set(mids))
         self._in_flight.append(item)
         self._by_mid.update((mid, item) for mid in mids)
