@@ -43,13 +43,14 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .events import Detection, Handover
 from .mqtt_delivery import WINDOW, Delivery
 from .mqtt_link import Link, MqttError, checked_password
 
-__all__ = ["CLOSE_TIMEOUT", "MqttError", "MqttSink", "checked_password"]  # the last two: preflight
+__all__ = ["CLOSE_TIMEOUT", "MqttCounts", "MqttError", "MqttSink", "checked_password"]  # the last two: preflight
 
 if TYPE_CHECKING:
     from .config import MqttConfig
@@ -59,15 +60,23 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT = 1.0  # s close() waits for queued detections to be acknowledged
 
 
+@dataclass(frozen=True)
+class MqttCounts:
+    """`published`: detections whose messages were all acknowledged by the broker (QoS 0:
+    written to the socket); `dropped`: pushed out of the full queue while the broker was away;
+    `lost`: QoS 0, in flight when the connection broke; `queued`: not yet acknowledged, waiting
+    or in flight; `reconnects`: successful connections after the first."""
+
+    published: int
+    dropped: int
+    lost: int
+    queued: int
+    reconnects: int
+
+
 class MqttSink(Handover):
     """Publishes detections to an MQTT broker; see the module docstring for topics and payloads.
-
-    Counters (read them from any thread): `published` (detections whose messages were all
-    acknowledged by the broker; for QoS 0, written to the socket), `dropped` (detections pushed
-    out of the full queue while the broker was away), `lost` (QoS 0: in flight when the
-    connection broke), `reconnects` (successful connections after the first). `connected` and
-    `queued` describe the present.
-    """
+    `counts()` reads its counters, `connected` its connection."""
 
     name = "mqtt"
 
@@ -79,7 +88,7 @@ class MqttSink(Handover):
         self._lock = threading.Lock()  # guards _delivery; never held while calling paho
         self._delivery = Delivery(config.queue_size, WINDOW, at_most_once=config.qos == 0)
         self._wake = threading.Event()
-        self._link = Link(config, self._wake, lambda: self.queued)  # MqttError before any thread starts
+        self._link = Link(config, self._wake, lambda: self.counts().queued)  # MqttError before any thread starts
         self._idle = threading.Event()  # nothing pending and nothing unacknowledged
         self._idle.set()
         self._stopping = False
@@ -146,13 +155,13 @@ class MqttSink(Handover):
         self._stopping = True
         self._wake.set()
         self._flusher.join(timeout)
-        undelivered = self.queued
+        counts = self.counts()
         self._link.close()
-        if undelivered:
+        if counts.queued:
             log.warning("event=mqtt_closed published=%d undelivered=%d dropped=%d",
-                        self.published, undelivered, self.dropped)
+                        counts.published, counts.queued, counts.dropped)
         else:
-            log.info("event=mqtt_closed published=%d dropped=%d", self.published, self.dropped)
+            log.info("event=mqtt_closed published=%d dropped=%d", counts.published, counts.dropped)
 
     def undelivered(self) -> list[Detection]:
         """After `close()`: the detections the broker has not acknowledged, oldest first
@@ -173,7 +182,7 @@ class MqttSink(Handover):
     def _queued_more(self, dropped: int) -> None:
         if dropped:
             log.warning("event=mqtt_queue_overflow dropped=%d queue_size=%d kept=newest",
-                        self.dropped, self.config.queue_size)
+                        self.counts().dropped, self.config.queue_size)
         self._wake.set()
 
     # ------------------------------------------------------------------ state
@@ -182,27 +191,11 @@ class MqttSink(Handover):
     def connected(self) -> bool:
         return self._link.connected
 
-    @property
-    def reconnects(self) -> int:
-        return self._link.reconnects
-
-    @property
-    def queued(self) -> int:
-        """Detections not yet acknowledged: waiting in the queue or in flight."""
+    def counts(self) -> MqttCounts:
+        """One consistent reading of the counters, from any thread."""
         with self._lock:
-            return self._delivery.queued
-
-    @property
-    def published(self) -> int:
-        return self._delivery.published
-
-    @property
-    def dropped(self) -> int:
-        return self._delivery.dropped
-
-    @property
-    def lost(self) -> int:
-        return self._delivery.lost
+            d = self._delivery
+            return MqttCounts(d.published, d.dropped, d.lost, d.queued, self._link.reconnects)
 
     # ------------------------------------------------------------------ the flusher thread
 
