@@ -18,14 +18,18 @@ Each detection is published twice, in this order, with the configured QoS:
   session, captures no audio for ASR and has no language setting; absent means "let the dialogue
   manager decide" (an auto-generated session id), exactly as when Rhasspy's services omit them.
 
+Three parts: this sink (queueing and the flusher thread), `mqtt_link.Link` (paho: settings,
+connection, its callbacks and their log lines) and `mqtt_delivery.Delivery` (what is pending, in
+flight, acknowledged or handed over: plain state, tested without a broker).
+
 Nothing connects and no thread runs until `start()`; `close()` stops and releases everything
 (paho's thread, its socket and its internal wake-up socket pair). Threads, each joined by `close()`:
 - paho's network thread (`loop_start`) connects, reconnects with backoff (1 s doubling to 30 s)
-  and calls the `_on_*` callbacks, which never take a lock of ours: they only append to an
-  event deque and wake the flusher (paho holds its own locks while calling them);
-- the flusher thread is the only caller of `client.publish`: it applies those events to the
-  delivery state (`mqtt_delivery.Delivery`: what is pending, in flight, acknowledged) and
-  publishes what that lets it, while connected, at most `WINDOW` messages unacknowledged.
+  and calls the link's callbacks, which never take a lock held while calling paho: they append
+  to the link's event deque and wake the flusher (paho holds its own locks while calling them);
+- the flusher thread is the only caller of `publish`: it applies those events to the delivery
+  state under the sink's lock and publishes, with the lock released, what that state lets it:
+  in order, while connected, below `WINDOW` messages unacknowledged.
 
 `handle()` (called by the event bus's thread for this sink) only queues the detection and wakes
 the flusher, so it returns at once whether the broker is up, down or unreachable. While the

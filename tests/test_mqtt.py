@@ -268,6 +268,7 @@ def test_a_replacing_sink_adopts_what_the_old_one_could_not_deliver(broker: Brok
     old.close()
     left = old.undelivered()
     assert [d.end for d in left] == [1.0, 2.0, 3.0]
+    assert old.undelivered() == [] and old.counts().queued == 0  # handed over: no longer the old sink's
     new = MqttSink(config(broker.port, site_id="hall"), "micronet-l")
     closing.append(new)
     new.handle(det("go", 4.0))  # published to the new sink before the handover
