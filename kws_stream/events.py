@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,24 @@ class Sink(Protocol):
     def handle(self, detection: Detection) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Handover(Sink, Protocol):
+    """A Sink that can keep detections it could not deliver (MQTT while its broker is away)
+    and pass them to the sink that replaces it at a reload: the bus, closing the old sink,
+    hands `undelivered()` to the new sink of the same name through `adopt()`, before that
+    one starts. A sink without these (stdout) has nothing left once closed. Declare it as
+    a base class (`class MqttSink(Handover)`), so that mypy checks both signatures."""
+
+    def undelivered(self) -> list[Detection]:
+        """After `close()`: what was not delivered, oldest first; it stops being this sink's."""
+        ...
+
+    def adopt(self, detections: list[Detection]) -> None:
+        """Before `start()`: take over a predecessor's undelivered detections, ahead of any
+        this sink already holds (they are older)."""
+        ...
 
 
 class SinkClosed(Exception):
@@ -164,15 +182,14 @@ class EventBus:
 
     def close(self, timeout: float = 2.0, successor: EventBus | None = None) -> None:
         """Deliver what is queued, then close every sink. With a `successor` (a reload that
-        replaced the sinks), what a closed sink could not deliver (`undelivered()`, e.g. MQTT
-        while its broker is away) is handed to the successor's sink of the same name (`adopt`)."""
+        replaced the sinks), what a closed `Handover` sink could not deliver (MQTT while its
+        broker is away) is handed to the successor's sink of the same name."""
         heirs = {s.name: s for s in successor.sinks} if successor is not None else {}
         for worker in self._workers:
             worker.stop(timeout)
-            heir = heirs.get(worker.sink.name)
-            take = getattr(worker.sink, "undelivered", None)
-            if heir is not None and take is not None and hasattr(heir, "adopt"):
-                left = take()
+            old, heir = worker.sink, heirs.get(worker.sink.name)
+            if isinstance(old, Handover) and isinstance(heir, Handover):
+                left = old.undelivered()
                 if left:
                     heir.adopt(left)
-                    log.info("event=sink_handover sink=%s detections=%d", worker.sink.name, len(left))
+                    log.info("event=sink_handover sink=%s detections=%d", old.name, len(left))

@@ -1,6 +1,6 @@
 import threading
 
-from kws_stream.events import SINK_QUEUE_SIZE, Detection, EventBus, SinkClosed
+from kws_stream.events import SINK_QUEUE_SIZE, Detection, EventBus, Handover, SinkClosed
 
 
 def det(keyword: str = "up", end: float = 1.0) -> Detection:
@@ -69,7 +69,7 @@ def test_a_bus_starts_no_thread_until_started():
     assert threading.active_count() == before
 
 
-class HandingSink(ListSink):
+class HandingSink(ListSink, Handover):
     """A sink with a backlog it could not deliver (as MqttSink while its broker is away)."""
 
     name = "same"
@@ -79,7 +79,8 @@ class HandingSink(ListSink):
         self.backlog = backlog
 
     def undelivered(self) -> list[Detection]:
-        return list(self.backlog)
+        taken, self.backlog = self.backlog, []
+        return taken
 
     def adopt(self, detections: list[Detection]) -> None:
         self.items[:0] = detections
@@ -94,6 +95,22 @@ def test_close_hands_what_a_replaced_sink_could_not_deliver_to_its_successor():
     new.start()
     new.close()
     assert [d.end for d in new_sink.items] == [1.0, 2.0, 3.0]
+
+
+def test_only_a_successor_of_the_same_name_that_can_adopt_is_handed_anything():
+    """stdout (no Handover) and a renamed sink get nothing; the backlog stays with the old
+    sink, whose close() has already reported it."""
+    class Plain(ListSink):
+        name = "same"
+
+    kept = HandingSink([det(end=1.0)])
+    EventBus([kept]).start().close(successor=EventBus([Plain()]))
+    other = HandingSink([])
+    other.name = "other"
+    renamed = HandingSink([det(end=2.0)])
+    EventBus([renamed]).start().close(successor=EventBus([other]))
+    assert ([d.end for d in kept.backlog], [d.end for d in renamed.backlog], other.items) == ([1.0], [2.0], [])
+    assert not isinstance(Plain(), Handover) and isinstance(kept, Handover)
 
 
 def test_bus_delivers_in_order_to_every_sink_and_closes_them():

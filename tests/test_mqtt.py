@@ -1,4 +1,6 @@
-"""The MQTT sink against a real mosquitto broker started by the test on 127.0.0.1.
+"""The MQTT sink against a real mosquitto broker started by the test on 127.0.0.1
+(testsupport/broker.py: `./setup.sh --dev` installs mosquitto; without it these tests fail,
+they do not skip). The delivery rules alone, without a broker: tests/test_mqtt_delivery.py.
 
 The subscriber keeps a persistent session (clean_session=False, QoS 1) on a broker with
 persistence on, and brokers are stopped with SIGTERM (which saves that session): so whatever
@@ -8,13 +10,9 @@ first, and no test depends on which client reconnects first.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -26,31 +24,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-paho = pytest.importorskip("paho.mqtt.client")
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-
-from kws_stream.config import MqttConfig  # noqa: E402
-from kws_stream.errors import KwsError  # noqa: E402
-from kws_stream.events import Detection  # noqa: E402
-from kws_stream.mqtt import MqttSink  # noqa: E402
+from kws_stream.config import MqttConfig
+from kws_stream.errors import KwsError
+from kws_stream.events import Detection
+from kws_stream.mqtt import MqttCounts, MqttSink
+from testsupport.broker import Broker, Subscriber, find_tool, free_port
 
 # handle() must never wait for the network (connects and backoffs take seconds) and close()
 # must not wait for a reconnect backoff (up to 30 s). The bounds are far below those and far
 # above what a loaded 2-core machine needs to switch threads: behaviour, not speed.
 NO_WAIT_S = 1.0
 CLOSE_S = 6.0
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt install mosquitto)")
 
 PREFIX = "kws-test"
 TOPICS = (f"{PREFIX}/#", "hermes/hotword/+/detected")
 WAIT = 10.0  # s: generous upper bounds; the tests finish as soon as the condition holds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
@@ -62,104 +50,24 @@ def wait_until(condition: Callable[[], bool], timeout: float = WAIT, what: str =
         time.sleep(0.01)
 
 
-class Broker:
-    """One mosquitto on 127.0.0.1:port; start/stop (SIGTERM, by PID) as often as needed."""
-
-    def __init__(self, root: Path, port: int, settings: str = "allow_anonymous true\n") -> None:
-        self.root, self.port = root, port
-        (root / "db").mkdir(parents=True, exist_ok=True)
-        self.log = root / "mosquitto.log"
-        self.conf = root / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {port} 127.0.0.1\n{settings}"
-            f"persistence true\npersistence_location {root / 'db'}/\n"
-            f"log_dest file {self.log}\nlog_type all\n"
-            f"user {pwd.getpwuid(os.geteuid()).pw_name}\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                    log = self.log.read_text() if self.log.exists() else ""
-                    raise RuntimeError(f"mosquitto exited ({self.proc.returncode}): {err}{log}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError("mosquitto did not start listening") from None
-                time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.proc = None
-
-
-class Subscriber:
-    """A paho client with a persistent session on TOPICS; collects (topic, payload) in order."""
-
-    def __init__(self, port: int, username: str = "", password: str = "", ca: str = "") -> None:
-        self.messages: list[tuple[str, dict[str, Any]]] = []
-        self.redelivered = 0
-        self._seen: set[tuple[str, bytes]] = set()
-        self._cond = threading.Condition()
-        self._subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-subscriber", clean_session=False)
-        if username:
-            self.client.username_pw_set(username, password)
-        if ca:
-            self.client.tls_set(ca_certs=ca)
-        self.client.reconnect_delay_set(0.2, 0.5)  # type: ignore[arg-type]  # floats work
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert self._subscribed.wait(WAIT), "subscriber never subscribed"
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if not reason.is_failure:
-            client.subscribe([(t, 2) for t in TOPICS])
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        with self._cond:
-            if msg.dup and (msg.topic, msg.payload) in self._seen:
-                # QoS 1 to us is at least once: a broker stopped before it read our PUBACK
-                # resends the message (DUP set) when our session resumes.
-                self.redelivered += 1
-                return
-            self._seen.add((msg.topic, msg.payload))
-            self.messages.append((msg.topic, json.loads(msg.payload)))
-            self._cond.notify_all()
-
-    def wait_for(self, count: int, timeout: float = WAIT) -> list[tuple[str, dict[str, Any]]]:
-        with self._cond:
-            ok = self._cond.wait_for(lambda: len(self.messages) >= count, timeout)
-            got = list(self.messages)
-        assert ok, f"got {len(got)} of {count} messages: {got}"
-        return got
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def subscribe(port: int, **kw: Any) -> Subscriber:
+    return Subscriber(port, TOPICS, **kw)
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path / "broker", free_port())
+    b = Broker(tmp_path / "broker")
     b.start()
     yield b
     b.stop()
+
+
+@pytest.fixture
+def subscriber(broker: Broker) -> Iterator[Subscriber]:
+    """Subscribed to TOPICS on `broker`; its session outlives broker restarts."""
+    sub = subscribe(broker.port)
+    yield sub
+    sub.close()
 
 
 @pytest.fixture
@@ -169,7 +77,7 @@ def closing() -> Iterator[list[Any]]:
     things: list[Any] = []
     yield things
     for thing in reversed(things):
-        thing.stop() if isinstance(thing, Broker) else thing.close()
+        thing.close()
 
 
 def det(keyword: str, end: float, threshold: float = 0.7) -> Detection:
@@ -194,15 +102,13 @@ def timed_handle(sink: MqttSink, detection: Detection) -> float:
 
 
 @pytest.mark.parametrize("qos", [0, 1, 2])
-def test_detections_arrive_on_both_topics(broker: Broker, closing: list[Any], qos: int) -> None:
-    sub = Subscriber(broker.port)
-    closing.append(sub)
+def test_detections_arrive_on_both_topics(broker: Broker, subscriber: Subscriber, closing: list[Any], qos: int) -> None:
     sink = MqttSink(config(broker.port, qos=qos), "micronet-l", "5ac522fadfc7")
     sink.start()
     closing.append(sink)
     for i, kw in enumerate(("left", "up", "left")):  # the threshold that fired travels with the detection
         sink.handle(det(kw, float(i + 1), threshold=0.8 if kw == "left" else 0.7))
-    got = sub.wait_for(6)
+    got = subscriber.wait_for(6)
     assert got[0] == (f"{PREFIX}/detection", det("left", 1.0, threshold=0.8).event())
     assert got[1] == ("hermes/hotword/left/detected", {
         "modelId": "left", "modelVersion": "micronet-l@5ac522fadfc7", "modelType": "universal",
@@ -216,23 +122,21 @@ def test_detections_arrive_on_both_topics(broker: Broker, closing: list[Any], qo
     assert detections_of(got) == [1.0, 2.0, 3.0]
     closing.remove(sink)
     sink.close()
-    assert (sink.published, sink.dropped, sink.reconnects, sink.queued) == (3, 0, 0, 0)
+    assert sink.counts() == MqttCounts(published=3, dropped=0, lost=0, queued=0, reconnects=0)
 
 
 def test_password_file_auth(tmp_path: Path, closing: list[Any], caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
-    mosquitto_passwd = shutil.which("mosquitto_passwd")
-    if mosquitto_passwd is None:
-        pytest.skip("mosquitto_passwd is not installed")
+    caplog.set_level(logging.INFO, logger="kws_stream")
+    mosquitto_passwd = find_tool("mosquitto_passwd")
     passwords = tmp_path / "passwd"
     subprocess.run([mosquitto_passwd, "-b", "-c", str(passwords), "kws", "s3cret pass"], check=True)
-    broker = Broker(tmp_path / "broker", free_port(), f"allow_anonymous false\npassword_file {passwords}\n")
+    broker = Broker(tmp_path / "broker", settings=f"allow_anonymous false\npassword_file {passwords}\n")
     closing.append(broker)
     broker.start()
     secret = tmp_path / "mqtt-password"
     secret.write_text("s3cret pass\n")
     secret.chmod(0o600)
-    sub = Subscriber(broker.port, username="kws", password="s3cret pass")
+    sub = subscribe(broker.port, username="kws", password="s3cret pass")
     closing.append(sub)
 
     sink = MqttSink(config(broker.port, username="kws", password_file=str(secret)), "micronet-l")
@@ -250,7 +154,7 @@ def test_password_file_auth(tmp_path: Path, closing: list[Any], caplog: pytest.L
     closing.append(bad)
     wait_until(lambda: "event=mqtt_refused" in caplog.text, what="the refusal to be logged")
     assert timed_handle(bad, det("no", 2.0)) < NO_WAIT_S
-    assert not bad.connected and bad.queued == 1
+    assert not bad.connected and bad.counts().queued == 1
     t0 = time.monotonic()
     bad.close()
     assert time.monotonic() - t0 < CLOSE_S
@@ -272,15 +176,10 @@ def test_bad_secrets_are_one_line_errors(tmp_path: Path) -> None:
         MqttSink(config(1883, password="x"), "micronet-l")
 
 
-def test_broker_down_at_start_then_started(tmp_path: Path, closing: list[Any],
+def test_broker_down_at_start_then_started(broker: Broker, subscriber: Subscriber, closing: list[Any],
                                            caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
-    broker = Broker(tmp_path / "broker", free_port())
-    closing.append(broker)
-    broker.start()  # once, so that the subscriber's session exists; then down
-    sub = Subscriber(broker.port)
-    closing.append(sub)
-    broker.stop()
+    caplog.set_level(logging.INFO, logger="kws_stream")
+    broker.stop()  # started once, so that the subscriber's session exists; now down
 
     sink = MqttSink(config(broker.port), "micronet-l")
     sink.start()
@@ -289,42 +188,38 @@ def test_broker_down_at_start_then_started(tmp_path: Path, closing: list[Any],
     n = 30  # 60 messages: more than the sink keeps unacknowledged at once (WINDOW)
     times = [timed_handle(sink, det("go", float(i + 1))) for i in range(n)]
     assert max(times) < NO_WAIT_S, times
-    assert sink.queued == n and not sink.connected
+    assert sink.counts().queued == n and not sink.connected
     broker.start()
-    got = sub.wait_for(2 * n)
+    got = subscriber.wait_for(2 * n)
     assert detections_of(got) == [float(i + 1) for i in range(n)]
     assert [t for t, _ in got[1::2]] == ["hermes/hotword/go/detected"] * n
-    wait_until(lambda: sink.published == n, what=f"{n} acknowledged detections")
-    assert (sink.dropped, sink.reconnects, sink.queued) == (0, 0, 0)
+    wait_until(lambda: sink.counts().published == n, what=f"{n} acknowledged detections")
+    assert sink.counts() == MqttCounts(published=n, dropped=0, lost=0, queued=0, reconnects=0)
     assert caplog.text.count("event=mqtt_unreachable") == 1  # not once per retry
 
 
-def test_broker_restart_mid_run(tmp_path: Path, closing: list[Any], caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
-    broker = Broker(tmp_path / "broker", free_port())
-    closing.append(broker)
-    broker.start()
-    sub = Subscriber(broker.port)
-    closing.append(sub)
+def test_broker_restart_mid_run(broker: Broker, subscriber: Subscriber, closing: list[Any],
+                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="kws_stream")
     sink = MqttSink(config(broker.port), "micronet-l")
     sink.start()
     closing.append(sink)
     sink.handle(det("on", 1.0))
     sink.handle(det("off", 2.0))
-    assert detections_of(sub.wait_for(4)) == [1.0, 2.0]
-    wait_until(lambda: sink.published == 2, what="2 acknowledged detections")
+    assert detections_of(subscriber.wait_for(4)) == [1.0, 2.0]
+    wait_until(lambda: sink.counts().published == 2, what="2 acknowledged detections")
 
     broker.stop()
     wait_until(lambda: not sink.connected, what="the sink to notice the broker is gone")
     times = [timed_handle(sink, det("stop", float(i))) for i in (3, 4, 5)]
     assert max(times) < NO_WAIT_S, times
-    assert sink.queued == 3
+    assert sink.counts().queued == 3
 
     broker.start()  # same port
-    got = sub.wait_for(10)
+    got = subscriber.wait_for(10)
     assert detections_of(got) == [1.0, 2.0, 3.0, 4.0, 5.0]
-    wait_until(lambda: sink.published == 5, what="5 acknowledged detections")
-    assert (sink.reconnects, sink.dropped, sink.connected) == (1, 0, True)
+    wait_until(lambda: sink.counts().published == 5, what="5 acknowledged detections")
+    assert sink.connected and sink.counts() == MqttCounts(published=5, dropped=0, lost=0, queued=0, reconnects=1)
     text = caplog.text
     assert text.count("event=mqtt_disconnected") == 1 and text.count("event=mqtt_reconnected") == 1
     assert "event=mqtt_unreachable" not in text  # the loss is logged once, not every retry
@@ -357,17 +252,11 @@ def test_a_sink_starts_nothing_until_started_and_close_releases_every_fd(broker:
         gc.enable()
 
 
-def test_a_replacing_sink_adopts_what_the_old_one_could_not_deliver(tmp_path: Path, closing: list[Any],
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_a_replacing_sink_adopts_what_the_old_one_could_not_deliver(broker: Broker, subscriber: Subscriber,
+                                                                    closing: list[Any]) -> None:
     """Soak defect: a SIGHUP while the broker was down closed the sink with `undelivered=3`
     and those detections were lost. The replacement (new settings, same broker) takes them
     over, ahead of its own, and publishes them once the broker is back."""
-    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
-    broker = Broker(tmp_path / "broker", free_port())
-    closing.append(broker)
-    broker.start()
-    sub = Subscriber(broker.port)
-    closing.append(sub)
     old = MqttSink(config(broker.port), "micronet-l")
     old.start()
     closing.append(old)
@@ -379,28 +268,29 @@ def test_a_replacing_sink_adopts_what_the_old_one_could_not_deliver(tmp_path: Pa
     old.close()
     left = old.undelivered()
     assert [d.end for d in left] == [1.0, 2.0, 3.0]
+    assert old.undelivered() == [] and old.counts().queued == 0  # handed over: no longer the old sink's
     new = MqttSink(config(broker.port, site_id="hall"), "micronet-l")
     closing.append(new)
     new.handle(det("go", 4.0))  # published to the new sink before the handover
     new.adopt(left)
     new.start()
     broker.start()
-    got = sub.wait_for(8)
+    got = subscriber.wait_for(8)
     assert detections_of(got) == [1.0, 2.0, 3.0, 4.0]
     assert {p["siteId"] for t, p in got if t.startswith("hermes/")} == {"hall"}
-    wait_until(lambda: new.published == 4, what="4 acknowledged detections")
+    wait_until(lambda: new.counts().published == 4, what="4 acknowledged detections")
 
 
 def test_queue_overflow_is_counted_and_close_does_not_wait(closing: list[Any],
                                                            caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    caplog.set_level(logging.INFO, logger="kws_stream")
     sink = MqttSink(config(free_port(), queue_size=3), "micronet-l")  # nothing listens there
     sink.start()
     closing.append(sink)
     wait_until(lambda: "event=mqtt_unreachable" in caplog.text, what="the broker to be found down")
     times = [timed_handle(sink, det("up", float(i + 1))) for i in range(5)]
     assert max(times) < NO_WAIT_S, times
-    assert (sink.dropped, sink.queued, sink.published) == (2, 3, 0)
+    assert sink.counts() == MqttCounts(published=0, dropped=2, lost=0, queued=3, reconnects=0)
     overflows = [r.getMessage() for r in caplog.records if "event=mqtt_queue_overflow" in r.getMessage()]
     assert overflows == ["event=mqtt_queue_overflow dropped=1 queue_size=3 kept=newest",
                          "event=mqtt_queue_overflow dropped=2 queue_size=3 kept=newest"]
@@ -412,12 +302,7 @@ def test_queue_overflow_is_counted_and_close_does_not_wait(closing: list[Any],
     assert not any(t.name == "mqtt-flusher" for t in threading.enumerate())
 
 
-def test_overflow_keeps_the_newest_in_order(tmp_path: Path, closing: list[Any]) -> None:
-    broker = Broker(tmp_path / "broker", free_port())
-    closing.append(broker)
-    broker.start()
-    sub = Subscriber(broker.port)
-    closing.append(sub)
+def test_overflow_keeps_the_newest_in_order(broker: Broker, subscriber: Subscriber, closing: list[Any]) -> None:
     broker.stop()
     sink = MqttSink(config(broker.port, queue_size=3), "micronet-l")
     sink.start()
@@ -425,15 +310,13 @@ def test_overflow_keeps_the_newest_in_order(tmp_path: Path, closing: list[Any]) 
     for i in range(5):
         sink.handle(det("right", float(i + 1)))
     broker.start()
-    assert detections_of(sub.wait_for(6)) == [3.0, 4.0, 5.0]
-    assert sink.dropped == 2
+    assert detections_of(subscriber.wait_for(6)) == [3.0, 4.0, 5.0]
+    assert sink.counts().dropped == 2
 
 
 def make_certs(tmp_path: Path) -> None:
     """ca.crt signs server.crt (for 127.0.0.1); other-ca.crt is a CA that signed nothing here."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
+    openssl = find_tool("openssl")
 
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], check=True, capture_output=True, cwd=tmp_path)
@@ -449,8 +332,8 @@ def make_certs(tmp_path: Path) -> None:
 
 def tls_broker(tmp_path: Path) -> Broker:
     make_certs(tmp_path)
-    return Broker(tmp_path / "broker", free_port(),
-                  f"allow_anonymous true\ncafile {tmp_path / 'ca.crt'}\n"
+    return Broker(tmp_path / "broker",
+                  settings=f"allow_anonymous true\ncafile {tmp_path / 'ca.crt'}\n"
                   f"certfile {tmp_path / 'server.crt'}\nkeyfile {tmp_path / 'server.key'}\n")
 
 
@@ -458,7 +341,7 @@ def test_tls_with_ca_file(tmp_path: Path, closing: list[Any]) -> None:
     broker = tls_broker(tmp_path)
     closing.append(broker)
     broker.start()
-    sub = Subscriber(broker.port, ca=str(tmp_path / "ca.crt"))
+    sub = subscribe(broker.port, ca=str(tmp_path / "ca.crt"))
     closing.append(sub)
     sink = MqttSink(config(broker.port, tls=True, ca_file=str(tmp_path / "ca.crt")), "micronet-l")
     sink.start()
@@ -470,7 +353,7 @@ def test_tls_with_ca_file(tmp_path: Path, closing: list[Any]) -> None:
 
 def test_tls_with_the_wrong_ca_is_logged_as_a_certificate_failure(tmp_path: Path, closing: list[Any],
                                                                    caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="kws_stream.mqtt")
+    caplog.set_level(logging.INFO, logger="kws_stream")
     broker = tls_broker(tmp_path)
     closing.append(broker)
     broker.start()
@@ -480,7 +363,7 @@ def test_tls_with_the_wrong_ca_is_logged_as_a_certificate_failure(tmp_path: Path
     closing.append(sink)
     wait_until(lambda: "event=mqtt_tls_failed" in caplog.text, what="the TLS failure to be logged")
     sink.handle(det("down", 1.0))
-    assert not sink.connected and sink.queued == 1
+    assert not sink.connected and sink.counts().queued == 1
     closing.remove(sink)
     sink.close()
     failures = [r.getMessage() for r in caplog.records if "event=mqtt_tls_failed" in r.getMessage()]
@@ -489,7 +372,7 @@ def test_tls_with_the_wrong_ca_is_logged_as_a_certificate_failure(tmp_path: Path
     assert "event=mqtt_unreachable" not in caplog.text
 
 
-def test_the_daemon_publishes_live_detections(broker: Broker, closing: list[Any], tmp_path: Path,
+def test_the_daemon_publishes_live_detections(broker: Broker, subscriber: Subscriber, tmp_path: Path,
                                               cli_env: dict[str, str]) -> None:
     """End to end: virtual microphone -> `kws-stream run` with [mqtt] on -> real mosquitto."""
     from test_daemon import play_clip, start
@@ -497,8 +380,6 @@ def test_the_daemon_publishes_live_detections(broker: Broker, closing: list[Any]
     from testsupport.daemon_process import write_config
     from testsupport.vmic import VirtualMic
 
-    subscriber = Subscriber(broker.port)
-    closing.append(subscriber)
     conf = write_config(tmp_path / "k.toml", f"[mqtt]\nenabled = true\nport = {broker.port}\n"
                         f"site_id = \"kitchen\"\ntopic_prefix = \"{PREFIX}\"\n")
     with VirtualMic(tmp_path / "vmic") as mic:
@@ -515,7 +396,7 @@ def test_the_daemon_publishes_live_detections(broker: Broker, closing: list[Any]
     assert hermes["siteId"] == "kitchen" and hermes["modelId"] == "yes"
 
 
-def test_sighups_that_change_mqtt_close_every_replaced_client_completely(broker: Broker, closing: list[Any],
+def test_sighups_that_change_mqtt_close_every_replaced_client_completely(broker: Broker, subscriber: Subscriber,
                                                                          tmp_path: Path, cli_env: dict[str, str]) -> None:
     """Each SIGHUP that changes [mqtt] replaces the MqttSink. A replaced client never closed kept
     reconnecting with the same client id (the broker handed the session back and forth); one
@@ -527,8 +408,6 @@ def test_sighups_that_change_mqtt_close_every_replaced_client_completely(broker:
     from testsupport.daemon_process import write_config
     from testsupport.vmic import VirtualMic
 
-    subscriber = Subscriber(broker.port)
-    closing.append(subscriber)
     client_id = f"kws-hup-{broker.port}"
 
     def conf(site: str) -> Path:
@@ -566,7 +445,7 @@ def test_sighups_that_change_mqtt_close_every_replaced_client_completely(broker:
     assert "event=mqtt_disconnected" not in daemon.stderr, daemon.stderr
 
 
-def test_a_sighup_that_changes_only_a_threshold_keeps_the_mqtt_connection(broker: Broker, closing: list[Any],
+def test_a_sighup_that_changes_only_a_threshold_keeps_the_mqtt_connection(broker: Broker, subscriber: Subscriber,
                                                                            tmp_path: Path,
                                                                            cli_env: dict[str, str]) -> None:
     """Issue 13.1: the threshold travels on the detection, so a reload of [detection] leaves the
@@ -577,8 +456,6 @@ def test_a_sighup_that_changes_only_a_threshold_keeps_the_mqtt_connection(broker
     from testsupport.daemon_process import write_config
     from testsupport.vmic import VirtualMic
 
-    subscriber = Subscriber(broker.port)
-    closing.append(subscriber)
     mqtt = f"[mqtt]\nenabled = true\nport = {broker.port}\ntopic_prefix = \"{PREFIX}\"\n"
     conf = write_config(tmp_path / "k.toml", f"[detection]\nthreshold = 0.7\n{mqtt}")
     with VirtualMic(tmp_path / "vmic") as mic:
@@ -611,8 +488,8 @@ def test_a_sighup_that_changes_only_a_threshold_keeps_the_mqtt_connection(broker
     assert "ring_overflow_s=0.00" in daemon.wait_log("event=stopping")
 
 
-def test_a_sighup_while_the_broker_is_down_loses_no_queued_detection(tmp_path: Path, closing: list[Any],
-                                                                     cli_env: dict[str, str]) -> None:
+def test_a_sighup_while_the_broker_is_down_loses_no_queued_detection(broker: Broker, subscriber: Subscriber,
+                                                                     tmp_path: Path, cli_env: dict[str, str]) -> None:
     """Soak defect: a SIGHUP while the sink waited for the broker closed it with
     `undelivered=...` and those detections never arrived. Now the new sink (changed [mqtt])
     takes them over and publishes them once the broker is back, with its own settings."""
@@ -620,12 +497,6 @@ def test_a_sighup_while_the_broker_is_down_loses_no_queued_detection(tmp_path: P
 
     from testsupport.daemon_process import write_config
     from testsupport.vmic import VirtualMic
-
-    broker = Broker(tmp_path / "broker", free_port())
-    closing.append(broker)
-    broker.start()
-    subscriber = Subscriber(broker.port)
-    closing.append(subscriber)
 
     def conf(site: str) -> Path:
         return write_config(tmp_path / "k.toml", f"[mqtt]\nenabled = true\nport = {broker.port}\nqos = 1\n"
