@@ -13,18 +13,18 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from testsupport.audio import SHARED
 
 SETS = ("shared", "synthetic", "negative")
 
 
 def shared_dir() -> Path:
     """The shared data directory: ``$KWS_SHARED`` or ``../shared`` next to the checkout."""
-    env = os.environ.get("KWS_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
+    return SHARED
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
+from kws_stream.features import MICRONET
+from testsupport.audio import read_wav
 
-from .speed_common import HOP, RATE
+from .speed_common import RATE
 
 
 def drain(daemon: Any) -> list[tuple[float, dict[str, Any]]]:
@@ -90,18 +92,14 @@ def latency_words(n: int, corpus: Path, workdir: Path, quick: bool) -> list[Late
 def clip_noise_sigma(clip: np.ndarray) -> float:
     """The clip's own noise level: RMS of its quietest 20 ms hops (10th percentile of hop power)."""
     x = clip.astype(np.float64)
-    hops = x[: len(x) // HOP * HOP].reshape(-1, HOP)
+    hop = MICRONET.hop_samples
+    hops = x[: len(x) // hop * hop].reshape(-1, hop)
     return float(np.sqrt(np.percentile((hops ** 2).mean(axis=1), 10)))
 
 
 def command_audio(word: LatencyWord, seed: int) -> tuple[np.ndarray, int]:
     """The clip followed by LATENCY_TAIL_S of gaussian noise at its own noise level; (audio, clip samples)."""
-    import scipy.io.wavfile
-
-    rate, clip = scipy.io.wavfile.read(word.path)
-    if rate != RATE:
-        raise SystemExit(f"{word.path}: expected {RATE} Hz, got {rate}")
-    clip = np.asarray(clip, dtype=np.int16)
+    clip = read_wav(word.path)
     tail = np.random.default_rng(seed).normal(0.0, clip_noise_sigma(clip), int(LATENCY_TAIL_S * RATE))
     return np.concatenate([clip, np.clip(np.round(tail), -32768, 32767).astype(np.int16)]), len(clip)
 

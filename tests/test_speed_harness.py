@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import read_clip
 
 from benchmarks import procstat, speed_bare, speed_common, speed_inproc
+from kws_stream.features import MICRONET
+from testsupport.audio import read_wav
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-RATE_S = 16000
+RATE_S = MICRONET.sample_rate
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def _joined(*names: str, gap_s: float = 0.5) -> np.ndarray:
     gap = np.zeros(int(gap_s * RATE_S), dtype=np.int16)
     parts = [gap]
     for name in names:
-        parts += [read_clip(name)[1], gap]
+        parts += [read_wav(name), gap]
     return np.concatenate(parts)
 
 
@@ -64,10 +64,10 @@ def test_bare_loop_makes_the_pipelines_decisions(inproc, stride, command):
 
 
 def test_paced_bare_loop_is_the_same_loop_in_real_time(inproc):
-    audio = read_clip("keywords/yes.wav")[1]
+    audio = read_wav("keywords/yes.wav")
     params = speed_common.default_params(1)
     t0 = time.monotonic()
-    paced, _ = speed_bare.bare_run(audio, inproc.bare_model, inproc.extractor, params, paced_block=1600)
+    paced, _ = speed_bare.bare_run(audio, inproc.bare_model, inproc.extractor, params, paced_block=speed_common.BLOCK)
     assert time.monotonic() - t0 >= len(audio) / RATE_S - 0.15  # it really waits for the audio
     assert paced == speed_bare.bare_run(audio, inproc.bare_model, inproc.extractor, params)[0]
     assert [k for k, _, _ in paced] == ["yes"]
