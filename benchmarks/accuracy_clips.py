@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,21 @@ def folder_label(path: Path, keywords: Iterable[str]) -> tuple[str, ...]:
     if not expected and path.parent.name.lower() in set(keywords):
         expected = (path.parent.name.lower(),)
     return expected
+
+
+def add_folder_options(parser: argparse.ArgumentParser) -> None:
+    """--negatives and --positives: a user's own recordings, as `folder_clips` reads them."""
+    parser.add_argument("--negatives", type=Path, help="a folder of keyword-free WAVs: every detection is a false accept")
+    parser.add_argument("--positives", type=Path,
+                        help="a folder of keyword WAVs, labelled by name (stop_1.wav, right_left_up.wav) or folder (stop/)")
+
+
+def folder_error(*folders: Path | None) -> str | None:
+    """The one-line error for a given folder that is not one, else None."""
+    for folder in folders:
+        if folder is not None and not folder.is_dir():
+            return f"error: {folder} is not a folder of WAV files"
+    return None
 
 
 def folder_clips(folder: Path, set_name: str, keywords: Iterable[str]) -> list[Clip]:
