@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import procstat, speed_bare, speed_common, speed_inproc
+from benchmarks import procstat, speed_bare, speed_common, speed_inproc, speed_latency
 from kws_stream.features import MICRONET
 from testsupport.audio import read_wav
 
@@ -154,8 +154,9 @@ def test_quick_benchmark_runs_end_to_end_and_writes_every_key(tmp_path):
     assert result["idle"]["speech"]["vmhwm_mb"] > 10
     for mode in ("command", "plain"):  # keyword commands went through the real microphone path
         lat = result["latency"][mode]
-        assert {"p50_ms", "p95_ms", "max_ms", "keywords_played", "matched", "missed", "samples_ms"} <= set(lat)
+        assert {"p50_ms", "p95_ms", "max_ms", "keywords_played", "matched", "late", "missed", "samples_ms"} <= set(lat)
         assert lat["keywords_played"] == 4 and lat["matched"] >= 1
+        assert lat["matched"] + lat["late"] + len(lat["missed"]) == 4  # every word played is accounted for
     assert daemon["block_ms"] == 100 and daemon["command_mode"] is True
     assert result["daemon"]["1-plain"]["command_mode"] is False
     assert set(result["file_throughput"]["models"]) == {"micronet-l", "micronet-m"}
@@ -165,3 +166,18 @@ def test_quick_benchmark_runs_end_to_end_and_writes_every_key(tmp_path):
     assert result["stride_tradeoff"][0]["accuracy"]["shared_accuracy"] > 0  # from benchmarks.accuracy
     assert result["meta"]["cpu_model"] in md.read_text()
     assert "| bare loop, stride 1 |" in r.stdout  # the table is printed too
+
+
+def test_late_detections_count_in_p95_as_beyond_the_bound_not_dropped():
+    """19 words on time and 1 later than 1.5 s: p95 reaches the late one, so it is no number
+    (and the verdict cannot read as met); with the late one dropped it would be 190 ms."""
+    on_time = [float(ms) for ms in range(10, 200, 10)]
+    assert len(on_time) == 19
+    stats = speed_latency.latency_stats(on_time, late=1)
+    assert stats["matched"] == 19 and stats["late"] == 1
+    assert stats["p95_ms"] is None and "p95_ms" in stats["beyond_bound"] and "max_ms" in stats["beyond_bound"]
+    assert speed_latency.show_ms(stats, "p95_ms") == "> 1500"
+    assert stats["p50_ms"] == pytest.approx(float(np.percentile(on_time + [1e9], 50)))
+    assert speed_latency.latency_stats(on_time, late=0)["p95_ms"] == pytest.approx(float(np.percentile(on_time, 95)))
+    many = speed_latency.latency_stats(on_time * 3, late=1)  # 1 late in 58: p95 is a real sample again
+    assert many["p95_ms"] == pytest.approx(float(np.percentile(on_time * 3 + [1e9], 95))) and many["beyond_bound"] == ["max_ms"]
