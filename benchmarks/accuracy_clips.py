@@ -133,6 +133,8 @@ def collect_clips(sets: Sequence[str], keywords: Sequence[str], corpus: Path | N
     if "shared" in sets:
         clips += shared_keyword_clips(shared, keywords)
     if "synthetic" in sets:
+        if corpus is None:
+            raise ValueError("the synthetic set needs a corpus (benchmarks.corpus)")
         clips += synthetic_keyword_clips(corpus)
     if "negative" in sets:
         clips += prose_clips(corpus) if corpus is not None else []

@@ -22,7 +22,7 @@ from .speed_common import RATE
 
 
 def drain(daemon: Any) -> list[tuple[float, dict[str, Any]]]:
-    out = []
+    out: list[tuple[float, dict[str, Any]]] = []
     while True:
         try:
             t, line = daemon.stdout.get_nowait()
@@ -155,7 +155,7 @@ def measure_latency(mic: Any, daemon: Any, words: Sequence[LatencyWord]) -> dict
 
 def collect_until(daemon: Any, deadline: float) -> list[tuple[float, dict[str, Any]]]:
     """Every JSON line the daemon prints until `deadline` (time.monotonic)."""
-    out = []
+    out: list[tuple[float, dict[str, Any]]] = []
     while (left := deadline - time.monotonic()) > 0:
         try:
             t, line = daemon.stdout.get(timeout=left)
