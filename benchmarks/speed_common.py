@@ -87,13 +87,6 @@ def build_stream(seconds: float, seed: int = 0) -> np.ndarray:
     return np.clip(np.round(audio), -32768, 32767).astype(np.int16)
 
 
-def expected_words(name: str) -> tuple[str, ...]:
-    """Keywords a shared clip holds, from its file name (negatives hold none)."""
-    if not name.startswith("keywords/"):
-        return ()
-    return tuple(w for w in Path(name).stem.split("_") if w in KEYWORDS)
-
-
 # ----------------------------------------------------------------------------- models
 
 

@@ -22,11 +22,13 @@ from kws_stream.sinks import StdoutSink
 from kws_stream.sources import StreamConverter
 from testsupport.audio import read_wav
 
+from .accuracy_clips import expected_from_name
 from .speed_bare import BareModel, bare_run, command_params, make_command_gate, pipeline_run, plain
 from .speed_common import (
     BLOCK,
     DEFAULT_BLOCK_MS,
     KEYWORD_CLIPS,
+    KEYWORDS,
     NEGATIVE_CLIPS,
     NOISE_CLIP,
     PACED_BLOCKS_MS,
@@ -34,7 +36,6 @@ from .speed_common import (
     STRIDES,
     cpu_timed,
     default_params,
-    expected_words,
     model_path,
     summarise,
 )
@@ -225,13 +226,13 @@ def clips_spotted(model: KeywordModel, name: str, stride: int) -> dict[str, Any]
     pad = np.resize(noise, RATE // 2)
     ok = total = 0
     wrong: list[str] = []
-    for clip_name in KEYWORD_CLIPS + NEGATIVE_CLIPS[:5] + NEGATIVE_CLIPS[5:]:
+    for clip_name in KEYWORD_CLIPS + NEGATIVE_CLIPS:
         clip = read_wav(clip_name)
         for variant, audio in (("", clip), ("+noise", np.concatenate((pad, clip, pad)))):
             found, _ = pipeline_run(audio, model, name, default_params(stride))
             got = tuple(d.keyword for d in found)
             total += 1
-            if got == expected_words(clip_name):
+            if got == expected_from_name(Path(clip_name), KEYWORDS):
                 ok += 1
             else:
                 wrong.append(f"{clip_name}{variant}: {','.join(got) or '-'}")

@@ -110,13 +110,10 @@ def test_cpu_reader_agrees_with_process_time_and_memory_reader_sees_a_peak():
     assert procstat.cpu_model() and procstat.cpu_model() != "unknown"
 
 
-def test_stream_builder_is_deterministic_and_expected_words_follow_file_names():
+def test_stream_builder_is_deterministic():
     a, b = speed_common.build_stream(5, seed=3), speed_common.build_stream(5, seed=3)
     assert a.dtype == np.int16 and len(a) == 5 * RATE_S and np.array_equal(a, b)
     assert not np.array_equal(a, speed_common.build_stream(5, seed=4))
-    assert speed_common.expected_words("keywords/yes_no_go_stop.wav") == ("yes", "no", "go", "stop")
-    assert speed_common.expected_words("keywords/yes_1000ms.wav") == ("yes",)
-    assert speed_common.expected_words("negatives/i_tell_you.wav") == ()
 
 
 QUICK_KEYS = {
