@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .accuracy_analysis import Analyzer, LoadedModel, load_model, runtime_id
-from .accuracy_clips import SETS, Clip, collect_clips, folder_clips
+from .accuracy_clips import SETS, Clip, add_folder_options, collect_clips, folder_clips, folder_error
 from .accuracy_replay import GRIDS, Candidate, default_setting, grid
 from .accuracy_report import render_markdown, render_text
 from .accuracy_score import Result, evaluate
@@ -136,14 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the probability cache")
     parser.add_argument("--json", type=Path, help="write every result as JSON here")
     parser.add_argument("--markdown", type=Path, help="write the tables as markdown here (for docs/benchmarks.md)")
-    parser.add_argument("--negatives", type=Path, help="a folder of keyword-free WAVs: every detection is a false accept")
-    parser.add_argument("--positives", type=Path,
-                        help="a folder of keyword WAVs, labelled by name (stop_1.wav, right_left_up.wav) or folder (stop/)")
+    add_folder_options(parser)
     args = parser.parse_args(argv)
-    for folder in (args.negatives, args.positives):
-        if folder is not None and not folder.is_dir():
-            print(f"error: {folder} is not a folder of WAV files", file=sys.stderr)
-            return 2
+    if error := folder_error(args.negatives, args.positives):
+        print(error, file=sys.stderr)
+        return 2
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     if not sets or set(sets) - set(SETS):
         parser.error(f"--sets takes a comma-separated subset of {','.join(SETS)}")

@@ -12,19 +12,20 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from testsupport.audio import SHARED
 
 SETS = ("shared", "synthetic", "negative")
 
 
 def shared_dir() -> Path:
     """The shared data directory: ``$KWS_SHARED`` or ``../shared`` next to the checkout."""
-    env = os.environ.get("KWS_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
+    return SHARED
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,21 @@ def folder_label(path: Path, keywords: Iterable[str]) -> tuple[str, ...]:
     if not expected and path.parent.name.lower() in set(keywords):
         expected = (path.parent.name.lower(),)
     return expected
+
+
+def add_folder_options(parser: argparse.ArgumentParser) -> None:
+    """--negatives and --positives: a user's own recordings, as `folder_clips` reads them."""
+    parser.add_argument("--negatives", type=Path, help="a folder of keyword-free WAVs: every detection is a false accept")
+    parser.add_argument("--positives", type=Path,
+                        help="a folder of keyword WAVs, labelled by name (stop_1.wav, right_left_up.wav) or folder (stop/)")
+
+
+def folder_error(*folders: Path | None) -> str | None:
+    """The one-line error for a given folder that is not one, else None."""
+    for folder in folders:
+        if folder is not None and not folder.is_dir():
+            return f"error: {folder} is not a folder of WAV files"
+    return None
 
 
 def folder_clips(folder: Path, set_name: str, keywords: Iterable[str]) -> list[Clip]:
@@ -117,6 +133,8 @@ def collect_clips(sets: Sequence[str], keywords: Sequence[str], corpus: Path | N
     if "shared" in sets:
         clips += shared_keyword_clips(shared, keywords)
     if "synthetic" in sets:
+        if corpus is None:
+            raise ValueError("the synthetic set needs a corpus (benchmarks.corpus)")
         clips += synthetic_keyword_clips(corpus)
     if "negative" in sets:
         clips += prose_clips(corpus) if corpus is not None else []

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kws_stream.decision import Decision
+from kws_stream.features import MICRONET
 
 from .accuracy_analysis import FileAnalysis
 from .accuracy_clips import Clip
@@ -94,7 +95,7 @@ class KeywordSetScore:
                 self.found[exp] += exp == det
         if not ok:
             self.failures.append({"clip": clip.name, "expected": list(clip.expected), "detected": [
-                {"keyword": d.keyword, "score": round(d.score, 4), "end": round(d.end_sample / 16000, 3)}
+                {"keyword": d.keyword, "score": round(d.score, 4), "end": round(MICRONET.seconds(d.end_sample), 3)}
                 for d in decisions]})
 
     @property
@@ -143,7 +144,7 @@ class NegativeSetScore:
         for d in decisions:
             self.false_accepts[d.keyword] += 1
             self.events.append({"clip": clip.name, "keyword": d.keyword, "score": round(d.score, 4),
-                                "end": round(d.end_sample / 16000, 3)})
+                                "end": round(MICRONET.seconds(d.end_sample), 3)})
 
     @property
     def total(self) -> int:

@@ -56,7 +56,10 @@ import numpy as np
 import scipy.signal
 import soxr
 
-SAMPLE_RATE = 16000
+import testsupport.audio
+from kws_stream.features import MICRONET
+
+SAMPLE_RATE = MICRONET.sample_rate
 FORMAT_VERSION = 3
 KEYWORDS: tuple[str, ...] = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
 
@@ -466,8 +469,12 @@ def detect_tools() -> Tools:
     return Tools(flite_voices, versions)
 
 
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Read a 16-bit PCM WAV as mono float32 in [-1, 1) and its sample rate."""
+def read_synth_wav(path: Path) -> tuple[np.ndarray, int]:
+    """A synthesiser's 16-bit PCM WAV as mono float32 in [-1, 1), at its own rate.
+
+    Not testsupport.audio.read_wav: that rounds to int16 at 16 kHz, and `synthesize` resamples
+    the float samples once before trimming and peak-normalising (rounding first moves a third
+    of an espeak clip's samples by 1 LSB, i.e. every corpus clip would change)."""
     with wave.open(str(path), "rb") as w:
         if w.getsampwidth() != 2:
             raise CorpusError(f"{path}: expected 16-bit PCM")
@@ -479,15 +486,7 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 
 def write_wav(path: Path, x: np.ndarray) -> None:
     """Write float audio as 16 kHz mono int16 WAV, atomically."""
-    pcm = np.clip(np.round(x * 32768.0), -32768, 32767).astype("<i2")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with wave.open(str(tmp), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(pcm.tobytes())
-    os.replace(tmp, path)
+    testsupport.audio.write_wav(path, np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16))
 
 
 def synthesize(voice: Voice, speed: float, text: str) -> np.ndarray:
@@ -497,7 +496,7 @@ def synthesize(voice: Voice, speed: float, text: str) -> np.ndarray:
         proc = subprocess.run(voice.command(speed, text, out), capture_output=True, text=True)
         if proc.returncode != 0 or not out.exists():
             raise CorpusError(f"{voice.id} failed on {text!r}: {proc.stderr.strip()[:200]}")
-        x, rate = read_wav(out)
+        x, rate = read_synth_wav(out)
     if rate != SAMPLE_RATE:
         x = soxr.resample(x, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
     return x

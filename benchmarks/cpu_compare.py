@@ -13,8 +13,8 @@ Conditions: digital silence; room noise (negatives/noise_1000ms.wav tiled, scale
 -60 dBFS RMS); continuous real speech (real-dev, joined); commands in conversation (real-dev
 utterances with the shared keyword clips between 1-5 s pauses of room noise).
 
-"kws-stream command event-driven" is selected by `PipelineParams.eager_inference=False`; on a
-build without that field both command rows run today's every-hop path, and the table says so.
+"kws-command-every-hop" is command mode with `PipelineParams.eager_inference=True` (the model on
+every hop, as `detect --explain` runs it); "kws-command-event-driven" is the default (False).
 """
 
 from __future__ import annotations
@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import wave
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +35,12 @@ from typing import Any
 import numpy as np
 
 import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy: every row runs single-threaded BLAS)
+from kws_stream.config import AudioConfig
+from kws_stream.features import MICRONET
+from testsupport.audio import AUDIO, read_wav, room_tone, write_wav
 
-RATE = 16000
-BLOCK = 1600  # 100 ms, the daemon's default capture block
-NOISE_DBFS = -60.0
+RATE = MICRONET.sample_rate
+BLOCK = RATE * AudioConfig().block_ms // 1000  # the daemon's default capture block (100 ms)
 PAUSE_S = (1.0, 5.0)
 COMMAND_CLIPS = ("keywords/yes.wav", "keywords/down.wav", "keywords/right.wav", "keywords/yes_1000ms.wav",
                  "keywords/no_1000ms.wav")
@@ -52,40 +52,17 @@ CONDITIONS = ("silence", "noise", "speech", "mix")
 
 
 def shared_audio() -> Path:
-    repo = Path(__file__).resolve().parents[1]
-    audio = Path(os.environ.get("KWS_SHARED", repo.parent / "shared")) / "audio"
-    if not (audio / "keywords").is_dir():
-        raise SystemExit(f"cpu_compare: no shared recordings in {audio}: set KWS_SHARED to the shared folder")
-    return audio
+    if not (AUDIO / "keywords").is_dir():
+        raise SystemExit(f"cpu_compare: no shared recordings in {AUDIO}: set KWS_SHARED to the shared folder")
+    return AUDIO
 
 
 # ----------------------------------------------------------------------------- audio
 
 
-def read_wav(path: Path) -> np.ndarray:
-    """16 kHz int16 WAV as mono int16 (stereo averaged)."""
-    with wave.open(str(path), "rb") as w:
-        if w.getframerate() != RATE or w.getsampwidth() != 2:
-            raise SystemExit(f"{path}: expected 16 kHz 16-bit PCM")
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, w.getnchannels())
-    return np.round(data.mean(axis=1)).astype(np.int16) if data.shape[1] > 1 else data[:, 0].copy()
-
-
-def write_wav(path: Path, audio: np.ndarray) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(audio.astype("<i2").tobytes())
-
-
-def room_noise(samples: int, audio_dir: Path, rng: np.random.Generator) -> np.ndarray:
-    """The shared room-noise clip tiled from a random offset, scaled to NOISE_DBFS RMS."""
-    noise = read_wav(audio_dir / "negatives/noise_1000ms.wav").astype(np.float64)
-    noise -= noise.mean()
-    gain = 32768 * 10 ** (NOISE_DBFS / 20) / max(1e-9, float(np.sqrt((noise ** 2).mean())))
-    tiled = np.roll(np.resize(noise, samples), int(rng.integers(len(noise))))
-    return np.clip(np.round(tiled * gain), -32768, 32767).astype(np.int16)
+def room_noise(samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Room tone (testsupport.audio) from a random offset into the recording."""
+    return room_tone(samples / RATE, offset=int(rng.integers(RATE)), remove_dc=True)
 
 
 def speech_files(audio_dir: Path) -> list[Path]:
@@ -122,8 +99,8 @@ def commands_in_conversation(seconds: float, audio_dir: Path, seed: int = 0) -> 
             break
         utterance = utterance[: 8 * RATE]  # short turns: more commands per minute
         clip = clips[commands % len(clips)]
-        for part in (utterance, room_noise(int(rng.uniform(*PAUSE_S) * RATE), audio_dir, rng), clip,
-                     room_noise(int(rng.uniform(*PAUSE_S) * RATE), audio_dir, rng)):
+        for part in (utterance, room_noise(int(rng.uniform(*PAUSE_S) * RATE), rng), clip,
+                     room_noise(int(rng.uniform(*PAUSE_S) * RATE), rng)):
             parts.append(part)
             have += len(part)
         commands += 1
@@ -140,7 +117,7 @@ def conditions(speech_s: float, quiet_s: float, audio_dir: Path) -> dict[str, np
     mix, _ = commands_in_conversation(speech_s, audio_dir)
     return {
         "silence": np.zeros(int(quiet_s * RATE), dtype=np.int16),
-        "noise": room_noise(int(quiet_s * RATE), audio_dir, np.random.default_rng(1)),
+        "noise": room_noise(int(quiet_s * RATE), np.random.default_rng(1)),
         "speech": continuous_speech(speech_s, audio_dir),
         "mix": mix,
     }
@@ -175,12 +152,6 @@ def baseline() -> Contender:
     return Contender("baseline", run, "blocks read, nothing done")
 
 
-def has_eager_field() -> bool:
-    from kws_stream.pipeline import PipelineParams
-
-    return "eager_inference" in {f.name for f in dataclasses.fields(PipelineParams)}
-
-
 def kws(variant: str) -> Contender:
     """kws-stream's real Pipeline at the daemon's defaults (MicroNet-L, stride 1)."""
     from kws_stream import config as cfg
@@ -195,11 +166,9 @@ def kws(variant: str) -> Contender:
     if variant == "plain":
         params = dataclasses.replace(params, command=dataclasses.replace(params.command, enabled=False))
         note += ", command mode off"
-    elif has_eager_field():
-        params = dataclasses.replace(params, eager_inference=(variant == "every-hop"))  # type: ignore[call-arg]
-        note += f", eager_inference={variant == 'every-hop'}"
     else:
-        note += ", today's every-hop path (this build has no PipelineParams.eager_inference)"
+        params = dataclasses.replace(params, eager_inference=(variant == "every-hop"))
+        note += f", eager_inference={variant == 'every-hop'}"
 
     def run(audio: np.ndarray) -> list[str]:
         pipeline = Pipeline(model, "micronet-l", "bench", params)
@@ -348,11 +317,11 @@ def table(result: dict[str, Any]) -> str:
     lines.append("detections per condition: " + "; ".join(
         f"{n} " + "/".join(str(cpu[n][c].get("detections", "-")) for c in conds) for n in cpu if n != "baseline"))
     med = {n: {c: cpu[n][c]["ms_per_s"] for c in conds} for n in cpu}
-    today, event, micro = (med.get(k) for k in ("kws-command-every-hop", "kws-command-event-driven",
+    every_hop, event, micro = (med.get(k) for k in ("kws-command-every-hop", "kws-command-event-driven",
                                                 "pymicro-wakeword"))
     lines.append(f"{'ratios':<26}" + "".join(f"{c:>10}" for c in conds))
-    lines.append(f"{'today / event-driven':<26}" + "".join(
-        f"{ratio(today[c] if today else None, event[c] if event else None):>10}" for c in conds))
+    lines.append(f"{'every-hop / event-driven':<26}" + "".join(
+        f"{ratio(every_hop[c] if every_hop else None, event[c] if event else None):>10}" for c in conds))
     lines.append(f"{'event-driven / pymicro':<26}" + "".join(
         f"{ratio(event[c] if event else None, micro[c] if micro else None):>10}" for c in conds))
     expected = result.get("mix_commands", [])
@@ -361,9 +330,6 @@ def table(result: dict[str, Any]) -> str:
         if name in cpu:
             got = cpu[name]["mix"].get("found", [])
             lines.append(f"  {name}: {' '.join(got) or '-'}" + ("  (= the commands)" if got == expected else ""))
-    if result.get("event_driven_is_today"):
-        lines.append("NOTE: this build has no PipelineParams.eager_inference: both command rows ran today's "
-                     "every-hop path (their ratio is measurement noise)")
     if "rss_error" in result:
         lines.append(f"peak RSS not measured: {result['rss_error']}")
     for name, r in rss.items():
@@ -394,12 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     contenders, skipped = load(ROWS)
     for name, why in skipped.items():
         print(f"skipping {name}: {why}", file=sys.stderr)
-    event_is_today = not has_eager_field()
-    print("event-driven row: " + ("today's every-hop path (no PipelineParams.eager_inference in this build)"
-                                  if event_is_today else "PipelineParams.eager_inference=False"), file=sys.stderr)
     cpu = cpu_rounds(contenders, audio, args.rounds, lambda s: print(s, file=sys.stderr))
     result: dict[str, Any] = {
-        "rounds": args.rounds, "conditions": list(audio), "event_driven_is_today": event_is_today,
+        "rounds": args.rounds, "conditions": list(audio),
         "audio_s": {c: len(a) / RATE for c, a in audio.items()}, "cpu": cpu, "skipped": skipped,
         "notes": {n: c.note for n, c in contenders.items()}, "rss": {}, "mix_commands": mix_commands(args.speech_s),
     }

@@ -9,10 +9,9 @@ CPU as % of one core, VmHWM, and per thread CPU and wake-ups (voluntary + involu
 context switches per second, /proc/PID/task/*/status). Then `--latency-keywords` synthetic
 commands are played (benchmarks.speed_latency) for the p95 latency at that block size.
 
-"floor" (`--floor-s`): the daemon hearing digital silence, so the model never runs: at the
-defaults when command mode is event-driven (PipelineParams has eager_inference), else with the
-silence gate on (which still computes MFCC every hop). It shows
-what capture, PulseAudio's client thread and the worker's wake-ups cost without inference.
+"floor" (`--floor-s`): the daemon at the defaults hearing digital silence: command mode is
+event-driven, so the model never runs. It shows what capture, PulseAudio's client thread and the
+worker's wake-ups cost without inference.
 "capture only" (`--capture-s`): a bare sounddevice stream with a counting callback at each block
 size, in the same PulseAudio session: PortAudio + the PulseAudio client with no kws-stream code.
 `--rounds` repeats the speech measurement and reports the round with the median CPU (every
@@ -38,8 +37,8 @@ from typing import Any
 import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
 
 from . import procstat
-from .cpu_compare import RATE, continuous_speech, has_eager_field, shared_audio
-from .speed_latency import DEFAULT_CORPUS, drain, latency_words, measure_latency
+from .cpu_compare import RATE, continuous_speech, shared_audio
+from .speed_latency import DEFAULT_CORPUS, drain, latency_stats, latency_words, measure_latency, show_ms
 from .speed_live import import_memory, parse_variant, start_daemon, thread_names
 
 WARMUP_S = 3.0
@@ -92,7 +91,7 @@ def measure(pid: int, play: Any, seconds: float) -> dict[str, Any]:
 CAPTURE_ONLY = r"""
 import json, os, sys, time
 import sounddevice as sd
-block, seconds = int(sys.argv[1]), float(sys.argv[2])
+block, seconds, rate = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 def switches():
     n = 0
     for tid in os.listdir("/proc/self/task"):
@@ -102,7 +101,7 @@ def switches():
 calls = [0]
 def callback(indata, frames, t, status):
     calls[0] += 1
-with sd.InputStream(samplerate=16000, channels=1, dtype="int16", blocksize=16 * block, callback=callback) as s:
+with sd.InputStream(samplerate=rate, channels=1, dtype="int16", blocksize=rate * block // 1000, callback=callback) as s:
     time.sleep(1.0)
     w0, c0, n0, t0 = switches(), time.process_time(), calls[0], time.monotonic()
     time.sleep(seconds)
@@ -113,7 +112,7 @@ print(json.dumps({"cpu_percent": 100 * (c1 - c0) / (t1 - t0), "wakeups_per_s": (
 
 
 def capture_only(env: dict[str, str], block_ms: int, seconds: float) -> dict[str, Any]:
-    r = subprocess.run([sys.executable, "-c", CAPTURE_ONLY, str(block_ms), str(seconds)], env=env,
+    r = subprocess.run([sys.executable, "-c", CAPTURE_ONLY, str(block_ms), str(seconds), str(RATE)], env=env,
                        capture_output=True, text=True, timeout=seconds + 60)
     if r.returncode != 0:
         return {"error": (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]}
@@ -139,7 +138,8 @@ def speech_round(mic: Any, extra: list[str], env: dict[str, str], speech: Any, w
         row["detections"] = len(drain(daemon))
         if words:
             lat = measure_latency(mic, daemon, words)
-            keep = ("keywords_played", "matched", "p50_ms", "p95_ms", "max_ms", "samples_ms", "missed")
+            keep = ("keywords_played", "matched", "late", "late_bound_ms", "beyond_bound", "p50_ms", "p95_ms",
+                    "max_ms", "samples_ms", "missed")
             row["latency"] = {k: lat[k] for k in keep}
         return row
     finally:
@@ -153,17 +153,10 @@ def median_round(rows: list[dict[str, Any]]) -> dict[str, Any]:
     row["cpu_rounds"] = [r["cpu_percent"] for r in rows]
     row["vmhwm_rounds"] = [r["vmhwm_mb"] for r in rows]
     if len(rows) > 1 and all("latency" in r for r in rows):  # latency over every round's commands
-        import numpy as np  # after kws_stream (thread pinning)
-
-        samples = [x for r in rows for x in r["latency"]["samples_ms"]]
-        row["latency"] = {
-            "keywords_played": sum(r["latency"]["keywords_played"] for r in rows),
-            "matched": sum(r["latency"]["matched"] for r in rows),
-            "p50_ms": float(np.percentile(samples, 50)) if samples else None,
-            "p95_ms": float(np.percentile(samples, 95)) if samples else None,
-            "max_ms": max(samples, default=None), "samples_ms": samples,
-            "missed": [m for r in rows for m in r["latency"]["missed"]],
-        }
+        lats = [r["latency"] for r in rows]
+        row["latency"] = {"keywords_played": sum(lat["keywords_played"] for lat in lats),
+                          **latency_stats([x for lat in lats for x in lat["samples_ms"]], sum(lat["late"] for lat in lats)),
+                          "missed": [m for lat in lats for m in lat["missed"]]}
     return row
 
 
@@ -194,10 +187,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 out["blocks"][key] = median_round(rounds[label])
             print(f"block {block_ms} ms done", file=sys.stderr)
         if args.floor_s > 0:
-            event_driven = has_eager_field()
-            out["floor_how"] = "defaults (event-driven command mode)" if event_driven else "silence gate on"
-            extra = write_conf(workdir, "floor", "" if event_driven else "[silence]\nenabled = true\n")
-            daemon = start_daemon(mic, 1, extra=extra)
+            daemon = start_daemon(mic, 1)
             try:
                 time.sleep(WARMUP_S)
                 out["floor"] = measure(daemon.proc.pid, lambda: time.sleep(args.floor_s), args.floor_s)
@@ -214,9 +204,9 @@ def report(result: dict[str, Any]) -> str:
     lines.append(f"{'block':>6} {'CPU %core':>9} {'peak RSS':>9} {'wakeups/s':>10} {'p50 ms':>7} {'p95 ms':>7}  latency")
     for block, r in result["blocks"].items():
         lat = r.get("latency", {})
-        p50 = "-" if lat.get("p50_ms") is None else f"{lat['p50_ms']:.0f}"
-        p95 = "-" if lat.get("p95_ms") is None else f"{lat['p95_ms']:.0f}"
-        matched = f"{lat['matched']}/{lat['keywords_played']} commands" if lat else "not measured"
+        p50, p95 = show_ms(lat, "p50_ms"), show_ms(lat, "p95_ms")
+        matched = (f"{lat['matched']}/{lat['keywords_played']} commands, {lat['late']} later than "
+                   f"{lat['late_bound_ms']:.0f} ms, {len(lat['missed'])} missed") if lat else "not measured"
         rounds = r.get("cpu_rounds", [])
         spread = f"; CPU of each round {', '.join(f'{c:.2f}' for c in rounds)}" if len(rounds) > 1 else ""
         lines.append(f"{block + ' ms':>6} {r['cpu_percent']:>9.2f} {r['vmhwm_mb']:>6.1f} MB {r['wakeups_per_s']:>10.0f}"
@@ -224,7 +214,7 @@ def report(result: dict[str, Any]) -> str:
     groups = [(f"{b} ms, speech", r) for b, r in result["blocks"].items()]
     if "floor" in result:
         f = result["floor"]
-        lines.append(f"floor ({result.get('floor_how', 'silence gate on')}, digital silence, no inference): "
+        lines.append("floor (defaults: event-driven command mode, digital silence, no inference): "
                      f"{f['cpu_percent']:.2f} % of a core, "
                      f"{f['wakeups_per_s']:.0f} wake-ups/s, peak RSS {f['vmhwm_mb']:.1f} MB")
         groups.append(("floor", f))

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
 from kws_stream.backend import KeywordModel, native_stderr_silenced
+from kws_stream.command import CommandGate, CommandParams
 from kws_stream.decision import RELEASE_FRACTION, Decision
 from kws_stream.events import Detection
-from kws_stream.features import MfccExtractor
+from kws_stream.features import MICRONET, MfccExtractor
 from kws_stream.pipeline import Pipeline, PipelineParams
+from kws_stream.silence import SilenceGate
 
-from .speed_common import BLOCK, FRAME, HOP, NUM_FRAMES, RATE
+from .speed_common import BLOCK, RATE
+
+HOP, FRAME, NUM_FRAMES = MICRONET.hop_samples, MICRONET.frame_samples, MICRONET.frames
 
 
 class BareModel:
@@ -40,41 +41,22 @@ class BareModel:
         self.output_scale, self.output_zero_point = (float(v) for v in out["quantization"])
 
 
-def command_params(params: PipelineParams) -> Any:
+def command_params(params: PipelineParams) -> CommandParams | None:
     """The command-mode settings of these params when command mode is on, else None."""
-    command = getattr(params, "command", None)
-    return command if command is not None and getattr(command, "enabled", False) else None
-
-
-def silence_params(params: PipelineParams) -> Any:
-    """The silence-gate settings of these params when the gate is on, else None."""
-    silence = getattr(params, "silence", None)
-    return silence if silence is not None and getattr(silence, "enabled", False) else None
+    return params.command if params.command.enabled else None
 
 
 def plain(params: PipelineParams) -> PipelineParams:
-    """The same params with command mode off (plain spotting), when the pipeline has one."""
-    command = getattr(params, "command", None)
-    if command is None:
-        return params
-    return dataclasses.replace(params, command=dataclasses.replace(command, enabled=False))
+    """The same params with command mode off (plain spotting)."""
+    return dataclasses.replace(params, command=dataclasses.replace(params.command, enabled=False))
 
 
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    return name in inspect.signature(fn).parameters
-
-
-def make_command_gate(params: PipelineParams, labels: tuple[str, ...]) -> Any:
+def make_command_gate(params: PipelineParams, labels: tuple[str, ...]) -> CommandGate | None:
     """The real CommandGate as the Pipeline builds it, or None when command mode is off."""
     command = command_params(params)
     if command is None:
         return None
-    from kws_stream.command import CommandGate
-
-    window = FRAME + (NUM_FRAMES - 1) * HOP
-    if _accepts(CommandGate, "labels"):  # the gate re-scores whole words from smoothed scores
-        return CommandGate(command, RATE, window, labels, params.decision)
-    return CommandGate(command, RATE, window)
+    return CommandGate(command, MICRONET.sample_rate, MICRONET.window_samples, labels, params.decision)
 
 
 def bare_run(audio: np.ndarray, model: BareModel, extractor: MfccExtractor, params: PipelineParams,
@@ -94,15 +76,10 @@ def bare_run(audio: np.ndarray, model: BareModel, extractor: MfccExtractor, para
     stride, decision = params.stride, params.decision
     labels = model.labels
     gate = make_command_gate(params, labels)
-    gate_takes_scores = gate is not None and _accepts(gate.push, "probabilities")
-    silence = None
-    if silence_params(params) is not None:
-        from kws_stream.silence import SilenceGate
-
-        silence = SilenceGate(silence_params(params), NUM_FRAMES)
+    silence = SilenceGate(params.silence, NUM_FRAMES) if params.silence.enabled else None
     n_classes = len(labels)
     n_frames = max(0, (len(audio) - FRAME) // HOP + 1)
-    feats = np.empty((n_frames, 10))
+    feats = np.empty((n_frames, MICRONET.coefficients))
     frame_mfcc = extractor.frame
     interp = model.interpreter
     set_tensor, invoke, get_tensor = interp.set_tensor, interp.invoke, interp.get_tensor
@@ -129,7 +106,7 @@ def bare_run(audio: np.ndarray, model: BareModel, extractor: MfccExtractor, para
         evaluated = f
         inferences += 1
         q = np.clip(np.round(feats[f - NUM_FRAMES + 1 : f + 1] / in_scale) + in_zp, -128, 127)
-        set_tensor(in_idx, q.astype(np.int8).reshape(1, NUM_FRAMES, 10, 1))
+        set_tensor(in_idx, q.astype(np.int8).reshape(MICRONET.input_shape))
         invoke()
         logits = (get_tensor(out_idx)[0].astype(np.float32) - out_zp) * out_scale
         e = np.exp(logits - logits.max())
@@ -164,16 +141,13 @@ def bare_run(audio: np.ndarray, model: BareModel, extractor: MfccExtractor, para
         fired = infer(f) if run else []
         if gate is not None:
             newest = audio[start + FRAME - HOP : start + FRAME]
-            if gate_takes_scores:
-                fired = gate.push(newest, start + FRAME, fired, smoothed if run else None)
-            else:
-                fired = gate.push(newest, start + FRAME, fired)
+            fired = gate.push(newest, start + FRAME, fired, smoothed if run else None)
         decisions.extend((d.keyword, d.score, d.end_sample) for d in fired)
     # The end of the stream, like Pipeline.finish(): the last window if the stride skipped it.
     last = n_frames >= NUM_FRAMES and evaluated != n_frames - 1 and (silence is None or silence.active)
     fired = infer(n_frames - 1) if last else []
     if gate is not None:
-        fired = gate.finish(fired, smoothed if last else None) if gate_takes_scores else gate.finish(fired)
+        fired = gate.finish(fired, smoothed if last else None)
     decisions.extend((d.keyword, d.score, d.end_sample) for d in fired)
     return decisions, inferences
 

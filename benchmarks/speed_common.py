@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import os
 import statistics
 import sys
 import time
-import wave
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,23 +15,20 @@ import numpy as np
 
 import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
 from kws_stream import config as cfg
+from kws_stream.features import MICRONET
 from kws_stream.models import default_model_dir, load_manifest, resolve
 from kws_stream.pipeline import PipelineParams
+from testsupport.audio import read_wav
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("KWS_SHARED", REPO.parent / "shared"))
-AUDIO = SHARED / "audio"
-RATE = 16000
-HOP = 320
-FRAME = 640
-NUM_FRAMES = 49
+RATE = MICRONET.sample_rate
 DEFAULT_BLOCK_MS = cfg.AudioConfig().block_ms  # the daemon's default capture block (100 ms)
 BLOCK = RATE * DEFAULT_BLOCK_MS // 1000  # samples per capture block, as the daemon feeds the Pipeline
 PACED_BLOCKS_MS = (20, 50, 100)  # the paced bare-loop diagnostic
 STRIDES = (1, 2, 4, 8)
 MODELS = ("micronet-l", "micronet-m")
 KEYWORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
-TARGETS = {"daemon_ratio": 1.25, "latency_p95_ms": 200.0, "command_latency_p95_ms": 400.0, "rss_mb": 80.0}
+RSS_TARGET_MB = 60.0  # the README's target: peak RSS (VmHWM) of `kws-stream run` at the defaults
+TARGETS = {"daemon_ratio": 1.25, "latency_p95_ms": 200.0, "command_latency_p95_ms": 400.0, "rss_mb": RSS_TARGET_MB}
 
 KEYWORD_CLIPS = ("keywords/yes.wav", "keywords/down.wav", "keywords/right.wav", "keywords/yes_1000ms.wav",
                  "keywords/no_1000ms.wav", "keywords/right_left_up.wav", "keywords/yes_no_go_stop.wav")
@@ -72,24 +67,12 @@ class Plan:
 # ----------------------------------------------------------------------------- audio
 
 
-def read_clip(name: str) -> np.ndarray:
-    """A shared clip as 16 kHz mono int16 (stereo mixed down)."""
-    import scipy.io.wavfile
-
-    rate, data = scipy.io.wavfile.read(AUDIO / name)
-    if rate != RATE:
-        raise SystemExit(f"{name}: expected {RATE} Hz, got {rate}")
-    if data.ndim > 1:
-        data = np.round(data.astype(np.float64).mean(axis=1)).astype(np.int16)
-    return np.asarray(data, dtype=np.int16)
-
-
 def build_stream(seconds: float, seed: int = 0) -> np.ndarray:
     """Keyword clips and spoken negatives in random order, gain and spacing, with 0.3-1.2 s
     of room noise between them; deterministic for a seed."""
     rng = np.random.default_rng(seed)
-    clips = [read_clip(n).astype(np.float32) for n in KEYWORD_CLIPS + NEGATIVE_CLIPS]
-    noise = read_clip(NOISE_CLIP).astype(np.float32)
+    clips = [read_wav(n).astype(np.float32) for n in KEYWORD_CLIPS + NEGATIVE_CLIPS]
+    noise = read_wav(NOISE_CLIP).astype(np.float32)
     total = int(seconds * RATE)
     parts: list[np.ndarray] = []
     have = 0
@@ -102,22 +85,6 @@ def build_stream(seconds: float, seed: int = 0) -> np.ndarray:
             have += len(part)
     audio = np.concatenate(parts)[:total]
     return np.clip(np.round(audio), -32768, 32767).astype(np.int16)
-
-
-def write_wav(path: Path, audio: np.ndarray) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        for start in range(0, len(audio), RATE * 60):  # a minute at a time keeps memory flat
-            w.writeframes(audio[start : start + RATE * 60].astype("<i2").tobytes())
-
-
-def expected_words(name: str) -> tuple[str, ...]:
-    """Keywords a shared clip holds, from its file name (negatives hold none)."""
-    if not name.startswith("keywords/"):
-        return ()
-    return tuple(w for w in Path(name).stem.split("_") if w in KEYWORDS)
 
 
 # ----------------------------------------------------------------------------- models

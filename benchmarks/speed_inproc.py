@@ -16,29 +16,27 @@ from kws_stream.backend import KeywordModel
 from kws_stream.capture import RING_SECONDS, CaptureSession
 from kws_stream.decision import KeywordDecider
 from kws_stream.events import Detection, EventBus
-from kws_stream.features import FeatureWindow, MfccExtractor
+from kws_stream.features import MICRONET, FeatureWindow, MfccExtractor
 from kws_stream.ringbuffer import RingBuffer
 from kws_stream.sinks import StdoutSink
 from kws_stream.sources import StreamConverter
+from testsupport.audio import read_wav
 
+from .accuracy_clips import expected_from_name
 from .speed_bare import BareModel, bare_run, command_params, make_command_gate, pipeline_run, plain
 from .speed_common import (
     BLOCK,
     DEFAULT_BLOCK_MS,
-    FRAME,
-    HOP,
     KEYWORD_CLIPS,
+    KEYWORDS,
     NEGATIVE_CLIPS,
     NOISE_CLIP,
-    NUM_FRAMES,
     PACED_BLOCKS_MS,
     RATE,
     STRIDES,
     cpu_timed,
     default_params,
-    expected_words,
     model_path,
-    read_clip,
     summarise,
 )
 
@@ -155,7 +153,7 @@ class InProcess:
         fw = FeatureWindow(self.extractor)
         for b in blocks:
             for hop in fw.push(b):
-                if hop.number + 1 >= NUM_FRAMES:
+                if hop.number + 1 >= MICRONET.frames:
                     windows.append(fw.window(hop.number).copy())
                     ends.append(hop.end_sample)
 
@@ -168,7 +166,7 @@ class InProcess:
 
         def raw_invoke() -> None:
             interp = self.bare_model.interpreter
-            q = np.zeros((1, NUM_FRAMES, 10, 1), dtype=np.int8)
+            q = np.zeros(MICRONET.input_shape, dtype=np.int8)
             for _ in windows:
                 interp.set_tensor(self.bare_model.input_index, q)
                 interp.invoke()
@@ -189,7 +187,8 @@ class InProcess:
         command = command_params(default_params())
         if command is not None:  # command mode: every hop's level, and the candidates, through the gate
             gate = make_command_gate(default_params(), self.model.labels)
-            hops = [(audio[e - HOP : e], e) for e in range(FRAME, len(audio) + 1, HOP)]
+            hop = MICRONET.hop_samples
+            hops = [(audio[e - hop : e], e) for e in range(MICRONET.frame_samples, len(audio) + 1, hop)]
             cpu_gate, _ = cpu_timed(lambda: [gate.push(h, e) for h, e in hops])
             out["command_gate"] = {"us_per_s": per_s(cpu_gate), "what": "CommandGate.push per hop (command mode)"}
 
@@ -223,17 +222,17 @@ class InProcess:
 def clips_spotted(model: KeywordModel, name: str, stride: int) -> dict[str, Any]:
     """Shared clips (as recorded, and with 0.5 s of room noise around) whose detections are
     exactly the keywords their names say, by the real Pipeline at this stride."""
-    noise = read_clip(NOISE_CLIP)
+    noise = read_wav(NOISE_CLIP)
     pad = np.resize(noise, RATE // 2)
     ok = total = 0
     wrong: list[str] = []
-    for clip_name in KEYWORD_CLIPS + NEGATIVE_CLIPS[:5] + NEGATIVE_CLIPS[5:]:
-        clip = read_clip(clip_name)
+    for clip_name in KEYWORD_CLIPS + NEGATIVE_CLIPS:
+        clip = read_wav(clip_name)
         for variant, audio in (("", clip), ("+noise", np.concatenate((pad, clip, pad)))):
             found, _ = pipeline_run(audio, model, name, default_params(stride))
             got = tuple(d.keyword for d in found)
             total += 1
-            if got == expected_words(clip_name):
+            if got == expected_from_name(Path(clip_name), KEYWORDS):
                 ok += 1
             else:
                 wrong.append(f"{clip_name}{variant}: {','.join(got) or '-'}")

@@ -10,8 +10,9 @@ from typing import Any
 
 import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
 from kws_stream.models import default_model_dir
+from testsupport.audio import read_wav, write_wav
 
-from .speed_common import MODELS, Plan, build_stream, kws_command, read_clip, write_wav
+from .speed_common import MODELS, Plan, build_stream, kws_command
 
 
 def run_detect(wav: Path, model: str) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def file_throughput(plan: Plan, workdir: Path) -> dict[str, Any]:
     wav = workdir / "long.wav"
     write_wav(wav, build_stream(plan.file_s, seed=1))
     short = workdir / "one_second.wav"
-    write_wav(short, read_clip("keywords/yes.wav"))
+    write_wav(short, read_wav("keywords/yes.wav"))
     out: dict[str, Any] = {"audio_s": plan.file_s, "models": {}}
     for model in MODELS:
         startup = run_detect(short, model)

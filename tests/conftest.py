@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 import scipy.io.wavfile
 
-SHARED = Path(os.environ.get("KWS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-AUDIO = SHARED / "audio"
+from testsupport.audio import AUDIO, SHARED
+
 SHARED_MODELS = SHARED / "models"
 LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
 
 
 def read_clip(name: str) -> tuple[int, np.ndarray]:
+    """(rate, samples) exactly as the file holds them, by scipy: the independent reader the
+    tests of kws_stream.sources compare against (testsupport.audio.read_wav is the package's)."""
     return scipy.io.wavfile.read(AUDIO / name)
 
 

@@ -19,6 +19,7 @@ from benchmarks.accuracy_clips import Clip, expected_from_name, folder_clips, sh
 from benchmarks.accuracy_replay import Candidate, Setting, default_setting, grid, inference_windows, replay
 from benchmarks.accuracy_score import align
 from kws_stream.decision import Decision
+from kws_stream.features import MICRONET
 from kws_stream.pipeline import Pipeline, PipelineParams
 from kws_stream.sources import WavFileSource
 
@@ -72,7 +73,7 @@ def test_replay_gives_exactly_the_pipelines_detections(models, replay_analyses, 
         expected, inferences = pipeline_detections(model, path, setting)
         got = replay(analysis, setting.stride, setting.factory())
         assert len(inference_windows(analysis.windows, setting.stride)) == inferences, name
-        assert [(d.keyword, d.score, d.end_sample / 16000) for d in got] == \
+        assert [(d.keyword, d.score, MICRONET.seconds(d.end_sample)) for d in got] == \
                [(d.keyword, d.score, d.end) for d in expected], name
         total += len(expected)
     assert total > 0  # the comparison covered real detections
@@ -145,8 +146,9 @@ def test_cache_round_trip_and_per_hop_data(models, tmp_path):
         np.testing.assert_array_equal(getattr(first, field), getattr(cached, field))
     audio = cached.audio()
     assert audio.dtype == np.int16 and len(audio) == cached.num_samples
-    assert len(cached.frames) == (len(audio) - 640) // 320 + 1 == cached.windows + 48
-    assert cached.end_samples[-1] == (len(cached.frames) - 1) * 320 + 640
+    g = MICRONET
+    assert len(cached.frames) == (len(audio) - g.frame_samples) // g.hop_samples + 1 == cached.windows + g.frames - 1
+    assert cached.end_samples[-1] == (len(cached.frames) - 1) * g.hop_samples + g.frame_samples
 
 
 def test_any_stage_factory_can_be_replayed(replay_analyses):
@@ -158,7 +160,7 @@ def test_any_stage_factory_can_be_replayed(replay_analyses):
             self.c0 = a.frames[:, 0]  # per-hop log energy
 
         def update(self, probabilities, end_sample, sample_rate):
-            hop = (end_sample - 640) // 320
+            hop = (end_sample - MICRONET.frame_samples) // MICRONET.hop_samples
             return Decision("loud", float(self.c0[hop]), end_sample) if self.c0[hop] > -40 else None
 
     decisions = replay(analysis, 2, LoudWindows)
@@ -181,18 +183,19 @@ def test_hop_stages_see_every_hop_and_the_pipelines_inferences(replay_analyses, 
             self.decider = setting.factory()(a)
 
         def step(self, end_sample, probabilities):
-            seen.append((end_sample, probabilities is not None, len(audio[end_sample - 320:end_sample])))
-            return [] if probabilities is None else [d for d in [self.decider.update(probabilities, end_sample, 16000)] if d]
+            seen.append((end_sample, probabilities is not None, len(audio[end_sample - MICRONET.hop_samples:end_sample])))
+            return [] if probabilities is None else [d for d in [self.decider.update(probabilities, end_sample, MICRONET.sample_rate)] if d]
 
         def finish(self, probabilities):
             seen.append(("finish", probabilities is not None, 0))
-            return [] if probabilities is None else [d for d in [self.decider.update(probabilities, analysis.end_samples[-1], 16000)] if d]
+            end = analysis.end_samples[-1]
+            return [] if probabilities is None else [d for d in [self.decider.update(probabilities, end, MICRONET.sample_rate)] if d]
 
     hop_decisions = replay(analysis, stride, Wrapped)
     assert hop_decisions == replay(analysis, stride, setting.factory())
     hops = seen[:-1]
-    assert [e for e, _, _ in hops] == [k * 320 + 640 for k in range(len(analysis.frames))]
-    assert all(n == 320 for _, _, n in hops)
+    assert [e for e, _, _ in hops] == [k * MICRONET.hop_samples + MICRONET.frame_samples for k in range(len(analysis.frames))]
+    assert all(n == MICRONET.hop_samples for _, _, n in hops)
     inferred = [e for e, due, _ in hops if due] + ([analysis.end_samples[-1]] if seen[-1][1] else [])
     assert inferred == list(analysis.end_samples[inference_windows(analysis.windows, stride)])
 
@@ -245,11 +248,12 @@ def test_command_benchmark_splits_real_speech_by_speaker_and_keeps_long_quiet_ga
     dev, val = cm.real_dev_split("dev"), cm.real_dev_split("val")
     assert dev and val and not {cm.speaker_of(p) for p in dev} & {cm.speaker_of(p) for p in val}
     assert len(dev) + len(val) == len(list(cm.REAL_DEV.glob("*.wav")))
-    word = np.full(1600, 3000, dtype=np.int16)
+    rate = MICRONET.sample_rate
+    word = np.full(rate // 10, 3000, dtype=np.int16)
     audio, starts = cm.gapped([word] * len(cm.GAPS_S))
     gaps = np.diff([0.0, *starts]) - np.r_[0.0, [0.1] * (len(starts) - 1)]
     assert gaps.min() == pytest.approx(1.0) and gaps.max() == pytest.approx(60.0)
-    second = audio[int(starts[0] * 16000) + 1600: int(starts[1] * 16000)]  # the 2nd gap: digital silence
+    second = audio[int(starts[0] * rate) + len(word): int(starts[1] * rate)]  # the 2nd gap: digital silence
     assert len(second) and not second.any()
 
 

@@ -11,6 +11,8 @@ import pytest
 import scipy.io.wavfile
 from conftest import AUDIO, SHARED_MODELS, detections, kws_command, read_clip
 
+from kws_stream.features import MICRONET
+
 SENTENCE = AUDIO / "negatives/i_tell_you.wav"  # read speech: plain spotting finds "right" in it
 YES = AUDIO / "keywords/yes.wav"
 RLU = AUDIO / "keywords/right_left_up.wav"
@@ -275,7 +277,7 @@ def test_run_uses_the_user_config_and_a_hostile_reload_keeps_it(xdg_env, tmp_pat
     from testsupport.vmic import VirtualMic
 
     path = user_config(xdg_env, '[detection]\nkeywords = ["yes"]\n')
-    with VirtualMic(tmp_path / "vmic", rate=16000, channels=1) as mic:
+    with VirtualMic(tmp_path / "vmic", rate=MICRONET.sample_rate, channels=1) as mic:
         env = {**mic.env, **{k: xdg_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}}
         daemon = DaemonProcess([*kws_command(), "run"], env)
         try:

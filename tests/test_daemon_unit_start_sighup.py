@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import kws_executable
 
+from kws_stream.features import MICRONET
 from testsupport.daemon_process import DaemonProcess
 from testsupport.vmic import VirtualMic
 
@@ -30,7 +31,7 @@ INSTALLED_CONFIG = "/etc/kws-stream/kws-stream.toml"
 
 @pytest.fixture
 def mic(tmp_path: Path) -> Iterator[VirtualMic]:
-    with VirtualMic(tmp_path / "vmic", rate=16000, channels=1) as m:
+    with VirtualMic(tmp_path / "vmic", rate=MICRONET.sample_rate, channels=1) as m:
         yield m
 
 

@@ -11,9 +11,11 @@ import soxr
 from conftest import AUDIO, kws_command, read_clip
 
 from kws_stream import resample
+from kws_stream.features import MICRONET
 from kws_stream.resample import PolyphaseResampler
 
 RATES = [8000, 22050, 44100, 48000]
+RATE = MICRONET.sample_rate  # what every input is resampled to
 CLIPS = sorted(str(p.relative_to(AUDIO)) for d in ("keywords", "negatives") for p in (AUDIO / d).glob("*.wav"))
 
 
@@ -37,43 +39,43 @@ def _snr_db(ref: np.ndarray, y: np.ndarray) -> float:
 def test_fallback_output_is_within_40_db_of_soxr_on_every_clip(rate):
     """Each real clip at `rate`, resampled to 16 kHz in 100 ms blocks by both."""
     for name in CLIPS:
-        x = soxr.resample(_mono(name), 16000, rate).astype(np.float32)
+        x = soxr.resample(_mono(name), RATE, rate).astype(np.float32)
         if np.abs(x).max() < 1e-3:  # digital silence: SNR is meaningless, compare levels
-            assert np.abs(_in_blocks(PolyphaseResampler(rate, 16000), x, rate // 10)).max() < 2e-3
+            assert np.abs(_in_blocks(PolyphaseResampler(rate, RATE), x, rate // 10)).max() < 2e-3
             continue
-        ref = _in_blocks(soxr.ResampleStream(rate, 16000, 1, dtype="float32", quality="HQ"), x, rate // 10)
-        y = _in_blocks(PolyphaseResampler(rate, 16000), x, rate // 10)
+        ref = _in_blocks(soxr.ResampleStream(rate, RATE, 1, dtype="float32", quality="HQ"), x, rate // 10)
+        y = _in_blocks(PolyphaseResampler(rate, RATE), x, rate // 10)
         assert _snr_db(ref, y) > 40, name
 
 
 @pytest.mark.parametrize("rate", RATES + [11025])
 def test_any_block_sizes_give_the_one_shot_output_and_soxr_length(rate):
     """Streaming keeps state: block edges change nothing (no clicks), the tail is flushed."""
-    x = soxr.resample(_mono("keywords/yes_no_go_stop.wav")[:24000], 16000, rate).astype(np.float32)
-    one_shot = PolyphaseResampler(rate, 16000).resample_chunk(x, last=True)
+    x = soxr.resample(_mono("keywords/yes_no_go_stop.wav")[:24000], RATE, rate).astype(np.float32)
+    one_shot = PolyphaseResampler(rate, RATE).resample_chunk(x, last=True)
     rng = np.random.default_rng(rate)
-    r, pieces, i = PolyphaseResampler(rate, 16000), [], 0
+    r, pieces, i = PolyphaseResampler(rate, RATE), [], 0
     while i < len(x):
         n = int(rng.choice([0, 1, 7, 160, 441, 4410, 9999]))
         pieces.append(r.resample_chunk(x[i:i + n]))
         i += n
     pieces.append(r.resample_chunk(x[:0], last=True))
     streamed = np.concatenate(pieces)
-    assert len(streamed) == len(one_shot) == len(soxr.resample(x, rate, 16000))
+    assert len(streamed) == len(one_shot) == len(soxr.resample(x, rate, RATE))
     np.testing.assert_allclose(streamed, one_shot, atol=1e-6)
 
 
 def test_a_tone_across_block_edges_has_no_click():
     """A 1 kHz tone at 44.1 kHz in 100 ms blocks: every output sample is on the ideal tone."""
     t = np.arange(44100 * 2) / 44100
-    y = _in_blocks(PolyphaseResampler(44100, 16000), (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), 4410)
-    ideal = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(len(y)) / 16000)
+    y = _in_blocks(PolyphaseResampler(44100, RATE), (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), 4410)
+    ideal = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(len(y)) / RATE)
     inner = slice(200, len(y) - 200)  # away from the stream's own start and end
     assert np.abs(y[inner] - ideal[inner]).max() < 1e-4
 
 
 def test_the_stream_is_soxr_where_it_installs():
-    assert isinstance(resample.stream(48000, 16000), soxr.ResampleStream)
+    assert isinstance(resample.stream(48000, RATE), soxr.ResampleStream)
 
 
 # The real CLI in a subprocess whose `import soxr` fails, as on armv7l where no soxr wheel
@@ -88,7 +90,7 @@ def test_detections_with_the_fallback_equal_soxr_on_the_shared_clips(tmp_path, c
     for rate in (44100, 48000):
         for name in CLIPS:
             _, audio = read_clip(name)
-            x = soxr.resample(audio.astype(np.float32) / 32768, 16000, rate)
+            x = soxr.resample(audio.astype(np.float32) / 32768, RATE, rate)
             out = tmp_path / str(rate) / name
             out.parent.mkdir(parents=True, exist_ok=True)
             scipy.io.wavfile.write(out, rate, np.round(x * 32767).astype(np.int16))

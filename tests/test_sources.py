@@ -10,7 +10,11 @@ import soxr
 from conftest import AUDIO, read_clip
 
 from kws_stream.errors import InputError
-from kws_stream.sources import StreamConverter, WavFileSource
+from kws_stream.features import MICRONET
+from kws_stream.sources import BLOCK_SECONDS, StreamConverter, WavFileSource
+
+RATE = MICRONET.sample_rate
+BLOCK = int(RATE * BLOCK_SECONDS)  # samples in one block the source yields
 
 
 def collect(source: WavFileSource) -> np.ndarray:
@@ -37,12 +41,12 @@ def test_stereo_is_mixed_down_or_one_channel_taken():
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
 def test_other_rates_are_resampled_as_a_stream(tmp_path, rate):
     _, audio = read_clip("keywords/yes.wav")
-    x = soxr.resample(audio.astype(np.float32) / 32768, 16000, rate)
+    x = soxr.resample(audio.astype(np.float32) / 32768, RATE, rate)
     path = tmp_path / f"yes_{rate}.wav"
     scipy.io.wavfile.write(path, rate, (x * 32767).astype(np.int16))
     out = collect(WavFileSource(path))
     assert abs(len(out) - len(audio)) <= 2
-    if rate > 16000:  # no band lost: the round trip is close to the original
+    if rate > RATE:  # no band lost: the round trip is close to the original
         n = min(len(out), len(audio))
         err = np.abs(out[:n].astype(float) - audio[:n]).mean() / np.abs(audio).mean()
         assert err < 0.05
@@ -50,10 +54,10 @@ def test_other_rates_are_resampled_as_a_stream(tmp_path, rate):
 
 def test_float_and_24_bit_files_are_read(tmp_path):
     _, audio = read_clip("keywords/yes.wav")
-    scipy.io.wavfile.write(tmp_path / "f.wav", 16000, audio.astype(np.float32) / 32768)
+    scipy.io.wavfile.write(tmp_path / "f.wav", RATE, audio.astype(np.float32) / 32768)
     assert np.array_equal(collect(WavFileSource(tmp_path / "f.wav")), audio)
     raw = (audio.astype(np.int32) << 16)
-    scipy.io.wavfile.write(tmp_path / "i32.wav", 16000, raw)
+    scipy.io.wavfile.write(tmp_path / "i32.wav", RATE, raw)
     assert np.array_equal(collect(WavFileSource(tmp_path / "i32.wav")), audio)
 
 
@@ -121,10 +125,10 @@ def test_a_long_24_bit_file_is_read_block_by_block(tmp_path):
     total = 0
     for k, block in enumerate(source.blocks()):
         if k == 1234:  # decoded exactly: 16-bit samples widened to 24 bits
-            assert np.array_equal(block, np.tile(audio, 2)[(k * 1600) % 16000:][:1600])
+            assert np.array_equal(block, np.tile(audio, 2)[(k * BLOCK) % RATE:][:BLOCK])
         total += len(block)
-    assert total == 300 * 16000
-    assert source.max_read_bytes <= 1600 * 3  # one 0.1 s block of 24-bit mono
+    assert total == 300 * RATE
+    assert source.max_read_bytes <= BLOCK * 3  # one 0.1 s block of 24-bit mono
     assert long.stat().st_size > 2000 * source.max_read_bytes
 
 
@@ -152,7 +156,7 @@ def test_every_sox_sample_format_decodes_to_the_same_audio(tmp_path, sox_args):
 def test_int64_pcm_is_read(tmp_path):
     _, audio = read_clip("keywords/yes.wav")
     path = tmp_path / "i64.wav"
-    scipy.io.wavfile.write(path, 16000, audio.astype(np.int64) << 48)
+    scipy.io.wavfile.write(path, RATE, audio.astype(np.int64) << 48)
     assert np.array_equal(collect(WavFileSource(path)), audio)
 
 
@@ -176,7 +180,7 @@ def test_nan_and_inf_samples_are_silence_logged_once(tmp_path, caplog):
     x = audio.astype(np.float32) / 32768
     x[100:200], x[300], x[9000] = np.nan, np.inf, -np.inf
     path = tmp_path / "nan.wav"
-    scipy.io.wavfile.write(path, 16000, x)
+    scipy.io.wavfile.write(path, RATE, x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any numpy RuntimeWarning fails the test
         with caplog.at_level("WARNING", logger="kws_stream"):

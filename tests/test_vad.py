@@ -9,32 +9,35 @@ from benchmarks import command_mode as cm
 from benchmarks.vad import HOP_SAMPLES, SpeechFlags
 from kws_stream.command import CommandParams
 from kws_stream.decision import DecisionParams
+from kws_stream.features import MICRONET
+from testsupport.audio import read_wav, room_tone
 
 
 def test_real_speech_is_flagged_and_a_quiet_room_is_not():
-    room = cm.room_tone(3.0)  # real background noise at -60 dBFS
-    words = cm.read_wav(cm.AUDIO / "keywords" / "yes_no_go_stop.wav")  # one word per second
+    room = room_tone(3.0)  # real background noise at -60 dBFS
+    words = read_wav("keywords/yes_no_go_stop.wav")  # one word per second
     flags = SpeechFlags().flags(np.concatenate([room, words]))
     in_room = flags[10:150]  # after the VAD's first 0.2 s (it starts out calling everything speech)
     assert in_room.mean() <= 0.02
     per_word = flags[150:].reshape(4, 50)
     assert all(word.sum() >= 10 for word in per_word), per_word.sum(axis=1)
-    sentence = SpeechFlags().flags(cm.read_wav(cm.AUDIO / "negatives" / "another_door.wav"))
+    sentence = SpeechFlags().flags(read_wav("negatives/another_door.wav"))
     assert sentence.mean() >= 0.5
-    assert not SpeechFlags().flags(np.zeros(16000, dtype=np.int16)).any()  # digital silence
+    assert not SpeechFlags().flags(np.zeros(MICRONET.sample_rate, dtype=np.int16)).any()  # digital silence
 
 
 def test_flags_of_a_stream_are_its_hops_fed_one_by_one():
-    x = cm.read_wav(cm.AUDIO / "keywords" / "right_left_up.wav")
+    x = read_wav("keywords/right_left_up.wav")
     one = SpeechFlags(3)
     by_hop = [one(x[i:i + HOP_SAMPLES]) for i in range(0, len(x) - HOP_SAMPLES + 1, HOP_SAMPLES)]
     assert SpeechFlags(3).flags(x).tolist() == by_hop
     assert 0 < sum(by_hop) < len(by_hop)
 
 
-@pytest.mark.parametrize("hop", [np.zeros(160, dtype=np.int16), np.zeros(320, dtype=np.float32)])
-def test_a_hop_that_is_not_320_int16_samples_is_refused(hop):
-    with pytest.raises(ValueError, match="320 int16 samples"):
+@pytest.mark.parametrize("hop", [np.zeros(MICRONET.hop_samples // 2, dtype=np.int16),
+                                 np.zeros(MICRONET.hop_samples, dtype=np.float32)])
+def test_a_hop_of_the_wrong_length_or_type_is_refused(hop):
+    with pytest.raises(ValueError, match=f"{MICRONET.hop_samples} int16 samples"):
         SpeechFlags()(hop)
 
 
@@ -53,11 +56,11 @@ def model(model_dir):
 def test_the_pause_rule_vetoes_a_word_after_a_sentence_going_on_below_the_margin(model):
     """A far talker's sentence 25 dB below the word, going on up to it: the level rules take
     the word as isolated (a hop 20 dB below its peak is a pause), the VAD hears speech there."""
-    word = cm.read_wav(cm.AUDIO / "keywords" / "yes.wav")
-    talk = cm.read_wav(cm.AUDIO / "negatives" / "another_door.wav")[cm.RATE:3 * cm.RATE]  # no pause at its end
+    word = read_wav("keywords/yes.wav")
+    talk = read_wav("negatives/another_door.wav")[MICRONET.sample_rate:3 * MICRONET.sample_rate]  # no pause at its end
     far = cm.scaled(talk, cm.speech_level_db(word) - 25 - cm.speech_level_db(talk))
-    x = np.concatenate([cm.room_tone(1.0), far + cm.room_tone(2.0), word, cm.room_tone(1.0)])
-    quiet = np.concatenate([cm.room_tone(3.0), word, cm.room_tone(1.0)])
+    x = np.concatenate([room_tone(1.0), far + room_tone(2.0), word, room_tone(1.0)])
+    quiet = np.concatenate([room_tone(3.0), word, room_tone(1.0)])
     rule = cm.VadRule("pause", 3, 5)
     flags = {"far": cm.vad_flags_for_audio(x), "quiet": cm.vad_flags_for_audio(quiet)}
     traces = {"far": cm.compute_trace(x, model), "quiet": cm.compute_trace(quiet, model)}
@@ -74,7 +77,7 @@ def test_the_pause_rule_vetoes_a_word_after_a_sentence_going_on_below_the_margin
 
 def test_without_a_rule_the_vad_gate_reports_what_the_gate_reports(model):
     """The benchmark's VAD rules are measured against the real gate, not a copy of it."""
-    x = cm.padded(cm.read_wav(cm.AUDIO / "keywords" / "yes_no_go_stop.wav"))
+    x = cm.padded(read_wav("keywords/yes_no_go_stop.wav"))
     trace = cm.compute_trace(x, model)
     plain = cm.replay(trace, DecisionParams(), CommandParams())
     assert [f.keyword for f in plain] == ["yes", "no", "go", "stop"]

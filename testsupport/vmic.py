@@ -5,7 +5,7 @@
 Any PortAudio/ALSA client started with ``mic.env`` (``sounddevice`` included)
 records from it, bit-exactly, like from a USB microphone::
 
-    with VirtualMic(tmp_path, rate=16000, channels=1) as mic:
+    with VirtualMic(tmp_path, rate=MICRONET.sample_rate, channels=1) as mic:
         proc = subprocess.Popen([...], env=mic.env)   # the program under test
         ...                                             # wait until it records
         done = mic.play(samples_int16)
@@ -83,6 +83,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kws_stream.features import MICRONET
+
 __all__ = ["VirtualMic", "PlayHandle", "VirtualMicError"]
 
 BLOCK_S = 0.020
@@ -143,9 +145,12 @@ def _terminate(proc: subprocess.Popen, timeout: float = 5.0) -> None:
 class VirtualMic:
     """Private PulseAudio server with a FIFO-fed default source ``vmic``."""
 
-    def __init__(self, tmpdir, rate: int = 16000, channels: int = 1,
+    def __init__(self, tmpdir, rate: int = MICRONET.sample_rate, channels: int = 1,
                  max_queued_s: float = 0.100, startup_timeout: float = 15.0):
         self.tmpdir = Path(tmpdir)
+        self.pa_file = self.tmpdir / "vmic.pa"
+        self.log_path = self.tmpdir / "pulseaudio.log"
+        self.source_name = SOURCE_NAME
         self.rate = int(rate)
         self.channels = int(channels)
         self.max_queued_s = float(max_queued_s)
@@ -186,18 +191,6 @@ class VirtualMic:
     @property
     def socket_path(self) -> Path:
         return self.runtime_dir / "native"
-
-    @property
-    def pa_file(self) -> Path:
-        return self.tmpdir / "vmic.pa"
-
-    @property
-    def log_path(self) -> Path:
-        return self.tmpdir / "pulseaudio.log"
-
-    @property
-    def source_name(self) -> str:
-        return SOURCE_NAME
 
     @property
     def module_args(self) -> str:
