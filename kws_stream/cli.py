@@ -14,6 +14,7 @@ from . import __version__
 from . import config as cfg
 from .errors import KwsError
 from .events import Detection, EventBus
+from .logsetup import setup_logging  # never blocks on a stalled stderr
 from .models import install, installed_path, manifest_for, model_dir, open_model, verify
 from .preflight import check_model, check_runnable
 from .sinks import StdoutSink
@@ -21,17 +22,6 @@ from .sinks import StdoutSink
 log = logging.getLogger("kws_stream")
 
 MODES = {"command": True, "plain": False}  # --mode -> command.enabled
-
-
-def setup_logging(level: str) -> None:
-    """One line per event on stderr: `level=... event=... key=value`."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s level=%(levelname)s %(message)s",
-                                           datefmt="%Y-%m-%dT%H:%M:%S"))
-    root = logging.getLogger("kws_stream")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
 
 
 # ---------------------------------------------------------------- options, per subcommand

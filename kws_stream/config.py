@@ -148,7 +148,7 @@ class WyomingConfig(Checked):
                                                      lambda s: s.startswith(("tcp://", "unix://"))))
     # s without a complete event from a client: it is disconnected
     idle_timeout: int = setting(60, integer(1, 86400, "an integer number of seconds"))
-    # connections served at once; more are refused (and logged)
+    # connections open at once; a new one closes the one idle longest (logged)
     max_clients: int = setting(16, integer(1, 256))
 
 

@@ -177,8 +177,10 @@ class EventBus:
         return sum(w.dropped for w in self._workers)
 
     def sink_counts(self) -> tuple[dict[str, int], dict[str, int]]:
-        """(errors, dropped) per sink name, for metrics."""
-        return ({w.sink.name: w.errors for w in self._workers}, {w.sink.name: w.dropped for w in self._workers})
+        """(errors, dropped) per sink name, for metrics: dropped by a full queue, plus what the
+        sink itself dropped (its `dropped`, if it has one: a stdout nobody reads)."""
+        return ({w.sink.name: w.errors for w in self._workers},
+                {w.sink.name: w.dropped + getattr(w.sink, "dropped", 0) for w in self._workers})
 
     def close(self, timeout: float = 2.0, successor: EventBus | None = None) -> None:
         """Deliver what is queued, then close every sink. With a `successor` (a reload that

@@ -32,7 +32,19 @@ MANIFEST_NAME = "manifest.toml"
 USER_MANIFEST = "models.toml"
 READ_TIMEOUT = 30.0  # s without a byte from the server (or to connect): the download fails
 DOWNLOAD_DEADLINE = 600.0  # s for a whole download (the models are 0.2-0.7 MB)
+MIN_RATE = 1024  # bytes/s: a download averaging less than this over RATE_WINDOW fails...
+RATE_WINDOW = 60.0  # s: ...so a source dripping a byte every 20 s fails in ~1 min, not 10
 CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    """When a download is given up (the defaults are the module constants; tests shrink them)."""
+
+    read_timeout: float = READ_TIMEOUT
+    deadline: float = DOWNLOAD_DEADLINE
+    min_rate: float = MIN_RATE
+    rate_window: float = RATE_WINDOW
 
 
 @dataclass(frozen=True)
@@ -182,8 +194,10 @@ def installed_path(spec: ModelSpec, model_dir: Path) -> Path:
     return spec.path if spec.path is not None else model_dir / spec.file
 
 
-def install(spec: ModelSpec, model_dir: Path, source: str | None = None, progress: bool = True) -> Path:
-    """Copy (from a directory) or download (from a URL) one model, verified, atomically.
+def install(spec: ModelSpec, model_dir: Path, source: str | None = None, progress: bool = True,
+            limits: DownloadLimits = DownloadLimits()) -> Path:
+    """Copy (from a directory) or download (from a URL, within `limits`) one model, verified,
+    atomically.
 
     Nothing is left behind on failure, on Ctrl-C or on SIGTERM: the `.partial` file is removed
     (SIGTERM is turned into an exception for the duration, then re-delivered to whatever
@@ -208,7 +222,7 @@ def install(spec: ModelSpec, model_dir: Path, source: str | None = None, progres
         with os.fdopen(fd, "wb", buffering=0) as f:
             out = _Partial(f, spec, model_dir)
             if _is_url(origin):
-                _download(_file_url(origin, spec), out, spec, progress)
+                _download(_file_url(origin, spec), out, spec, progress, limits)
             else:
                 _copy(Path(origin).expanduser() / spec.file if Path(origin).is_dir() else Path(origin), out, spec)
             out.sync()
@@ -309,20 +323,22 @@ def _copy(path: Path, out: _Partial, spec: ModelSpec) -> None:
         raise KwsError(f"cannot read model source {path} ({exc.strerror})") from None
 
 
-def _download(url: str, out: _Partial, spec: ModelSpec, progress: bool) -> None:
-    """Download into `out`: READ_TIMEOUT without a byte, or DOWNLOAD_DEADLINE in all (checked
-    after every read, so a server dripping bytes fails after at most DOWNLOAD_DEADLINE +
-    READ_TIMEOUT), or a byte beyond the manifest's size fails it."""
+def _download(url: str, out: _Partial, spec: ModelSpec, progress: bool, limits: DownloadLimits) -> None:
+    """Download into `out`. It fails on `read_timeout` without a byte, on less than `min_rate`
+    bytes/s over a `rate_window` (a source that crawls), on `deadline` in all, or on a byte
+    beyond the manifest's size. Rate and deadline are checked after every read, so a server
+    dripping bytes fails after at most rate_window + read_timeout."""
     import http.client  # with ssl, ~8 MB resident: loaded only to download
     import urllib.error
     import urllib.request
 
     from tqdm import tqdm
 
-    deadline = time.monotonic() + DOWNLOAD_DEADLINE
+    started = time.monotonic()
     got = 0
     try:
-        with urllib.request.urlopen(url, timeout=READ_TIMEOUT) as response:
+        with urllib.request.urlopen(url, timeout=limits.read_timeout) as response:
+            window_start, window_got = time.monotonic(), 0  # the body's rate, over windows of rate_window
             length = response.headers.get("Content-Length")
             if spec.size is not None and length is not None and length.isdigit() and int(length) > spec.size:
                 raise _DownloadFailed(_too_long(spec))
@@ -336,17 +352,27 @@ def _download(url: str, out: _Partial, spec: ModelSpec, progress: bool) -> None:
                         raise _DownloadFailed(_too_long(spec))
                     out.write(chunk)
                     bar.update(len(chunk))
-                    if time.monotonic() > deadline:
-                        raise _DownloadFailed(f"not finished after {DOWNLOAD_DEADLINE:g} s")
+                    now = time.monotonic()
+                    if now - started > limits.deadline:
+                        raise _DownloadFailed(f"not finished after {limits.deadline:g} s")
+                    if now - window_start >= limits.rate_window:
+                        if got - window_got < limits.min_rate * (now - window_start):
+                            raise _DownloadFailed(f"only {got - window_got} bytes in {now - window_start:.0f} s, "
+                                                  f"under {_rate(limits.min_rate)}")
+                        window_start, window_got = now, got
     except _DownloadFailed as exc:
         reason: object = exc
     except (TimeoutError, urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
         if isinstance(reason, TimeoutError):
-            reason = f"no data for {READ_TIMEOUT:g} s"
+            reason = f"no data for {limits.read_timeout:g} s"
     else:
         return
     raise KwsError(f"download of {url} failed ({reason}): check the network or use --from DIR") from None
+
+
+def _rate(bytes_per_s: float) -> str:
+    return f"{bytes_per_s / 1024:g} KiB/s" if bytes_per_s >= 1024 else f"{bytes_per_s:g} B/s"
 
 
 class _DownloadFailed(Exception):

@@ -38,9 +38,12 @@ cannot make the others wait for all of it.
 Limits (a local client must not be able to take the machine down): an event's header line
 is at most 64 KiB, its JSON data 64 KiB and its payload 1 MiB (32 s of 16 kHz 16-bit mono;
 Home Assistant sends ~2 KiB chunks), refused before they are read; a client that sends no
-complete event for `[wyoming] idle_timeout` seconds (60) is disconnected; at most
-`[wyoming] max_clients` (16) connections are served, one more is closed at once. Each is
-logged (`client_rejected`, `client_idle_timeout`, `client_refused`).
+complete event for `[wyoming] idle_timeout` seconds (60), or none at all within
+FIRST_EVENT_TIMEOUT (5 s; Home Assistant sends `describe` at once), is disconnected; at most
+`[wyoming] max_clients` (16) connections are open: a new one closes the connection that
+never sent an event (oldest first), else the one idle longest, so that idle connections
+cannot lock a real client out. Each is logged (`client_rejected`, `client_idle_timeout`,
+`client_evicted`: one line a minute while it goes on).
 
 Bad input from a client (unsupported width, a malformed event, a connection cut
 mid-message) is one log line and closes that connection only. SIGTERM/SIGINT close
@@ -54,6 +57,7 @@ import json
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -85,6 +89,8 @@ SAMPLE_WIDTHS = (1, 2, 3, 4)  # bytes per sample
 RATE_RANGE = (1000, 384000)
 MAX_CHANNELS = 32
 STOP_TIMEOUT = 5.0  # seconds to let connections close at shutdown
+FIRST_EVENT_TIMEOUT = 5.0  # s for a new connection's first complete event (capped by idle_timeout)
+EVICTION_LOG_INTERVAL = 60.0  # s between log lines while connections are being evicted
 MAX_HEADER = 1 << 16  # bytes in an event's JSON header line (asyncio's StreamReader limit)
 MAX_DATA = 1 << 16  # bytes of an event's JSON data
 MAX_PAYLOAD = 1 << 20  # bytes of an event's payload: 32 s of 16 kHz 16-bit mono audio
@@ -140,16 +146,61 @@ class AudioFormat:
         return samples.reshape(-1, self.channels) if self.channels > 1 else samples
 
 
+class Clients:
+    """The open connections, least recently active first: who makes room for a newcomer.
+
+    A full server closes a connection to admit a new one, never the newcomer: first one that
+    has not sent a complete event yet (the oldest), else the one idle longest. A client that is
+    being served sends an event at least every few hundred ms; Home Assistant's first event
+    comes at once. So neither a flood of idle connections nor a few forgotten ones lock it out.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._order: dict[WakeHandler, None] = {}  # insertion order = least recently active first
+        self.evicted = 0
+        self._eviction_logged = -EVICTION_LOG_INTERVAL
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def admit(self, handler: WakeHandler) -> None:
+        """Register a new connection, closing one first when the server is full."""
+        while len(self._order) >= self.limit:
+            victim = next((h for h in self._order if not h.spoke), None) or next(iter(self._order))
+            self.remove(victim)
+            victim.evict()
+            self.evicted += 1
+            now = time.monotonic()
+            if now - self._eviction_logged >= EVICTION_LOG_INTERVAL:  # a flood is one line a minute
+                self._eviction_logged = now
+                log.warning("event=client_evicted client=%s spoke=%s max_clients=%d evicted_total=%d "
+                            "note=closed_to_admit_a_new_connection", victim.client, victim.spoke,
+                            self.limit, self.evicted)
+        self._order[handler] = None
+
+    def touch(self, handler: WakeHandler) -> None:
+        """`handler` just sent an event: it is now the most recently active."""
+        if handler in self._order:  # not if it was just evicted
+            del self._order[handler]
+            self._order[handler] = None
+
+    def remove(self, handler: WakeHandler) -> None:
+        self._order.pop(handler, None)
+
+
 class WakeService:
     """What all connections share: the model, the lock around it, the `info` answer."""
 
     def __init__(self, model: Any, model_name: str, params: PipelineParams,
-                 keywords: Iterable[str] = (), idle_timeout: float = 60.0, max_clients: int = 16) -> None:
+                 keywords: Iterable[str] = (), idle_timeout: float = 60.0, max_clients: int = 16,
+                 first_event_timeout: float = FIRST_EVENT_TIMEOUT) -> None:
         self.model = model
         self.model_name = model_name
         self.params = params
         self.idle_timeout = idle_timeout
-        self.max_clients = max_clients
+        self.first_event_timeout = min(first_event_timeout, idle_timeout)
+        self.clients = Clients(max_clients)
         allowed = set(keywords)
         self.keywords = tuple(k for k in model.labels
                               if k not in NON_KEYWORDS and (not allowed or k in allowed))
@@ -207,27 +258,31 @@ class WakeHandler(AsyncEventHandler):
         self.client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "unix"
         self.names: frozenset[str] | None = None
         self.stream: _Stream | None = None
+        self.spoke = False  # a complete event has arrived
 
     async def run(self) -> None:
-        """Read events until the client leaves, sends something bad, idles or the server stops."""
-        if len(self.service.tasks) >= self.service.max_clients:
-            log.warning("event=client_refused client=%s reason=%r max_clients=%d", self.client,
-                        "too many connections", self.service.max_clients)
-            self.writer.close()
-            return
+        """Read events until the client leaves, sends something bad, idles, is evicted to
+        make room, or the server stops."""
+        self.service.clients.admit(self)
         task = asyncio.current_task()
         if task is not None:
             self.service.tasks.add(task)
-        log.info("event=client_connected client=%s", self.client)
+        log.debug("event=client_connected client=%s", self.client)
         self._is_running = True
         try:
             while self._is_running:
+                timeout = self.service.idle_timeout if self.spoke else self.service.first_event_timeout
                 try:
-                    event = await asyncio.wait_for(read_event(self.reader), self.service.idle_timeout)
+                    event = await asyncio.wait_for(read_event(self.reader), timeout)
                 except TimeoutError:
-                    log.info("event=client_idle_timeout client=%s idle_s=%g", self.client, self.service.idle_timeout)
+                    log.info("event=client_idle_timeout client=%s idle_s=%g first_event=%s",
+                             self.client, timeout, not self.spoke)
                     break
-                if event is None or not await self.handle_event(event):
+                if event is None or not self._is_running:
+                    break
+                self.spoke = True
+                self.service.clients.touch(self)
+                if not await self.handle_event(event):
                     break
         except ClientError as exc:
             log.warning("event=client_rejected client=%s reason=%r", self.client, str(exc))
@@ -237,10 +292,18 @@ class WakeHandler(AsyncEventHandler):
             log.warning("event=client_rejected client=%s reason=%r", self.client, f"bad event: {exc!r}")
         finally:
             self.writer.close()
+            self.service.clients.remove(self)
             if task is not None:
                 self.service.tasks.discard(task)
             self.stream = None  # cut off mid-stream, maybe: freed now (a Pipeline holds no reference cycle)
-            log.info("event=client_disconnected client=%s", self.client)
+            # a connection that never sent an event is a debug line: a flood must not flood the log
+            log.log(logging.INFO if self.spoke else logging.DEBUG, "event=client_disconnected client=%s", self.client)
+
+    def evict(self) -> None:
+        """Close this connection to make room for a new one (its reader sees the end of the stream)."""
+        self._is_running = False
+        self.writer.close()
+        self.reader.feed_eof()
 
     async def handle_event(self, event: Event) -> bool:
         try:

@@ -1,6 +1,7 @@
 import functools
 import http.server
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -11,9 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import LABELS, SHARED_MODELS, kws_command
 
-from kws_stream import models
 from kws_stream.errors import KwsError
-from kws_stream.models import install, load_manifest, resolve, sha1_of
+from kws_stream.models import DownloadLimits, install, load_manifest, resolve, sha1_of
 
 
 @pytest.fixture
@@ -165,8 +165,8 @@ def test_a_model_name_that_would_escape_the_model_directory_is_refused(tmp_path)
 
 
 class Adversary(http.server.BaseHTTPRequestHandler):
-    """A real HTTP server that misbehaves by path: /drip/ sends one byte every `drip` s,
-    /silent/ sends the headers and then nothing, /endless/ sends zeros without a length
+    """A real HTTP server on 127.0.0.1 that misbehaves by path: /drip/ sends one byte every
+    `drip` s (for at most 60 s), /silent/ sends the headers and then nothing, /endless/ sends zeros without a length
     (capped at 64 MB so that a broken client still ends), /longer/ announces size + 1."""
 
     drip = 0.2
@@ -185,7 +185,9 @@ class Adversary(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         try:
             if kind == "drip":
-                while not self.stop.wait(self.drip):
+                for _ in range(int(60 / self.drip)):
+                    if self.stop.wait(self.drip):
+                        break
                     self.wfile.write(b"\0")
                     self.wfile.flush()
                     self.sent_some.set()
@@ -212,21 +214,48 @@ def adversary() -> Iterator[tuple[str, type[Adversary]]]:
     server.server_close()
 
 
-def test_a_server_that_stops_sending_times_out(tmp_path, adversary, monkeypatch):
-    monkeypatch.setattr(models, "READ_TIMEOUT", 1.0)  # the default is 30 s
+def test_a_server_that_stops_sending_times_out(tmp_path, adversary):
     url, _ = adversary
     with pytest.raises(KwsError, match=r"download of .*/silent/kws_micronet_m.tflite failed \(no data for 1 s\)"):
-        install(load_manifest().get("micronet-m"), tmp_path / "m", f"{url}/silent/", progress=False)
+        install(load_manifest().get("micronet-m"), tmp_path / "m", f"{url}/silent/", progress=False,
+                limits=DownloadLimits(read_timeout=1.0))  # the default is 30 s
     assert list((tmp_path / "m").iterdir()) == []
 
 
-def test_a_server_dripping_bytes_hits_the_download_deadline(tmp_path, adversary, monkeypatch):
-    monkeypatch.setattr(models, "DOWNLOAD_DEADLINE", 1.5)  # the default is 600 s
+def test_a_server_dripping_bytes_hits_the_download_deadline(tmp_path, adversary):
     url, _ = adversary
     with pytest.raises(KwsError, match=r"download of .*/drip/kws_micronet_m.tflite failed "
                                        r"\(not finished after 1.5 s\)"):
-        install(load_manifest().get("micronet-m"), tmp_path / "m", f"{url}/drip/", progress=False)
+        install(load_manifest().get("micronet-m"), tmp_path / "m", f"{url}/drip/", progress=False,
+                limits=DownloadLimits(deadline=1.5, min_rate=0))  # the default is 600 s
     assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_a_download_that_crawls_under_the_rate_floor_fails_long_before_the_deadline(tmp_path, adversary):
+    """Issue 25: a source sending a byte every 20 s held `models install` for the whole
+    10 minutes. The floor (1 KiB/s over 60 s by default) is scaled down here to 1 KiB/s over
+    1 s against a server sending 5 bytes/s; the deadline (10 s) is what it hit before."""
+    url, _ = adversary
+    with pytest.raises(KwsError) as failed:
+        install(load_manifest().get("micronet-m"), tmp_path / "m", f"{url}/drip/", progress=False,
+                limits=DownloadLimits(deadline=10.0, min_rate=1024, rate_window=1.0))
+    message = str(failed.value)
+    assert "\n" not in message
+    assert re.fullmatch(rf"download of {url}/drip/kws_micronet_m.tflite failed \(only \d+ bytes in \d+ s, "
+                        r"under 1 KiB/s\): check the network or use --from DIR", message), message
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_the_default_rate_floor_is_one_kib_per_second_over_a_minute_within_ten_minutes():
+    assert DownloadLimits() == DownloadLimits(read_timeout=30.0, deadline=600.0, min_rate=1024, rate_window=60.0)
+
+
+def test_a_fast_download_passes_a_tight_rate_floor(tmp_path, http_root):
+    url, _ = http_root
+    spec = load_manifest().get("micronet-l")
+    path = install(spec, tmp_path / "m", f"{url}/good/", progress=False,
+                   limits=DownloadLimits(min_rate=1024, rate_window=0.5))
+    assert sha1_of(path) == spec.sha1
 
 
 @pytest.mark.parametrize("kind", ["endless", "longer"])

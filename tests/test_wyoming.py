@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +34,15 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *args: str, preexec_fn: Callable[[], None] | None = None
+                 ) -> None:
         self.port = free_port()
         self.log = log
         self._log_file = log.open("w")
         self.proc = subprocess.Popen([*kws_command(), "serve", "wyoming", "--uri", f"tcp://127.0.0.1:{self.port}",
                                       *args],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log_file,
-                                     env=env)
+                                     env=env, preexec_fn=preexec_fn)
         deadline = time.monotonic() + 30
         while "event=listening" not in self.text():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -387,23 +388,36 @@ def test_idle_clients_are_disconnected_after_idle_timeout(limited: Server) -> No
     assert "idle_s=1" in limited.text()
 
 
-def test_clients_over_max_clients_are_refused_and_a_freed_slot_is_reused(limited: Server) -> None:
-    async def go() -> tuple[Event | None, list[str]]:
-        clients = [limited.client() for _ in range(3)]
+@pytest.fixture
+def three_slots(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
+    conf = tmp_path / "k.toml"
+    conf.write_text("[wyoming]\nmax_clients = 3\n")
+    srv = Server(cli_env, tmp_path / "server.log", "--config", str(conf))
+    yield srv
+    assert srv.stop() == 0, srv.text()
+    assert "Traceback" not in srv.text()
+
+
+def test_a_full_server_closes_the_connection_idle_longest_and_serves_the_newcomer(three_slots: Server) -> None:
+    """Issue 25: with every slot taken, the newcomer (Home Assistant, maybe) was closed at once;
+    now the connection that has been idle longest makes room for it."""
+    async def go() -> tuple[Event | None, list[str], list[list[Event]]]:
+        clients = [three_slots.client() for _ in range(3)]
         for client in clients:
             await client.connect()
             assert await until_pong(client) == []  # all three are being served
-        async with limited.client() as extra:
-            refused = await extra.read_event()
-        await clients[0].disconnect()
-        async with limited.client() as late:
-            result = names(await stream(late, clip("keywords/yes_1000ms.wav")))
-        for client in clients[1:]:
+        assert await until_pong(clients[0]) == []  # the oldest is active again: clients[1] is idle longest
+        async with three_slots.client() as newcomer:
+            result = names(await stream(newcomer, clip("keywords/yes_1000ms.wav")))
+        closed = await clients[1].read_event()
+        still = [await until_pong(clients[i]) for i in (0, 2)]
+        for client in clients:
             await client.disconnect()
-        return refused, result
+        return closed, result, still
 
-    refused, result = run(go())
-    assert refused is None  # closed at once
+    closed, result, still = run(go())
     assert result == ["yes"]
-    lines = [line for line in limited.text().splitlines() if "event=client_refused" in line]
-    assert len(lines) == 1 and "max_clients=3" in lines[0], lines
+    assert closed is None  # closed to make room
+    assert still == [[], []]
+    lines = [line for line in three_slots.text().splitlines() if "event=client_evicted" in line]
+    assert len(lines) == 1 and "spoke=True max_clients=3" in lines[0], lines
