@@ -28,7 +28,8 @@ from kws_stream.config import MqttConfig
 from kws_stream.errors import KwsError
 from kws_stream.events import Detection
 from kws_stream.mqtt import MqttCounts, MqttSink
-from testsupport.broker import Broker, Subscriber, find_tool, free_port
+from testsupport.broker import Broker, Subscriber, find_tool
+from testsupport.net import free_port
 
 # handle() must never wait for the network (connects and backoffs take seconds) and close()
 # must not wait for a reconnect backoff (up to 30 s). The bounds are far below those and far

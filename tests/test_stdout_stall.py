@@ -21,12 +21,11 @@ from pathlib import Path
 import pytest
 from conftest import kws_command
 from test_daemon import NotifySocket, play_clip
-from test_mqtt import MOSQUITTO, PREFIX, Broker, Subscriber, detections_of, free_port
+from test_mqtt import PREFIX, TOPICS, detections_of
 
+from testsupport.broker import Broker, Subscriber
 from testsupport.daemon_process import write_config
 from testsupport.vmic import VirtualMic
-
-pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt install mosquitto)")
 
 WAIT = 20.0  # s: generous bounds; each wait ends as soon as its condition holds
 RLU = ["right", "left", "up"]
@@ -113,9 +112,9 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
 
 
 def test_a_stdout_nobody_reads_never_stops_mqtt_metrics_or_a_clean_stop(mic16, cli_env, tmp_path):
-    broker = Broker(tmp_path / "broker", free_port())
+    broker = Broker(tmp_path / "broker")
     broker.start()
-    sub = Subscriber(broker.port)
+    sub = Subscriber(broker.port, TOPICS)
     conf = write_config(tmp_path / "k.toml", "[metrics]\nenabled = true\nport = 0\n"
                         f"[mqtt]\nenabled = true\nhost = \"127.0.0.1\"\nport = {broker.port}\n"
                         f"topic_prefix = \"{PREFIX}\"\nclient_id = \"kws-stall\"\n")

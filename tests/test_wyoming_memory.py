@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_wyoming import free_port, stream
+from test_wyoming import stream
 from wyoming.client import AsyncTcpClient
 from wyoming.server import AsyncServer
 
@@ -31,6 +31,7 @@ from kws_stream.backend import KeywordModel
 from kws_stream.models import load_manifest
 from kws_stream.pipeline import Pipeline, PipelineParams
 from kws_stream.wyoming_server import WakeHandler, WakeService
+from testsupport.net import free_port
 
 STREAMS = 6
 

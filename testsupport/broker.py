@@ -25,6 +25,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from .net import free_port
+
 START_TIMEOUT = 15.0  # s for mosquitto to listen, and for the subscriber to subscribe
 
 
@@ -39,12 +41,6 @@ def find_tool(name: str) -> str:
         if found and os.access(found, os.X_OK):
             return found
     raise ToolMissing(f"{name} is not installed: ./setup.sh --dev installs it (apt install mosquitto openssl)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Broker:
