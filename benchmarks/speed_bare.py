@@ -71,6 +71,8 @@ def make_command_gate(params: PipelineParams, labels: tuple[str, ...]) -> Any:
         return None
     from kws_stream.command import CommandGate
 
+    if _accepts(CommandGate, "geometry"):  # since issue 21: the stream geometry is the gate's default
+        return CommandGate(command, labels, params.decision)
     window = FRAME + (NUM_FRAMES - 1) * HOP
     if _accepts(CommandGate, "labels"):  # the gate re-scores whole words from smoothed scores
         return CommandGate(command, RATE, window, labels, params.decision)
