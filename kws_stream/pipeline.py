@@ -91,15 +91,6 @@ class Spotter:
         """Model runs so far."""
         return self.windows.inferences
 
-    @property
-    def inference_observer(self) -> Callable[[float], None] | None:
-        """Called with each model run's duration in seconds (metrics)."""
-        return self.windows.inference_observer
-
-    @inference_observer.setter
-    def inference_observer(self, observer: Callable[[float], None] | None) -> None:
-        self.windows.inference_observer = observer
-
     def _new_gate(self, params: PipelineParams) -> CommandGate:
         gate = CommandGate(params.command, self.labels, params.decision, self.windows.geometry,
                            first_hop=self.windows.heard, rules=self._rules)  # a reload mid-stream starts now
@@ -177,11 +168,11 @@ class Pipeline:
     @property
     def inference_observer(self) -> Callable[[float], None] | None:
         """Called with each model run's duration in seconds (metrics)."""
-        return self.spotter.inference_observer
+        return self.spotter.windows.inference_observer
 
     @inference_observer.setter
     def inference_observer(self, observer: Callable[[float], None] | None) -> None:
-        self.spotter.inference_observer = observer
+        self.spotter.windows.inference_observer = observer
 
     def reconfigure(self, params: PipelineParams) -> None:
         """New thresholds/keywords/stride without losing the audio already seen."""
