@@ -1,4 +1,14 @@
-"""Command mode: keywords only when spoken as commands, not inside running speech."""
+"""Command mode: keywords only when spoken as commands, not inside running speech.
+
+Which recordings, and why. The rules alone and the gate alone are tested on level contours
+(`contour()`). The real-clip tests use the shared keyword clips and the four LibriSpeech
+sentences of `negatives/`: the only real commands said in a row, and the only real sentences
+outside real-dev, that the project has. `benchmarks.command_mode` reports on them too (its
+default table, and the keyword clips padded in the validation side of `--targets`), but the
+rules are tuned on the synthetic corpus and real-dev's dev half; these tests pin what each
+clip must give (every command of a row, nothing in a sentence) and measure no rate. Two
+regression tests use the real-dev recording their bug was found on, and say why.
+"""
 
 from __future__ import annotations
 
@@ -499,7 +509,11 @@ def test_one_word_is_reported_once_when_a_correction_would_repeat_the_word_befor
 def test_the_first_word_of_a_sentence_after_a_pause_is_not_a_command(model):
     """Real meeting speech (AMI, real-dev): at 18.8 s a speaker's "right" after a pause is
     followed 0.2-0.25 s later by more talk. It used to be accepted (after_silence = 0.2
-    s); longer speech after a burst now means it was not a command."""
+    s); longer speech after a burst now means it was not a command.
+
+    The file is in real-dev's dev half: after_silence was tuned on it, and this test pins
+    that decision to the case that motivated it; it is no evidence that the rule
+    generalises (the validation half and corpus of `benchmarks.command_mode --targets` are)."""
     _, audio = read_clip("real-dev/ami_trn03.wav")
     before = PipelineParams(command=CommandParams(after_silence=0.2))
     assert [(d.keyword, round(d.end, 1)) for d in spot(model, audio, before)] == [("right", 18.8)]
@@ -540,11 +554,20 @@ def test_windows_run_long_after_they_were_heard_are_judged_or_dropped_not_a_cras
     """Real read speech (real-dev, LibriSpeech 887) after 3.5 s of quiet, post_silence 0.3 s:
     a burst at the end of a long stretch of speech wanted windows from the stretch's start,
     over 4 s back; a candidate from one of them reached the gate after its levels were gone,
-    and the worker died (ValueError). Only windows the gate can still judge are run now."""
+    and the worker died (ValueError). Only windows the gate can still judge are run now.
+
+    The file is in real-dev's validation half (`benchmarks.command_mode --targets`), and it
+    is kept because it is the recording the crash was found on (the joined LibriSpeech
+    sentences do not reach that far back). So the test says nothing about what is found in
+    it, which would be tuning on validation data: only that it runs to the end, as the
+    model at every hop does."""
     _, speech = read_clip("real-dev/ls_887-123289-0000.wav")
     lead = np.zeros(56000, dtype=np.int16) if digital else room_tone(3.5)
     params = PipelineParams(command=CommandParams(post_silence=0.3))
-    assert spot(model, np.concatenate([lead, speech, room_tone(1.0)]), params) == []
+    audio = np.concatenate([lead, speech, room_tone(1.0)])
+    every_hop = dataclasses.replace(params, eager_inference=True)
+    assert [(d.keyword, d.end) for d in spot(model, audio, params)] == \
+        [(d.keyword, d.end) for d in spot(model, audio, every_hop)]
 
 
 def test_commands_in_a_row_are_not_taken_for_a_sentence(model):
