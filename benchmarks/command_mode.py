@@ -405,12 +405,11 @@ def replay(trace: Trace, decision: DecisionParams, command: CommandParams,
            voiced: np.ndarray | None = None, rule: VadRule | None = None, eager: bool = False) -> list[Fired]:
     """The pipeline's own `Spotter` over cached levels and probabilities: hop k of the
     pipeline (its frame ends at (k + 2) * 320) is trace index k + 1. With `voiced` (per-hop
-    VAD flags, `vad_flags_for`), the VAD experiment instead: its gate is a `VadGate` that
-    also vetoes by `rule` (`VadVeto`, a rule added to the gate's), with the model at every hop
-    (as it was measured)."""
+    VAD flags, `vad_flags_for`), the VAD experiment instead: the gate also vetoes by `rule`
+    (`VadVeto`, a rule added to the gate's), with the model at every hop (as it was measured)."""
     vad = voiced is not None and command.enabled
     spotter = Spotter(LABELS, PipelineParams(decision=decision, command=command, eager_inference=eager or vad),
-                      lambda k: trace.probs[k + 1], rules=[VadVeto(voiced, rule)] if voiced is not None and vad else [])
+                      lambda k: trace.probs[k + 1], rules=[VadVeto(voiced, rule)] if vad else [])
     out: list[Fired] = []
     for k in range(len(trace.levels) - 1):
         end = (k + 2) * HOP_SAMPLES / RATE
