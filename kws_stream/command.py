@@ -144,7 +144,6 @@ class CommandGate:
         self.hops = GateHops.of(params, geometry)
         self._sample_rate = geometry.sample_rate
         self.contour = Contour(self.hops, params.speech_margin_db, first_hop)
-        self.floor = self.contour.floor
         self.shapes = ShapeRules(params, self.contour, rules)
         self.score = WholeWordScore(params, self.contour, labels, decision)
         self.words = SameWord(self.contour, int(decision.refractory * geometry.sample_rate))
