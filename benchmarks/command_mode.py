@@ -520,7 +520,7 @@ def vad_rules() -> list[VadRule]:
 
 
 class VadVeto:
-    """A rule added to the gate (`kws_stream.rules.Rule`): vetoes a burst the level rules
+    """A rule added to the gate (`kws_stream.rules.AddedRule`): vetoes a burst the level rules
     accepted when `rule` says so, from per-hop VAD flags (`voiced`: one row per hop of the
     stream, hop i = samples [320 i, 320 (i + 1)), one column per mode). The benchmark's way
     of trying VAD rules without changing the gate."""

@@ -68,7 +68,7 @@ from .contour import HISTORY_S, Contour, GateHops
 from .decision import Decision, DecisionParams
 from .features import MICRONET, StreamGeometry, hop_level_db
 from .params import FLAG, Checked, decibels, number, seconds, setting
-from .rules import Rule, ShapeRules
+from .rules import AddedRule, ShapeRules
 from .verdicts import Accept, Burst, Reject, RuleId, Verdict, Wait
 from .words import SameWord, WholeWordScore, Word
 
@@ -134,12 +134,12 @@ class CommandGate:
     `bursts()` tell from the levels alone where a command can be, so that the caller
     runs the model only there (`pipeline`). Hops are numbered from the stream's start; a
     gate made mid-stream (a reload) starts at `first_hop`, which counts as the start.
-    `rules` are added to the shape rules (an experiment's; see `rules.Rule`).
+    `rules` are added to the shape rules (an experiment's; see `rules.AddedRule`).
     """
 
     def __init__(self, params: CommandParams = CommandParams(), labels: Sequence[str] | None = None,
                  decision: DecisionParams = DecisionParams(), geometry: StreamGeometry = MICRONET,
-                 first_hop: int = 0, rules: Sequence[Rule] = ()) -> None:
+                 first_hop: int = 0, rules: Sequence[AddedRule] = ()) -> None:
         self.params = params
         self.hops = GateHops.of(params, geometry)
         self._sample_rate = geometry.sample_rate

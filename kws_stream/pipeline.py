@@ -22,7 +22,7 @@ from .decision import Decision, DecisionParams, KeywordDecider
 from .events import Detection
 from .features import FeatureParams, FeatureWindow, MfccExtractor
 from .params import FLAG, Checked, Rule, integer, setting
-from .rules import Rule as GateRule
+from .rules import AddedRule
 from .schedule import EagerScheduler, EventScheduler, PlainScheduler, Scheduler, Windows
 from .silence import SilenceGate, SilenceParams
 from .verdicts import Reject
@@ -62,12 +62,12 @@ class Spotter:
     ending with it ends at `FeatureParams.frame_end(index)`) and returns the decisions made
     now. `score(index)` must return the model's probabilities for the window ending with hop
     `index`, for any index between `oldest_window()` and the newest hop. `rules` are added
-    to command mode's (an experiment's: see `rules.Rule`).
+    to command mode's (an experiment's: see `rules.AddedRule`).
     """
 
     def __init__(self, labels: tuple[str, ...], params: PipelineParams, score: Callable[[int], np.ndarray],
                  features: FeatureParams = FeatureParams(), oldest_window: Callable[[], int] = lambda: 0,
-                 rules: Sequence[GateRule] = ()) -> None:
+                 rules: Sequence[AddedRule] = ()) -> None:
         self.labels = labels
         self.params = params
         self.decider = KeywordDecider(labels, params.decision)

@@ -7,7 +7,7 @@ burst must not be longer than max_word (`MaxWord`); a pause of pre_silence must 
 it, or it must be the next command of a row (`PauseBefore`); its peak must stand
 min_snr_db above the noise floor (`Loudness`); and quiet, or another short burst, must
 follow it (`QuietAfter`). Each returns a `verdicts` value and explains itself. A further
-rule (an experiment's) is a `Rule`: it sees every burst the others accept.
+rule (an experiment's) is an `AddedRule`: it sees every burst the others accept.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ ROW_TALKER_DB = 10.0  # a short burst before a word peaking within this of the w
 #                      talker's: then it must be a command for the word to be the next of a row
 
 
-class Rule(Protocol):
+class AddedRule(Protocol):
     """A rule added by composition: None to let an accepted burst stand, or a Reject
     (`RuleId.EXTRA`, its own text)."""
 
@@ -192,7 +192,7 @@ class QuietAfter:
 class ShapeRules:
     """The shape rules applied to the burst of speech a window holds."""
 
-    def __init__(self, params: CommandParams, contour: Contour, extra: Sequence[Rule] = ()) -> None:
+    def __init__(self, params: CommandParams, contour: Contour, extra: Sequence[AddedRule] = ()) -> None:
         self.contour = contour
         self.no_speech = NoSpeech(params, contour)
         self.max_word = MaxWord(params, contour)
