@@ -164,9 +164,10 @@ def _strip_text(result: dict[str, Any]) -> dict[str, Any]:
 
 def _no_speech_fix(before: dict[str, Any], after: dict[str, Any]) -> int:
     """Rejections that differ only as issue 21 meant: before it, a window with no speech above
-    the noise floor was explained as pre_silence (its "pause before the word" was as long as
-    pre_silence or longer); now it names its own rule, speech_margin_db. Returns how many
-    such rejections there are, or -1 if anything else differs."""
+    the noise floor was explained as pre_silence (the text search fell through to it, and
+    measured a "pause before the word" of anything: 2.84 s, 0.00 s, -0.70 s); now it names
+    its own rule, speech_margin_db, with its peak less than that above the floor. Returns
+    how many such rejections there are, or -1 if anything else differs."""
     a, b = before.get("rejections", []), after.get("rejections", [])
     if {k: v for k, v in before.items() if k != "rejections"} != {k: v for k, v in after.items() if k != "rejections"} \
             or len(a) != len(b):
@@ -175,8 +176,8 @@ def _no_speech_fix(before: dict[str, Any], after: dict[str, Any]) -> int:
     for x, y in zip(a, b):
         if x[:5] == y[:5]:
             continue
-        was_no_speech = x[3] == "pre_silence" and len(x[4]) == 2 and float(x[4][0]) >= float(x[4][1])
-        if not (was_no_speech and y[3] == "speech_margin_db" and x[:3] == y[:3]):
+        no_speech = y[3] == "speech_margin_db" and len(y[4]) == 2 and float(y[4][0]) < float(y[4][1])
+        if not (x[3] == "pre_silence" and no_speech and x[:3] == y[:3]):
             return -1
         fixed += 1
     return fixed
