@@ -10,8 +10,8 @@ and a pause after it; a syllable inside a sentence is part of a long stretch of 
 `CommandGate` sits after the plain `KeywordDecider` and judges each of its candidate
 decisions from the loudness contour of the last few seconds (one level per 20 ms hop,
 `contour`), with one object per rule (`rules`: the shape of the burst; `words`: the
-whole word's score and one report per word), each returning a typed verdict (`verdicts`).
-`bursts` finds, from the levels alone, where the model needs to run at all:
+whole word's score and one report per word), each returning a typed verdict (`verdicts`);
+`bursts` finds, from the levels alone, where the model needs to run at all. The rules:
 
 1. The loudest hop of the window that fired is taken as the word's peak. A hop counts
    as speech for this word if it is above the adaptive noise floor by `speech_margin_db`
