@@ -44,16 +44,19 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 import scipy.io.wavfile
 
-from kws_stream.command import CORE_DROP_DB, HOP_SAMPLES, CommandGate, CommandParams, hop_level_db
+from kws_stream.command import CommandGate, CommandParams
+from kws_stream.contour import CORE_DROP_DB, Contour
 from kws_stream.decision import DecisionParams
-from kws_stream.features import FeatureParams, MfccExtractor
+from kws_stream.features import MICRONET, FeatureParams, MfccExtractor, hop_level_db
 from kws_stream.pipeline import PipelineParams, Spotter
+from kws_stream.verdicts import Burst, Reject, RuleId
 
 SHARED = Path(os.environ.get("KWS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 AUDIO = SHARED / "audio"
 LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
 MODEL_FILES = {"micronet-l": "kws_micronet_l.tflite", "micronet-m": "kws_micronet_m.tflite"}
-RATE = 16000
+RATE = MICRONET.sample_rate
+HOP_SAMPLES = MICRONET.hop_samples
 PAD_S = 0.5
 ROOM_TONE_DBFS = -60.0
 LIBRISPEECH = ("another_door.wav", "another_engineer.wav", "i_tell_you.wav", "testing_routine.wav")
@@ -402,13 +405,11 @@ def replay(trace: Trace, decision: DecisionParams, command: CommandParams,
            voiced: np.ndarray | None = None, rule: VadRule | None = None, eager: bool = False) -> list[Fired]:
     """The pipeline's own `Spotter` over cached levels and probabilities: hop k of the
     pipeline (its frame ends at (k + 2) * 320) is trace index k + 1. With `voiced` (per-hop
-    VAD flags, `vad_flags_for`), the VAD experiment instead: its gate is a `VadGate` that
-    also vetoes by `rule`, with the model at every hop (as it was measured)."""
+    VAD flags, `vad_flags_for`), the VAD experiment instead: the gate also vetoes by `rule`
+    (`VadVeto`, a rule added to the gate's), with the model at every hop (as it was measured)."""
     vad = voiced is not None and command.enabled
     spotter = Spotter(LABELS, PipelineParams(decision=decision, command=command, eager_inference=eager or vad),
-                      lambda k: trace.probs[k + 1])
-    if vad:
-        spotter.gate = VadGate(voiced, rule, command, labels=LABELS, decision=decision)
+                      lambda k: trace.probs[k + 1], rules=[VadVeto(voiced, rule)] if vad else [])
     out: list[Fired] = []
     for k in range(len(trace.levels) - 1):
         end = (k + 2) * HOP_SAMPLES / RATE
@@ -518,49 +519,45 @@ def vad_rules() -> list[VadRule]:
     return out
 
 
-class VadGate(CommandGate):
-    """`CommandGate` that also stores per-hop VAD flags (`voiced`: one row per hop of the
-    stream, one column per mode) and vetoes a burst the level rules accepted when `rule`
-    says so: the benchmark's way of trying VAD rules without changing the gate."""
+class VadVeto:
+    """A rule added to the gate (`kws_stream.rules.AddedRule`): vetoes a burst the level rules
+    accepted when `rule` says so, from per-hop VAD flags (`voiced`: one row per hop of the
+    stream, hop i = samples [320 i, 320 (i + 1)), one column per mode). The benchmark's way
+    of trying VAD rules without changing the gate."""
 
-    def __init__(self, voiced: np.ndarray, rule: VadRule | None, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, voiced: np.ndarray, rule: VadRule | None) -> None:
         self._source = voiced
-        self._voiced = np.zeros((self._size, voiced.shape[1]), dtype=bool)
         self.rule = rule
 
-    def observe(self, level_db: float, end_sample: int) -> None:
-        self._voiced[self._hops % self._size] = self._source[end_sample // HOP_SAMPLES - 1]
-        super().observe(level_db, end_sample)
+    def _voiced(self, c: Contour, hops: np.ndarray) -> np.ndarray:
+        return self._source[c.ends[hops % c.size] // HOP_SAMPLES - 1]
 
-    def features(self, v) -> VadFeatures:
-        now = self._hops - 1
-        oldest = max(0, now - self._size + 1)
-        speech = self.floor.floor_db + self.params.speech_margin_db
+    def features(self, v: Burst, c: Contour) -> VadFeatures:
+        h, now, oldest = c.hops, c.now, c.oldest
+        speech = c.speech_db()
 
         def hops(a: int, b: int) -> np.ndarray:
             return np.arange(max(a, oldest), min(b, now) + 1)
 
-        pause = hops(v.start - self._pre_hops, v.start - 1)
-        after = hops(v.end + 1, v.end + self._after_hops)
-        bg = hops(v.start - self._pre_hops - int(round(BACKGROUND_S / self._hop_s)), v.start - self._pre_hops - 1)
-        quiet = np.array([self._level(k) < speech for k in bg], dtype=bool)
-        flags_bg = self._voiced[bg % self._size] & quiet[:, None] if len(bg) else np.zeros((0, 3), dtype=bool)
-        threshold = max(speech, self._level(v.peak) - CORE_DROP_DB)
-        start, before = self._burst_start(v.peak, threshold, oldest)
+        pause = hops(v.start - h.pre, v.start - 1)
+        after = hops(v.end + 1, v.end + h.after)
+        bg = hops(v.start - h.pre - int(round(BACKGROUND_S / h.seconds)), v.start - h.pre - 1)
+        quiet = np.array([c.level(k) < speech for k in bg], dtype=bool)
+        flags_bg = self._voiced(c, bg) & quiet[:, None] if len(bg) else np.zeros((0, 3), dtype=bool)
+        threshold = max(speech, c.level(v.peak) - CORE_DROP_DB)
+        start, before = c.burst_start(v.peak, threshold, oldest)
         row_gap = None
-        if before >= oldest and start - before - 1 < self._pre_hops:
+        if before >= oldest and start - before - 1 < h.pre:
             gap = np.arange(before + 1, start)
-            row_gap = tuple(self._voiced[gap % self._size].mean(axis=0)) if len(gap) else (1.0,) * 3
-        return VadFeatures(tuple(int(x) for x in self._voiced[pause % self._size].sum(axis=0)),
-                           tuple(int(x) for x in self._voiced[after % self._size].sum(axis=0)),
+            row_gap = tuple(self._voiced(c, gap).mean(axis=0)) if len(gap) else (1.0,) * 3
+        return VadFeatures(tuple(int(x) for x in self._voiced(c, pause).sum(axis=0)),
+                           tuple(int(x) for x in self._voiced(c, after).sum(axis=0)),
                            tuple(flags_bg.mean(axis=0)) if len(bg) else (0.0,) * 3, row_gap)
 
-    def _verdict(self, hop: int, final: bool, *args, **kwargs):
-        v = super()._verdict(hop, final, *args, **kwargs)
-        if v is None or not v.accepted or self.rule is None or not self.rule(self.features(v)):
-            return v
-        return dataclasses.replace(v, accepted=False, reason="vad")
+    def __call__(self, burst: Burst, contour: Contour) -> Reject | None:
+        if self.rule is None or not self.rule(self.features(burst, contour)):
+            return None
+        return Reject(RuleId.EXTRA, burst, "vad: " + self.rule.label.replace("{", "{{").replace("}", "}}"))
 
 
 @dataclass

@@ -9,26 +9,41 @@ the validation side also the shared keyword clips): once with `eager_inference=T
 model at every hop, as command mode ran before it became event-driven) and once at the
 defaults. It prints, per set, the audio, the model runs of each and their ratio, and every
 stream whose detections (keyword and window end) differ, with both lists. The every-hop
-results are cached in `--eager-cache` (they only change when the model or front end does).
+results are cached in `--eager-cache`, keyed on everything they depend on: the model file,
+the code of `kws_stream` (the gate's rules, the front end), the parameters and each
+stream's audio; a change to any of them computes them again.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import kws_stream
 from kws_stream.backend import KeywordModel
+from kws_stream.features import MICRONET
 from kws_stream.pipeline import Pipeline, PipelineParams
 
 from .command_mode import LABELS, MODEL_FILES, SHARED, split_sets
 
-RATE = 16000
+RATE = MICRONET.sample_rate
+EAGER = PipelineParams(eager_inference=True)
+
+
+def fingerprint(model_path: Path) -> str:
+    """What every-hop results depend on besides the audio: the model, the code, the params."""
+    h = hashlib.sha1(model_path.read_bytes())
+    for source in sorted(Path(kws_stream.__file__).parent.glob("*.py")):
+        h.update(source.name.encode() + source.read_bytes())
+    h.update(repr(EAGER).encode())
+    return h.hexdigest()
 
 
 def detections(model: KeywordModel, audio, eager: bool) -> tuple[list[list], int]:
-    pipeline = Pipeline(model, "micronet-l", "bench", PipelineParams(eager_inference=eager))
+    pipeline = Pipeline(model, "micronet-l", "bench", EAGER if eager else PipelineParams())
     found = pipeline.feed(audio) + pipeline.finish()
     return [[d.keyword, round(d.end, 2)] for d in found], pipeline.inferences
 
@@ -40,8 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--model", choices=sorted(MODEL_FILES), default="micronet-l")
     ap.add_argument("--eager-cache", type=Path, default=Path("/tmp/kws-event-driven-eager.json"))
     args = ap.parse_args(argv)
-    model = KeywordModel(SHARED / "models" / MODEL_FILES[args.model], LABELS)
+    model_path = SHARED / "models" / MODEL_FILES[args.model]
+    model = KeywordModel(model_path, LABELS)
+    version = fingerprint(model_path)
     cache = json.loads(args.eager_cache.read_text()) if args.eager_cache.exists() else {}
+    if cache.get("fingerprint") != version:
+        cache = {"fingerprint": version}  # another model, gate or front end: nothing cached holds
     print(f"{'set':28s} {'audio_s':>8s} {'every-hop runs':>14s} {'event runs':>10s} {'ratio':>7s} {'differ':>6s}")
     totals = [0.0, 0, 0, 0, 0]
     differences = []
@@ -49,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, streams in split_sets(split, corpus).items():
             row = [0.0, 0, 0, 0, len(streams)]
             for s in streams:
-                key = f"{args.model}:{s.name}"
+                key = f"{s.name}:{hashlib.sha1(s.audio.tobytes()).hexdigest()}"
                 if key not in cache:
                     found, runs = detections(model, s.audio, eager=True)
                     cache[key] = {"dets": found, "inf": runs}

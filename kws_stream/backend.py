@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from .errors import KwsError
+from .features import MICRONET
 
-INPUT_SHAPE = (1, 49, 10, 1)
+INPUT_SHAPE = MICRONET.input_shape  # (1, 49, 10, 1): the MFCC front end's window
 
 
 def _interpreter_class() -> tuple[Any, str]:

@@ -18,6 +18,7 @@ from .logsetup import setup_logging  # never blocks on a stalled stderr
 from .models import install, installed_path, manifest_for, model_dir, open_model, verify
 from .preflight import check_model, check_runnable
 from .sinks import StdoutSink
+from .verdicts import Reject
 
 log = logging.getLogger("kws_stream")
 
@@ -129,7 +130,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.explain:  # every candidate plain spotting would see, not only those near a command-like burst
         params = dataclasses.replace(params, eager_inference=True)
 
-    def explain(detection: Detection, verdict: str, rule: str = "") -> None:
+    def explain(detection: Detection, verdict: str, rule: Reject | None = None) -> None:
         print(explain_line(detection, params, verdict, rule), file=sys.stderr, flush=True)
 
     rejected = (lambda d, rule: explain(d, "rejected", rule)) if args.explain else None

@@ -15,6 +15,7 @@ from .errors import InputError
 from .events import Detection
 from .pipeline import Pipeline, PipelineParams
 from .sources import WavFileSource
+from .verdicts import Reject
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class FileError:
     error: InputError
 
 
-RejectionObserver = Callable[[Detection, str], None]
+RejectionObserver = Callable[[Detection, Reject], None]
 
 
 def detect_files(paths: Iterable[str | Path], model: KeywordModel, model_name: str,
@@ -33,7 +34,7 @@ def detect_files(paths: Iterable[str | Path], model: KeywordModel, model_name: s
                  on_rejection: RejectionObserver | None = None) -> Iterator[Detection | FileError]:
     """Detections of each file in order, and a `FileError` for each file that cannot be read
     (a truncated pipe is reported after the detections before the truncation).
-    `on_rejection(candidate, rule)` sees each candidate command mode rejects. Stop
+    `on_rejection(candidate, rejection)` sees each candidate command mode rejects. Stop
     iterating to stop early."""
     for path in paths:
         name = str(path)

@@ -10,6 +10,7 @@ import json
 
 from .events import Detection
 from .pipeline import PipelineParams
+from .verdicts import Reject
 
 
 def _value(text: str) -> str:
@@ -17,13 +18,13 @@ def _value(text: str) -> str:
     return text if text and not any(c.isspace() or c in '"=' for c in text) else json.dumps(text)
 
 
-def explain_line(d: Detection, params: PipelineParams, verdict: str, rule: str = "") -> str:
-    """`verdict` is "reported" or "rejected"; `rule` is command mode's `name: what was measured`."""
+def explain_line(d: Detection, params: PipelineParams, verdict: str, rule: Reject | None = None) -> str:
+    """`verdict` is "reported" or "rejected"; `rule` is command mode's rejection: its rule's
+    name (the `[command]` setting) and what it measured."""
     mode = "command" if params.command.enabled else "plain"
     fields = [f"source={_value(d.source)}", f"mode={mode}", f"verdict={verdict}", f"keyword={d.keyword}",
               f"score={d.score:.3f}", f"threshold={params.decision.threshold_for(d.keyword):.2f}",
               f"start={d.start:.2f}", f"end={d.end:.2f}"]
-    if rule:
-        name, _, detail = rule.partition(": ")
-        fields += [f"rule={name}", f"detail={json.dumps(detail)}"]
+    if rule is not None:
+        fields += [f"rule={rule.rule.value}", f"detail={json.dumps(rule.detail)}"]
     return "explain " + " ".join(fields)

@@ -17,7 +17,6 @@ import numpy as np
 
 SAMPLE_RATE = 16000  # Hz: what the models were trained on; every source is resampled to it
 HOP_SAMPLES = 320  # one MFCC frame step (20 ms)
-WINDOW_SAMPLES = 16000  # audio seen by one model window (1 s)
 
 FULL_SCALE_POWER = 32768.0 ** 2
 FULL_SCALE_DB = 20.0 * math.log10(32768.0)  # int16 full scale -> 0 dBFS

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import hop_level_db, level_dbfs
+from .features import MICRONET, hop_level_db, level_dbfs
 from .params import FLAG, Checked, number, setting
 
 __all__ = ["SilenceGate", "SilenceParams", "level_dbfs"]
@@ -27,10 +27,13 @@ class SilenceParams(Checked):
 
 
 class SilenceGate:
-    def __init__(self, params: SilenceParams, window_hops: int) -> None:
+    """Quiet while none of the hops that completed the newest window's `frames` MFCC frames
+    was loud (hop k completes frame k: its level is that of the frame's newest half)."""
+
+    def __init__(self, params: SilenceParams, frames: int = MICRONET.frames) -> None:
         self.params = params
-        self._window_hops = window_hops
-        self._quiet_hops = window_hops  # hops since the last loud one; a new stream starts quiet
+        self._frames = frames
+        self._quiet_hops = frames  # hops since the last loud one; a new stream starts quiet
         self.skipped = 0  # inferences not run, for benchmarks and metrics
 
     def push(self, hop: np.ndarray) -> bool:
@@ -45,4 +48,4 @@ class SilenceGate:
     @property
     def active(self) -> bool:
         """A loud hop lies inside the newest window."""
-        return self._quiet_hops < self._window_hops
+        return self._quiet_hops < self._frames

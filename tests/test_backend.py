@@ -4,7 +4,7 @@ from conftest import LABELS, SHARED_MODELS, read_clip
 
 from kws_stream.backend import KeywordModel
 from kws_stream.errors import KwsError
-from kws_stream.features import MfccExtractor
+from kws_stream.features import MICRONET, MfccExtractor
 from testsupport.tflite_fixtures import passthrough_model
 
 # SPEC.md's table; the backend must read these from the model, not hard-code them.
@@ -33,10 +33,10 @@ def test_probabilities_are_a_softmax_of_dequantised_logits():
 
 def test_quantize_rounds_and_clamps_like_training():
     model = KeywordModel(SHARED_MODELS / "kws_micronet_m.tflite", LABELS)
-    window = np.zeros((49, 10))
+    window = np.zeros(MICRONET.input_shape[1:3])
     window[0, :3] = [-1000.0, 1000.0, 0.3017]  # 0.3017 / 0.20109497 = 1.5003 -> 2
     q = model.quantize(window)
-    assert q.dtype == np.int8 and q.shape == (1, 49, 10, 1)
+    assert q.dtype == np.int8 and q.shape == MICRONET.input_shape
     assert list(q[0, 0, :3, 0]) == [-128, 127, -3]
     assert q[0, 1, 0, 0] == -5
 
@@ -48,14 +48,14 @@ def test_wrong_input_shape_is_refused_with_what_was_expected(tmp_path):
 
 
 def test_float_model_is_refused(tmp_path):
-    path = passthrough_model(tmp_path / "float.tflite", (1, 49, 10, 1), np.float32)
+    path = passthrough_model(tmp_path / "float.tflite", MICRONET.input_shape, np.float32)
     with pytest.raises(KwsError, match="float32"):
         KeywordModel(path, LABELS)
 
 
 def test_label_count_must_match_the_output(tmp_path):
     with pytest.raises(KwsError, match="12 labels"):
-        KeywordModel(passthrough_model(tmp_path / "p.tflite", (1, 49, 10, 1)), LABELS)
+        KeywordModel(passthrough_model(tmp_path / "p.tflite", MICRONET.input_shape), LABELS)
 
 
 def test_corrupt_file_is_one_clear_error(tmp_path):

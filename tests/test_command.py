@@ -1,4 +1,14 @@
-"""Command mode: keywords only when spoken as commands, not inside running speech."""
+"""Command mode: keywords only when spoken as commands, not inside running speech.
+
+Which recordings, and why. The rules alone and the gate alone are tested on level contours
+(`contour()`). The real-clip tests use the shared keyword clips and the four LibriSpeech
+sentences of `negatives/`: the only real commands said in a row, and the only real sentences
+outside real-dev, that the project has. `benchmarks.command_mode` reports on them too (its
+default table, and the keyword clips padded in the validation side of `--targets`), but the
+rules are tuned on the synthetic corpus and real-dev's dev half; these tests pin what each
+clip must give (every command of a row, nothing in a sentence) and measure no rate. Two
+regression tests use the real-dev recording their bug was found on, and say why.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +19,26 @@ import numpy as np
 import pytest
 from conftest import LABELS, read_clip
 
-from kws_stream.command import (
+from kws_stream.command import CommandGate, CommandParams
+from kws_stream.contour import (
     DIGITAL_SILENCE_DBFS,
-    HOP_SAMPLES,
     LATEST_WORD_DB,
     LEVEL_SMOOTHING_HOPS,
     MIN_NOISE_FLOOR_DBFS,
     NOISE_FLOOR_BLOCKS,
-    CommandGate,
-    CommandParams,
+    Contour,
+    GateHops,
     NoiseFloor,
 )
 from kws_stream.decision import Decision
+from kws_stream.features import MICRONET
 from kws_stream.pipeline import Pipeline, PipelineParams
+from kws_stream.rules import Loudness, MaxWord, NoSpeech, PauseBefore, QuietAfter, ShapeRules
+from kws_stream.verdicts import Accept, Burst, Reject, RuleId, Wait
+from kws_stream.words import Word
+
+HOP_SAMPLES = MICRONET.hop_samples
+RATE = MICRONET.sample_rate
 
 LIBRISPEECH = ["another_door.wav", "another_engineer.wav", "i_tell_you.wav", "testing_routine.wav"]
 KEYWORD_CLIPS = {
@@ -103,14 +120,14 @@ def test_a_candidate_older_than_the_levels_kept_is_rejected_not_a_crash():
     """A caller that hands the gate a window whose levels have left its 4 s history gets a
     rejection naming the rule, not a ValueError from an empty level array."""
     gate = CommandGate()
-    rules: list[str] = []
+    rules: list[Reject] = []
     gate.on_reject = lambda decision, rule: rules.append(rule)
     levels = contour((1.0, -60), (0.4, -20), (6.0, -60))
     for i, level in enumerate(levels):
         gate.observe(level, (i + 1) * HOP_SAMPLES)
     gate.add(70, [Decision("yes", 0.9, 71 * HOP_SAMPLES)])  # hop 70: over 5 s before the newest
     assert gate.judge() == []
-    assert len(rules) == 1 and rules[0].startswith("history:")
+    assert len(rules) == 1 and rules[0].rule is RuleId.HISTORY
     assert not gate.waiting
 
 
@@ -217,14 +234,12 @@ def random_contour(rng: np.random.Generator, hops: int) -> np.ndarray:
     return np.round(levels) if rng.random() < 0.5 else levels
 
 
-class EveryHopGate(CommandGate):
+def every_hop_gate(params: CommandParams) -> CommandGate:
     """The gate as it was: every waiting word judged again at every hop, no scan memo."""
-
-    def _judge_again(self, wait, speech):
-        return True
-
-    def _scans_now(self):
-        return {}
+    gate = CommandGate(params)
+    gate.scanner.judge_again = lambda wait, speech: True  # type: ignore[method-assign]
+    gate.contour.scans_now = dict  # type: ignore[method-assign]
+    return gate
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -235,7 +250,7 @@ def test_bursts_skips_only_what_cannot_change(seed):
     params = CommandParams(post_silence=float(rng.choice([0.06, 0.2, 0.4])),
                            after_silence=float(rng.choice([0.06, 0.25, 0.5])),
                            max_word=float(rng.choice([0.4, 1.0])), pre_silence=float(rng.choice([0.0, 0.6])))
-    fast, slow = CommandGate(params), EveryHopGate(params)
+    fast, slow = CommandGate(params), every_hop_gate(params)
     levels = random_contour(rng, 3000)
     for i, level in enumerate(levels):
         for gate in (fast, slow):
@@ -256,35 +271,120 @@ def test_the_noise_floor_is_the_minimum_of_its_blocks():
         assert smoothed == 10.0 * math.log10(max(sum(powers) / len(powers), 1e-10))
         block.append(smoothed)
         trusted = [x for x in block if x > DIGITAL_SILENCE_DBFS]
-        if len(block) == floor._block_hops:
+        if len(block) == floor.block_hops:
             blocks = [*blocks, min(trusted, default=MIN_NOISE_FLOOR_DBFS)][-NOISE_FLOOR_BLOCKS:]
             block, trusted = [], []
         assert floor.floor_db == max(min(trusted + blocks, default=math.inf), MIN_NOISE_FLOOR_DBFS)
 
 
-def latest_word_of_one_window(gate: CommandGate, hop: int) -> tuple[int, int]:
-    """The rule `_latest_words` computes in one pass, for one window at a time: the latest hop
+def latest_word_of_one_window(contour: Contour, hop: int) -> tuple[int, int]:
+    """The rule `latest_words` computes in one pass, for one window at a time: the latest hop
     within LATEST_WORD_DB of the window's loudest (and above the speech level), and the first
     loudest hop in PEAK_SEARCH_S up to it."""
-    oldest = max(0, gate._hops - gate._size)
-    first = max(oldest, hop - gate._window_hops + 1)
-    levels = gate._levels[np.arange(first, hop + 1) % gate._size]
-    audible = np.flatnonzero(levels >= max(float(levels.max()) - LATEST_WORD_DB, gate._speech_db()))
+    first, levels = contour.window_levels(hop)
+    audible = np.flatnonzero(levels >= max(float(levels.max()) - LATEST_WORD_DB, contour.speech_db()))
     latest = first + int(audible[-1]) if len(audible) else hop
-    lo = max(first, latest - gate._search_hops)
+    lo = max(first, latest - contour.hops.search)
     return latest, lo + int(np.argmax(levels[lo - first:latest - first + 1]))
 
 
-def test_latest_words_are_those_of_one_window_at_a_time():
+@pytest.mark.parametrize("first_hop", [0, 1234])  # a contour made mid-stream numbers hops from the stream's start
+def test_latest_words_are_those_of_one_window_at_a_time(first_hop):
     rng = np.random.default_rng(1)
-    gate = CommandGate()
+    contour = Contour(GateHops.of(CommandParams()), CommandParams().speech_margin_db, first_hop)
     for i, level in enumerate(random_contour(rng, 700)):
-        gate.observe(float(level), (i + 1) * HOP_SAMPLES)
+        contour.observe(float(level), (first_hop + i + 1) * HOP_SAMPLES)
         if i % 9 == 0:
-            heard = range(max(0, gate._hops - gate._size), gate._hops)
+            heard = range(contour.oldest, contour.heard)
             some = sorted(int(h) for h in rng.choice(heard, size=min(len(heard), 20), replace=False))
             for hops in (list(heard), some):
-                assert gate._latest_words(hops) == [latest_word_of_one_window(gate, h) for h in hops]
+                assert contour.latest_words(hops) == [latest_word_of_one_window(contour, h) for h in hops]
+
+
+# ----------------------------------------------------------------------------- each rule alone
+
+def heard(levels_db, params=CommandParams()) -> Contour:
+    """A contour that heard `levels_db`, one per hop from the stream's start."""
+    contour = Contour(GateHops.of(params), params.speech_margin_db)
+    for i, level in enumerate(levels_db):
+        contour.observe(level, (i + 1) * HOP_SAMPLES)
+    return contour
+
+
+def test_no_speech_rejects_a_window_of_noise_once_a_window_has_passed():
+    noise = heard(contour_of_noise := [-60.0] * 150)
+    rule = NoSpeech(CommandParams(), noise)
+    verdict = rule.check(len(contour_of_noise) - 1, 100, final=False)
+    assert isinstance(verdict, Wait) and verdict.until == len(contour_of_noise) - 1 + 50  # a window later
+    verdict = rule.check(90, 80, final=False)
+    assert isinstance(verdict, Reject) and verdict.rule is RuleId.NO_SPEECH
+    assert verdict.measured == pytest.approx(0.0, abs=0.1) and verdict.limit == 10.0
+    assert rule.check(90, 80, final=False) == verdict  # a pure function of the levels heard
+    assert NoSpeech(CommandParams(), heard(contour((1.0, -60), (0.4, -20)))).check(69, 60, final=False) is None
+
+
+def test_max_word_measures_the_burst():
+    rule = MaxWord(CommandParams(), heard(contour((1.0, -60), (1.4, -20), (1.0, -60))))
+    verdict = rule.check(Burst(peak=60, start=50, end=119))
+    assert isinstance(verdict, Reject) and verdict.rule is RuleId.MAX_WORD
+    assert verdict.measured == pytest.approx(1.4) and str(verdict) == "max_word: speech lasts 1.40 s > 1 s"
+    assert rule.check(Burst(peak=60, start=50, end=99)) is None  # 1.0 s: just a command
+    assert rule.growing(peak=60, end=110) is not None and rule.growing(peak=60, end=109) is None
+
+
+def test_pause_before_measures_the_pause_and_admits_a_row():
+    params = CommandParams()
+    levels = contour((1.0, -60), (0.4, -20), (0.25, -60), (0.4, -22), (1.0, -60))
+    row = heard(levels, params)
+    verdict = ShapeRules(params, row).verdict(hop=len(levels) - 40, final=False)  # the window holding the 2nd
+    assert isinstance(verdict, Accept) and verdict.burst.row_after >= 0  # the next of a row, if it follows a command
+    rule = PauseBefore(params, row)
+    assert not rule.follows_command(verdict.burst, [])
+    assert rule.follows_command(verdict.burst, [Word(60, True, 50, 71)])  # the first word was a command
+    assert str(rule.not_a_row(verdict.burst)).startswith("pre_silence: ")
+    levels = contour((1.0, -60), *[(0.25, -20), (0.06, -45)] * 8, (0.3, -60), (0.4, -20), (1.0, -60))
+    verdict = ShapeRules(params, heard(levels, params)).verdict(hop=len(levels) - 40, final=False)
+    assert isinstance(verdict, Reject) and verdict.rule is RuleId.PRE_SILENCE  # 0.3 s after a sentence
+    assert verdict.measured == pytest.approx(0.3, abs=0.07) and verdict.limit == 0.6
+
+
+def test_loudness_measures_the_peak_over_the_floor():
+    contour_ = heard(contour((1.0, -60), (0.3, -45), (1.0, -60)))
+    verdict = Loudness(CommandParams(), contour_).check(Burst(peak=60, start=50, end=64))
+    assert isinstance(verdict, Reject) and verdict.rule is RuleId.MIN_SNR
+    assert verdict.measured == pytest.approx(15.0, abs=1.0)
+    assert Loudness(CommandParams(min_snr_db=10.0), contour_).check(Burst(peak=60, start=50, end=64)) is None
+
+
+def test_quiet_after_waits_then_accepts_or_rejects_running_speech():
+    params = CommandParams()
+    word = contour((1.0, -60), (0.4, -20))
+    shape = Burst(peak=60, start=50, end=69, threshold=-42.0)
+    verdict = QuietAfter(params, heard(word + contour((0.1, -60)), params)).judge(shape, final=False)
+    assert isinstance(verdict, Wait) and verdict.shape == shape and verdict.speech_db is None
+    assert isinstance(QuietAfter(params, heard(word + contour((0.3, -60)), params)).judge(shape, False), Accept)
+    sentence = word + contour((0.1, -60), *[(0.25, -20), (0.06, -45)] * 5)
+    verdict = QuietAfter(params, heard(sentence, params)).judge(shape, final=False)
+    assert isinstance(verdict, Reject) and verdict.rule is RuleId.AFTER_SILENCE
+
+
+def test_a_rule_added_by_composition_sees_every_accepted_burst():
+    """An experiment's rule (a VAD, a second judge) is a callable given to the gate."""
+    seen: list[Burst] = []
+
+    def veto(burst: Burst, contour_: Contour) -> Reject | None:
+        seen.append(burst)
+        return Reject(RuleId.EXTRA, burst, "vetoed")
+
+    levels = contour((1.0, -60), (0.5, -20), (1.0, -60))
+    gate = CommandGate(rules=[veto])
+    rejected: list[Reject] = []
+    gate.on_reject = lambda decision, rule: rejected.append(rule)
+    out = []
+    for i, level in enumerate(levels):
+        out += gate.push_level(level, (i + 1) * HOP_SAMPLES, [Decision("yes", 0.9, (i + 1) * HOP_SAMPLES)] if i == 70 else [])
+    assert out + gate.finish() == [] and len(seen) == 1 and [r.rule for r in rejected] == [RuleId.EXTRA]
+    assert run_levels(levels, {70: "yes"}) != []  # without it, a command
 
 
 @pytest.mark.parametrize("field, value", [("max_word", 0.1), ("pre_silence", -1.0), ("post_silence", 0.0),
@@ -308,7 +408,7 @@ def room_tone(seconds: float) -> np.ndarray:
     """negatives/noise_1000ms.wav (a real background recording) tiled, at ROOM_TONE_DBFS."""
     _, noise = read_clip("negatives/noise_1000ms.wav")
     noise = noise.astype(np.float64)
-    n = round(seconds * 16000)
+    n = round(seconds * RATE)
     tiled = np.tile(noise, n // len(noise) + 1)[:n]
     gain = 10 ** (ROOM_TONE_DBFS / 20) / (np.sqrt(np.mean(noise ** 2)) / 32768)
     return np.round(tiled * gain).astype(np.int16)
@@ -347,7 +447,7 @@ def test_block_size_does_not_change_what_is_accepted(model, block):
     _, audio = read_clip("keywords/yes_no_go_stop.wav")
     audio = np.concatenate([room_tone(0.5), audio, room_tone(0.5)])
     assert [(d.keyword, d.end) for d in spot(model, audio, block=block)] == \
-        [(d.keyword, d.end) for d in spot(model, audio, block=16000)]
+        [(d.keyword, d.end) for d in spot(model, audio, block=RATE)]
 
 
 def test_with_command_mode_off_the_plain_behaviour_holds(model):
@@ -373,9 +473,9 @@ def test_reconfigure_switches_command_mode(model):
 def test_words_after_long_quiet_gaps_are_all_found(model, quiet_s, digital):
     """A quiet room, then "yes", three times: every word is reported in command mode."""
     _, yes = read_clip("keywords/yes.wav")
-    gap = np.zeros(round(quiet_s * 16000), dtype=np.int16) if digital else room_tone(quiet_s)
+    gap = np.zeros(round(quiet_s * RATE), dtype=np.int16) if digital else room_tone(quiet_s)
     audio = np.concatenate([gap, yes, gap, yes, gap, yes, gap])
-    assert [d.keyword for d in spot(model, audio, block=16000)] == ["yes", "yes", "yes"]
+    assert [d.keyword for d in spot(model, audio, block=RATE)] == ["yes", "yes", "yes"]
 
 
 @pytest.mark.parametrize("quiet_s", [2.5, 5.0])
@@ -383,9 +483,9 @@ def test_commands_in_a_row_after_a_long_quiet_are_all_found(model, quiet_s):
     """Soak regression: after 2.5 s or more of quiet the second command of a row ("no" in
     yes-no-go-stop) was dropped: the pause before the first one ran past the history."""
     _, words = read_clip("keywords/yes_no_go_stop.wav")
-    gap = np.zeros(round(quiet_s * 16000), dtype=np.int16)
+    gap = np.zeros(round(quiet_s * RATE), dtype=np.int16)
     audio = np.concatenate([gap, words, gap])
-    assert [d.keyword for d in spot(model, audio, block=16000)] == ["yes", "no", "go", "stop"]
+    assert [d.keyword for d in spot(model, audio, block=RATE)] == ["yes", "no", "go", "stop"]
 
 
 @pytest.mark.parametrize("slower", [1.25, 1.3])
@@ -396,7 +496,7 @@ def test_one_word_is_reported_once_when_a_correction_would_repeat_the_word_befor
     import soxr
 
     _, audio = read_clip("keywords/right_left_up.wav")
-    slow = soxr.resample(audio.astype(np.float32) / 32768, 16000, round(16000 * slower)) * 32768
+    slow = soxr.resample(audio.astype(np.float32) / 32768, RATE, round(RATE * slower)) * 32768
     audio = np.concatenate([room_tone(0.5), np.round(slow).astype(np.int16), room_tone(1.0)])
     plain = [d.keyword for d in spot(model, audio, PLAIN)]
     found = spot(model, audio)
@@ -409,7 +509,11 @@ def test_one_word_is_reported_once_when_a_correction_would_repeat_the_word_befor
 def test_the_first_word_of_a_sentence_after_a_pause_is_not_a_command(model):
     """Real meeting speech (AMI, real-dev): at 18.8 s a speaker's "right" after a pause is
     followed 0.2-0.25 s later by more talk. It used to be accepted (after_silence = 0.2
-    s); longer speech after a burst now means it was not a command."""
+    s); longer speech after a burst now means it was not a command.
+
+    The file is in real-dev's dev half: after_silence was tuned on it, and this test pins
+    that decision to the case that motivated it; it is no evidence that the rule
+    generalises (the validation half and corpus of `benchmarks.command_mode --targets` are)."""
     _, audio = read_clip("real-dev/ami_trn03.wav")
     before = PipelineParams(command=CommandParams(after_silence=0.2))
     assert [(d.keyword, round(d.end, 1)) for d in spot(model, audio, before)] == [("right", 18.8)]
@@ -450,11 +554,20 @@ def test_windows_run_long_after_they_were_heard_are_judged_or_dropped_not_a_cras
     """Real read speech (real-dev, LibriSpeech 887) after 3.5 s of quiet, post_silence 0.3 s:
     a burst at the end of a long stretch of speech wanted windows from the stretch's start,
     over 4 s back; a candidate from one of them reached the gate after its levels were gone,
-    and the worker died (ValueError). Only windows the gate can still judge are run now."""
+    and the worker died (ValueError). Only windows the gate can still judge are run now.
+
+    The file is in real-dev's validation half (`benchmarks.command_mode --targets`), and it
+    is kept because it is the recording the crash was found on (the joined LibriSpeech
+    sentences do not reach that far back). So the test says nothing about what is found in
+    it, which would be tuning on validation data: only that it runs to the end, as the
+    model at every hop does."""
     _, speech = read_clip("real-dev/ls_887-123289-0000.wav")
     lead = np.zeros(56000, dtype=np.int16) if digital else room_tone(3.5)
     params = PipelineParams(command=CommandParams(post_silence=0.3))
-    assert spot(model, np.concatenate([lead, speech, room_tone(1.0)]), params) == []
+    audio = np.concatenate([lead, speech, room_tone(1.0)])
+    every_hop = dataclasses.replace(params, eager_inference=True)
+    assert [(d.keyword, d.end) for d in spot(model, audio, params)] == \
+        [(d.keyword, d.end) for d in spot(model, audio, every_hop)]
 
 
 def test_commands_in_a_row_are_not_taken_for_a_sentence(model):
@@ -471,17 +584,17 @@ def test_a_word_is_not_judged_on_windows_that_still_hold_the_word_before(model):
     holds that hiss says `go` (0.6-0.8), and `go` was reported for "no". Only the windows
     that start after the hiss say `no` (0.7-0.85)."""
     _, words = read_clip("keywords/yes_no_go_stop.wav")
-    audio = np.concatenate([room_tone(1.19 + 64 / 16000), words, room_tone(1.0)])
-    for block in (1600, 16000):
+    audio = np.concatenate([room_tone(1.19 + 64 / RATE), words, room_tone(1.0)])
+    for block in (1600, RATE):
         assert [d.keyword for d in spot(model, audio, block=block)] == ["yes", "no", "go", "stop"]
     # `--explain`: the `go` candidate, corrected to `no`, and the decider's own `no` are one word
     pipeline = Pipeline(model, "micronet-l", "test", PipelineParams())
-    rules: list[tuple[str, str]] = []
+    rules: list[tuple[str, Reject]] = []
     pipeline.rejection_observer = lambda d, rule: rules.append((d.keyword, rule))
     pipeline.feed(audio)
     pipeline.finish()
-    assert ("no", "same_word: this word is reported once") in rules
-    assert not any("another keyword" in rule for _, rule in rules)
+    assert ("no", RuleId.SAME_WORD, "this word is reported once") in [(k, r.rule, r.detail) for k, r in rules]
+    assert not any("another keyword" in r.detail for _, r in rules)
 
 
 def test_the_benchmark_evidence_smooths_as_the_decider_does(model):
@@ -496,5 +609,5 @@ def test_the_benchmark_evidence_smooths_as_the_decider_does(model):
     bulk = smoothed_probs(trace.probs)
     first = np.flatnonzero(~np.isnan(trace.probs[:, 0]))[0]
     for i in range(first, len(trace.probs)):
-        decider.update(trace.probs[i], (i + 1) * HOP_SAMPLES, 16000)
+        decider.update(trace.probs[i], (i + 1) * HOP_SAMPLES, RATE)
         np.testing.assert_allclose(bulk[i], decider.smoothed, atol=1e-5)

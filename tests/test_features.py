@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import read_clip
 
-from kws_stream.features import FeatureParams, FeatureWindow, MfccExtractor, hop_level_db, mel_filterbank
+from kws_stream.features import MICRONET, FeatureParams, FeatureWindow, MfccExtractor, hop_level_db, mel_filterbank
 
 GOLDEN = [-22.67135, -0.61615, 2.07233, 0.58137, 1.01655, 0.85816, 0.46039, 0.03393, 1.16511, 0.0072]
 
@@ -10,6 +10,16 @@ GOLDEN = [-22.67135, -0.61615, 2.07233, 0.58137, 1.01655, 0.85816, 0.46039, 0.03
 def test_first_frame_of_yes_matches_the_golden_vector():
     _, audio = read_clip("keywords/yes.wav")
     np.testing.assert_allclose(MfccExtractor().frame(audio[:640]), GOLDEN, atol=1e-4)
+
+
+def test_the_stream_geometry_is_the_one_the_models_were_trained_on():
+    """The one home of the numbers every stage agrees on (the gate, the silence gate, the
+    backend's input check, the benchmarks): written out here once, as SPEC.md gives them."""
+    g = FeatureParams().geometry
+    assert g == MICRONET
+    assert (g.sample_rate, g.hop_samples, g.frame_samples, g.window_samples) == (16000, 320, 640, 16000)
+    assert (g.frames, g.window_hops, g.input_shape) == (49, 50, (1, 49, 10, 1))
+    assert g.hop_seconds == 0.02 and g.window_seconds == 1.0 and g.hops(0.25) == 12
 
 
 def test_one_second_gives_exactly_49_frames():

@@ -116,3 +116,34 @@ def test_plain_mode_still_runs_the_model_at_every_hop(model):
     plain = PipelineParams(command=CommandParams(enabled=False))
     _, pipeline = spot(model, words, plain)
     assert pipeline.inferences == (len(words) - 640) // 320 + 1 - 48
+
+
+@pytest.mark.parametrize("before", [PipelineParams(command=CommandParams(enabled=False)), EAGER,
+                                    dataclasses.replace(EVENT, command=CommandParams(pre_silence=0.5))])
+def test_a_reload_to_command_mode_mid_stream_finds_the_words_after_it(model, before):
+    """From plain mode, from the model at every hop, or with other rules: the reload makes a
+    new gate mid-stream (past the front end's history), which numbers hops from the stream's
+    start and starts at the hop of the reload, and the words after it are those inference at
+    every hop finds."""
+    audio = keywords_after_pauses([1.0, 2.0, 2.0, 2.0, 2.0], digital=False)
+    half = len(audio) // 2 // 1600 * 1600
+    assert half > 8 * 16000  # past the front end's 6 s of history
+    _, pipeline = spot(model, audio[:half], before)
+    pipeline.reconfigure(EVENT)
+    assert pipeline.spotter.gate is not None and pipeline.spotter.gate.first_hop == pipeline.features.frames_total
+    later = [(d.keyword, round(d.end, 3)) for d in pipeline.feed(audio[half:]) + pipeline.finish()]
+    eager, _ = spot(model, audio, EAGER)
+    after = half / 16000 + 1.5
+    assert [w for w in later if w[1] > after] == [w for w in eager if w[1] > after] != []
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("stride", 0, "pipeline.stride: 0; expected an integer from 1 to 25"),
+    ("stride", 1.5, "pipeline.stride: 1.5"),
+    ("eager_inference", "yes", "pipeline.eager_inference: 'yes'; expected true or false"),
+    ("command", None, "pipeline.command: None; expected a CommandParams")])
+def test_pipeline_params_out_of_range_are_refused_in_one_line(field, value, expected):
+    from kws_stream.params import ConfigError
+
+    with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
+        PipelineParams(**{field: value})

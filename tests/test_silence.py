@@ -4,10 +4,11 @@ from conftest import LABELS, SHARED_MODELS, read_clip
 
 from kws_stream.backend import KeywordModel
 from kws_stream.command import CommandParams
+from kws_stream.features import MICRONET
 from kws_stream.pipeline import Pipeline, PipelineParams
 from kws_stream.silence import SilenceGate, SilenceParams, level_dbfs
 
-HOP = 320
+HOP = MICRONET.hop_samples
 ON = SilenceParams(enabled=True, floor_dbfs=-50.0)
 
 
@@ -21,10 +22,10 @@ def test_level_of_a_tone():
 
 
 def test_gate_stays_open_while_a_loud_hop_is_inside_the_window():
-    gate = SilenceGate(ON, window_hops=49)
+    gate = SilenceGate(ON, frames=MICRONET.frames)
     assert not gate.push(tone(-70))  # a new stream starts quiet
     assert gate.push(tone(-30))
-    for _ in range(48):
+    for _ in range(MICRONET.frames - 1):
         assert gate.push(tone(-70))  # the loud hop is still inside the 1 s window
     assert not gate.push(tone(-70))
 
@@ -47,7 +48,7 @@ def run(model: KeywordModel, audio: np.ndarray, silence: SilenceParams, command:
 def room_tone(seconds: float) -> np.ndarray:
     """The shared room-noise recording, tiled and scaled to -60 dBFS (a quiet room)."""
     noise = read_clip("negatives/noise_1000ms.wav")[1].astype(np.float64)
-    tiled = np.tile(noise, int(seconds) + 1)[: int(seconds * 16000)]
+    tiled = np.tile(noise, int(seconds) + 1)[: int(seconds * MICRONET.sample_rate)]
     return np.round(tiled * 10 ** ((-60.0 - level_dbfs(noise.astype(np.int16))) / 20)).astype(np.int16)
 
 
