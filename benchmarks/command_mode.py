@@ -112,7 +112,7 @@ def load_sets(corpus: Path) -> dict[str, list[Stream]]:
     by_voice: dict[str, list[tuple[dict, np.ndarray]]] = {}
     for r, x in clips:
         by_voice.setdefault(r["voice"], []).append((r, x))
-    joined = []
+    joined: list[Stream] = []
     for voice, items in sorted(by_voice.items()):
         order = np.random.default_rng(len(joined)).permutation(len(items))
         parts, words, t = [room_tone(PAD_S)], [], PAD_S
@@ -383,7 +383,7 @@ def replay(trace: Trace, decision: DecisionParams, command: CommandParams,
     (`VadVeto`, a rule added to the gate's), with the model at every hop (as it was measured)."""
     vad = voiced is not None and command.enabled
     spotter = Spotter(LABELS, PipelineParams(decision=decision, command=command, eager_inference=eager or vad),
-                      lambda k: trace.probs[k + 1], rules=[VadVeto(voiced, rule)] if vad else [])
+                      lambda k: trace.probs[k + 1], rules=[VadVeto(voiced, rule)] if vad and voiced is not None else [])
     out: list[Fired] = []
     for k in range(len(trace.levels) - 1):
         end = (k + 2) * HOP_SAMPLES / RATE

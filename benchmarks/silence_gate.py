@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     audio_s = sum(len(p) for p in pieces) / RATE
     off, cpu_off, p_off = run(model, pieces, SilenceParams())
     on, cpu_on, p_on = run(model, pieces, GATE)
+    if p_on.silence is None:
+        raise SystemExit("silence_gate: the pipeline built no silence gate (it needs plain mode)")
 
     files = sorted((AUDIO / "keywords").glob("*.wav"))
     synthetic = sorted((args.corpus / "keywords").glob("*/*.wav"))
