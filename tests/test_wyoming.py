@@ -70,13 +70,6 @@ class Server:
         assert "Traceback" not in self.text()
 
 
-def configured(cli_env: dict[str, str], tmp_path: Path, toml: str) -> Server:
-    """A server started with `toml` as its config file."""
-    conf = tmp_path / "k.toml"
-    conf.write_text(toml)
-    return Server(cli_env, tmp_path / "server.log", "--config", str(conf))
-
-
 @pytest.fixture(scope="module")
 def server(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(cli_env, tmp_path_factory.mktemp("wyoming") / "server.log")
@@ -376,13 +369,24 @@ def test_a_big_chunk_does_not_make_other_clients_wait_for_it(server: Server) -> 
 
 
 @pytest.fixture
-def limited(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
-    srv = configured(cli_env, tmp_path, "[wyoming]\nidle_timeout = 1\nmax_clients = 3\n")
-    yield srv
-    srv.stop_cleanly()
+def configured(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[str], Server]]:
+    """Starts a server with this TOML as its config file; each stops cleanly after the test."""
+    started: list[Server] = []
+
+    def start(toml: str) -> Server:
+        conf = tmp_path / f"k{len(started)}.toml"
+        conf.write_text(toml)
+        started.append(Server(cli_env, tmp_path / f"server{len(started)}.log", "--config", str(conf)))
+        return started[-1]
+
+    yield start
+    for srv in started:
+        srv.stop_cleanly()
 
 
-def test_idle_clients_are_disconnected_after_idle_timeout(limited: Server) -> None:
+def test_idle_clients_are_disconnected_after_idle_timeout(configured: Callable[[str], Server]) -> None:
+    limited = configured("[wyoming]\nidle_timeout = 1\nmax_clients = 3\n")
+
     async def go() -> Event | None:
         async with limited.client() as client:
             assert await until_pong(client) == []
@@ -393,16 +397,12 @@ def test_idle_clients_are_disconnected_after_idle_timeout(limited: Server) -> No
     assert "idle_s=1" in limited.text()
 
 
-@pytest.fixture
-def three_slots(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
-    srv = configured(cli_env, tmp_path, "[wyoming]\nmax_clients = 3\n")
-    yield srv
-    srv.stop_cleanly()
-
-
-def test_a_full_server_closes_the_connection_idle_longest_and_serves_the_newcomer(three_slots: Server) -> None:
+def test_a_full_server_closes_the_connection_idle_longest_and_serves_the_newcomer(
+        configured: Callable[[str], Server]) -> None:
     """Issue 25: with every slot taken, the newcomer (Home Assistant, maybe) was closed at once;
     now the connection that has been idle longest makes room for it."""
+    three_slots = configured("[wyoming]\nmax_clients = 3\n")
+
     async def go() -> tuple[Event | None, list[str], list[list[Event]]]:
         clients = [three_slots.client() for _ in range(3)]
         for client in clients:
