@@ -14,7 +14,7 @@ Measures, for the plain decider and for `CommandGate` after it:
 * a trade-off curve over the main knobs.
 
 Room tone is ``negatives/noise_1000ms.wav`` (a real background recording) tiled and
-scaled to ROOM_TONE_DBFS (-60 dBFS RMS, a quiet room), not digital zeros.
+scaled to -60 dBFS RMS (a quiet room; ``testsupport.audio.room_tone``), not digital zeros.
 
 The model runs once per stream (one window per hop) and its probabilities are cached
 (``--cache``); the plain decider and the gate are then replayed, which makes sweeps cheap.
@@ -42,23 +42,22 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
-import scipy.io.wavfile
 
+from benchmarks.accuracy_clips import add_folder_options, folder_clips, folder_error
 from kws_stream.command import CommandGate, CommandParams
 from kws_stream.contour import CORE_DROP_DB, Contour
 from kws_stream.decision import DecisionParams
+from kws_stream.errors import KwsError
 from kws_stream.features import MICRONET, FeatureParams, MfccExtractor, hop_level_db
 from kws_stream.pipeline import PipelineParams, Spotter
 from kws_stream.verdicts import Burst, Reject, RuleId
+from testsupport.audio import AUDIO, SHARED, read_wav, room_tone
 
-SHARED = Path(os.environ.get("KWS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-AUDIO = SHARED / "audio"
 LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
 MODEL_FILES = {"micronet-l": "kws_micronet_l.tflite", "micronet-m": "kws_micronet_m.tflite"}
 RATE = MICRONET.sample_rate
 HOP_SAMPLES = MICRONET.hop_samples
 PAD_S = 0.5
-ROOM_TONE_DBFS = -60.0
 LIBRISPEECH = ("another_door.wav", "another_engineer.wav", "i_tell_you.wav", "testing_routine.wav")
 SHARED_KEYWORDS = {
     "down.wav": ["down"], "no_1000ms.wav": ["no"], "right.wav": ["right"],
@@ -86,27 +85,10 @@ class Stream:
         return (self.speech_s if self.speech_s is not None else len(self.audio) / RATE) / 3600
 
 
-def read_wav(path: Path) -> np.ndarray:
-    rate, x = scipy.io.wavfile.read(path)
-    if x.ndim == 2:
-        x = x.mean(axis=1).astype(np.int16)
-    assert rate == RATE, path
-    return x.astype(np.int16)
-
-
 def hop_levels(x: np.ndarray) -> np.ndarray:
     """Level (dBFS) of hop i = samples [320 i, 320 (i + 1))."""
     n = len(x) // HOP_SAMPLES
     return np.array([hop_level_db(x[i * HOP_SAMPLES:(i + 1) * HOP_SAMPLES]) for i in range(n)])
-
-
-def room_tone(seconds: float, level_dbfs: float = ROOM_TONE_DBFS) -> np.ndarray:
-    """Tiled real background noise (negatives/noise_1000ms.wav) at `level_dbfs` RMS."""
-    noise = read_wav(AUDIO / "negatives" / "noise_1000ms.wav").astype(np.float64)
-    n = int(round(seconds * RATE))
-    tiled = np.tile(noise, n // len(noise) + 1)[:n]
-    gain = 10 ** (level_dbfs / 20) / (math.sqrt(float(np.mean(noise ** 2))) / 32768.0)
-    return np.clip(np.round(tiled * gain), -32768, 32767).astype(np.int16)
 
 
 def padded(x: np.ndarray, seconds: float = PAD_S) -> np.ndarray:
@@ -130,7 +112,7 @@ def load_sets(corpus: Path) -> dict[str, list[Stream]]:
     by_voice: dict[str, list[tuple[dict, np.ndarray]]] = {}
     for r, x in clips:
         by_voice.setdefault(r["voice"], []).append((r, x))
-    joined = []
+    joined: list[Stream] = []
     for voice, items in sorted(by_voice.items()):
         order = np.random.default_rng(len(joined)).permutation(len(items))
         parts, words, t = [room_tone(PAD_S)], [], PAD_S
@@ -281,24 +263,16 @@ def gapped(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, list[float]]:
     return np.concatenate(chunks), starts
 
 
-def labelled_wavs(folder: Path) -> list[tuple[Path, list[str]]]:
-    """A user's keyword clips with their labels (benchmarks.accuracy_clips.folder_label)."""
-    from benchmarks.accuracy_clips import folder_clips
-
-    return [(c.path, list(c.expected)) for c in folder_clips(folder, "positives", LABELS[:10])]
-
-
 def user_sets(negatives: Path | None, positives: Path | None) -> dict[str, list[Stream]]:
-    """--negatives (every detection is a false accept) and --positives (labelled keywords)."""
+    """--negatives (every detection is a false accept) and --positives (keywords labelled
+    by name or folder, as benchmarks.accuracy_clips.folder_label reads them)."""
     sets: dict[str, list[Stream]] = {}
     if negatives is not None:
-        from benchmarks.accuracy_clips import folder_clips
-
         sets["user:negatives"] = [Stream(f"user:{c.path}", read_wav(c.path))
                                   for c in folder_clips(negatives, "negatives", LABELS[:10])]
     if positives is not None:
-        sets["user:positives"] = [Stream(f"user:{p}", read_wav(p), [(w, math.nan) for w in words])
-                                  for p, words in labelled_wavs(positives)]
+        sets["user:positives"] = [Stream(f"user:{c.path}", read_wav(c.path), [(w, math.nan) for w in c.expected])
+                                  for c in folder_clips(positives, "positives", LABELS[:10])]
     return sets
 
 
@@ -409,7 +383,7 @@ def replay(trace: Trace, decision: DecisionParams, command: CommandParams,
     (`VadVeto`, a rule added to the gate's), with the model at every hop (as it was measured)."""
     vad = voiced is not None and command.enabled
     spotter = Spotter(LABELS, PipelineParams(decision=decision, command=command, eager_inference=eager or vad),
-                      lambda k: trace.probs[k + 1], rules=[VadVeto(voiced, rule)] if vad else [])
+                      lambda k: trace.probs[k + 1], rules=[VadVeto(voiced, rule)] if vad and voiced is not None else [])
     out: list[Fired] = []
     for k in range(len(trace.levels) - 1):
         end = (k + 2) * HOP_SAMPLES / RATE
@@ -950,17 +924,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="with --targets: MicroNet-M agreement and _unknown_ on the accepts (runs the other model)")
     ap.add_argument("--vad", action="store_true",
                     help="with --targets: WebRTC VAD rules in the gate (needs pip install webrtcvad-wheels)")
-    ap.add_argument("--negatives", type=Path, help="a folder of keyword-free WAVs (16 kHz): false accepts")
-    ap.add_argument("--positives", type=Path,
-                    help="a folder of keyword WAVs (16 kHz) labelled by name (stop_1.wav) or folder (stop/)")
+    add_folder_options(ap)
     args = ap.parse_args(argv)
-    for folder in (args.negatives, args.positives):
-        if folder is not None and not folder.is_dir():
-            print(f"error: {folder} is not a folder of WAV files", file=sys.stderr)
-            return 2
+    if error := folder_error(args.negatives, args.positives):
+        print(error, file=sys.stderr)
+        return 2
     try:
         user = user_sets(args.negatives, args.positives)
-    except (ValueError, OSError, AssertionError) as exc:
+    except (ValueError, OSError, KwsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.targets:

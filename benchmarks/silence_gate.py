@@ -2,7 +2,8 @@
 
     python -m benchmarks.silence_gate [--minutes 60] [--corpus /tmp/kws-corpus] [--markdown OUT]
 
-- CPU: the real Pipeline (defaults: command mode on) over an hour of quiet room tone
+- CPU: the real Pipeline in plain mode (command mode off: command mode runs the model
+  only around bursts of speech and has no silence gate) over an hour of quiet room tone
   (the shared noise recording at -60 dBFS) with a keyword clip every minute, gate off
   and on; process CPU time, inferences run and skipped. A bare loop of the MFCC alone
   is the floor the gate can approach.
@@ -21,38 +22,25 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
-import scipy.io.wavfile
 
 from kws_stream.backend import KeywordModel
+from kws_stream.command import CommandParams
 from kws_stream.detect import FileError, detect_files
 from kws_stream.features import MICRONET
 from kws_stream.models import default_model_dir, load_manifest, resolve
 from kws_stream.pipeline import Pipeline, PipelineParams
-from kws_stream.silence import SilenceParams, level_dbfs
+from kws_stream.silence import SilenceParams
+from testsupport.audio import AUDIO, ROOM_TONE_DBFS, SHARED, read_wav, room_tone
 
-SHARED = Path(os.environ.get("KWS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-AUDIO = SHARED / "audio"
 RATE = MICRONET.sample_rate
 BLOCK = MICRONET.hop_samples * 5  # 100 ms, as the file source delivers
-ROOM_DBFS = -60.0
 GATE = SilenceParams(enabled=True, floor_dbfs=-50.0)
-
-
-def read(path: Path) -> np.ndarray:
-    rate, data = scipy.io.wavfile.read(path)
-    assert rate == RATE, path
-    return data.mean(axis=1).astype(np.int16) if data.ndim > 1 else data
-
-
-def room_tone(seconds: float) -> np.ndarray:
-    noise = read(AUDIO / "negatives/noise_1000ms.wav").astype(np.float64)
-    tiled = np.tile(noise, int(seconds) + 1)[: int(seconds * RATE)]
-    return np.round(tiled * 10 ** ((ROOM_DBFS - level_dbfs(noise.astype(np.int16))) / 20)).astype(np.int16)
+PLAIN = CommandParams(enabled=False)  # the silence gate is a plain-mode setting
 
 
 def mostly_silent_stream(minutes: float) -> list[np.ndarray]:
     """One-minute pieces: a keyword clip then room tone to the end of the minute."""
-    clips = [read(p) for p in sorted((AUDIO / "keywords").glob("*.wav"))]
+    clips = [read_wav(p) for p in sorted((AUDIO / "keywords").glob("*.wav"))]
     pieces = []
     for i in range(int(minutes)):
         clip = clips[i % len(clips)]
@@ -61,7 +49,7 @@ def mostly_silent_stream(minutes: float) -> list[np.ndarray]:
 
 
 def run(model: KeywordModel, pieces: list[np.ndarray], silence: SilenceParams) -> tuple[list, float, Pipeline]:
-    pipeline = Pipeline(model, "m", "bench", PipelineParams(silence=silence))
+    pipeline = Pipeline(model, "m", "bench", PipelineParams(silence=silence, command=PLAIN))
     found = []
     cpu = time.process_time()
     for piece in pieces:
@@ -74,7 +62,7 @@ def run(model: KeywordModel, pieces: list[np.ndarray], silence: SilenceParams) -
 def detections_per_file(model: KeywordModel, files: list[Path], silence: SilenceParams) -> list[list[str]]:
     """Each file's keywords, as `kws-stream detect` finds them."""
     out: dict[str, list[str]] = {str(f): [] for f in files}
-    for found in detect_files(files, model, "m", PipelineParams(silence=silence)):
+    for found in detect_files(files, model, "m", PipelineParams(silence=silence, command=PLAIN)):
         if isinstance(found, FileError):
             raise SystemExit(f"silence_gate: {found.error}")
         out[found.source].append(found.keyword)
@@ -95,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     audio_s = sum(len(p) for p in pieces) / RATE
     off, cpu_off, p_off = run(model, pieces, SilenceParams())
     on, cpu_on, p_on = run(model, pieces, GATE)
+    if p_on.silence is None:
+        raise SystemExit("silence_gate: the pipeline built no silence gate (it needs plain mode)")
 
     files = sorted((AUDIO / "keywords").glob("*.wav"))
     synthetic = sorted((args.corpus / "keywords").glob("*/*.wav"))
@@ -107,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     synth_found = sum(f == [p.parent.name] for f, p in zip(synth_on, synthetic, strict=True))
 
     rows = [
-        ("audio", f"{audio_s / 60:.0f} min, a keyword clip every minute, room tone at {ROOM_DBFS:.0f} dBFS"),
+        ("audio", f"{audio_s / 60:.0f} min, a keyword clip every minute, room tone at {ROOM_TONE_DBFS:.0f} dBFS"),
         ("CPU gate off", f"{cpu_off:.1f} s ({cpu_off / audio_s * 1e3:.2f} ms per s of audio), "
                          f"{p_off.inferences} inferences"),
         ("CPU gate on", f"{cpu_on:.1f} s ({cpu_on / audio_s * 1e3:.2f} ms per s of audio), "

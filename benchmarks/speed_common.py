@@ -18,7 +18,7 @@ from kws_stream import config as cfg
 from kws_stream.features import MICRONET
 from kws_stream.models import default_model_dir, load_manifest, resolve
 from kws_stream.pipeline import PipelineParams
-from testsupport.audio import read_wav
+from testsupport.audio import NOISE_CLIP, read_wav
 
 RATE = MICRONET.sample_rate
 DEFAULT_BLOCK_MS = cfg.AudioConfig().block_ms  # the daemon's default capture block (100 ms)
@@ -35,7 +35,6 @@ KEYWORD_CLIPS = ("keywords/yes.wav", "keywords/down.wav", "keywords/right.wav", 
 NEGATIVE_CLIPS = ("negatives/another_door.wav", "negatives/another_engineer.wav", "negatives/i_tell_you.wav",
                   "negatives/testing_routine.wav", "negatives/marvin_617de221_0.wav",
                   "negatives/silence_1000ms.wav", "negatives/near_silence.wav", "negatives/noise_1000ms.wav")
-NOISE_CLIP = "negatives/noise_1000ms.wav"
 
 
 @dataclasses.dataclass(frozen=True)

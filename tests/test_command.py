@@ -36,9 +36,11 @@ from kws_stream.pipeline import Pipeline, PipelineParams
 from kws_stream.rules import Loudness, MaxWord, NoSpeech, PauseBefore, QuietAfter, ShapeRules
 from kws_stream.verdicts import Accept, Burst, Reject, RuleId, Wait
 from kws_stream.words import Word
+from testsupport.audio import room_tone
 
 HOP_SAMPLES = MICRONET.hop_samples
 RATE = MICRONET.sample_rate
+LEAD = MICRONET.hops(1.0)  # the hops of the 1 s of quiet most level contours below start with
 
 LIBRISPEECH = ["another_door.wav", "another_engineer.wav", "i_tell_you.wav", "testing_routine.wav"]
 KEYWORD_CLIPS = {
@@ -46,7 +48,6 @@ KEYWORD_CLIPS = {
     "right_left_up.wav": ["right", "left", "up"], "yes.wav": ["yes"], "yes_1000ms.wav": ["yes"],
     "yes_no_go_stop.wav": ["yes", "no", "go", "stop"],
 }
-ROOM_TONE_DBFS = -60.0  # a quiet room; the same level benchmarks/command_mode.py pads with
 PLAIN = PipelineParams(command=CommandParams(enabled=False))
 
 
@@ -67,7 +68,7 @@ def run_levels(levels_db, candidates: dict[int, str], params=CommandParams()):
 
 def contour(*parts):
     """(seconds, dBFS) pieces -> one level per 20 ms hop."""
-    return [level for seconds, level in parts for _ in range(round(seconds / 0.02))]
+    return [level for seconds, level in parts for _ in range(MICRONET.hops(seconds))]
 
 
 def test_an_isolated_word_is_accepted_once_its_trailing_silence_is_heard():
@@ -83,7 +84,7 @@ def test_a_keyword_inside_running_speech_is_rejected():
     # four seconds of speech-level syllables with short dips, as in a sentence
     sentence = contour(*[(0.25, -20), (0.06, -45)] * 13)
     levels = contour((1.0, -60)) + sentence + contour((1.0, -60))
-    assert run_levels(levels, {50 + 100: "up"}) == []
+    assert run_levels(levels, {LEAD + 100: "up"}) == []
 
 
 def test_a_short_phrase_right_after_running_speech_is_rejected_but_after_a_pause_accepted():
@@ -99,7 +100,7 @@ def test_a_short_phrase_right_after_running_speech_is_rejected_but_after_a_pause
 
 def test_commands_in_a_row_need_only_the_short_gap():
     levels = contour((1.0, -60), (0.4, -20), (0.25, -60), (0.4, -22), (1.0, -60))
-    accepted = run_levels(levels, {50 + 18: "left", 50 + 20 + 12 + 18: "up"})
+    accepted = run_levels(levels, {LEAD + 18: "left", LEAD + 20 + 12 + 18: "up"})
     assert [k for k, _ in accepted] == ["left", "up"]
 
 
@@ -108,12 +109,12 @@ def test_a_row_of_short_bursts_must_start_with_a_command():
     gap is enough only after a command ("left ... up" above); otherwise the keyword needs
     pre_silence before it like any other."""
     levels = contour((1.0, -60), (0.4, -20), (0.25, -60), (0.4, -22), (1.0, -60))
-    assert run_levels(levels, {50 + 20 + 12 + 18: "up"}) == []
+    assert run_levels(levels, {LEAD + 20 + 12 + 18: "up"}) == []
     gap = contour((1.0, -60), (0.4, -20), (0.7, -60), (0.4, -22), (1.0, -60))  # 0.7 s >= pre_silence
-    assert [k for k, _ in run_levels(gap, {50 + 20 + 35 + 18: "up"})] == ["up"]
+    assert [k for k, _ in run_levels(gap, {LEAD + 20 + 35 + 18: "up"})] == ["up"]
     # a burst 15 dB below the word is someone else's (a TV's syllable), not the talker's own word
     tv = contour((1.0, -60), (0.4, -37), (0.25, -60), (0.4, -22), (1.0, -60))
-    assert [k for k, _ in run_levels(tv, {50 + 20 + 12 + 18: "up"})] == ["up"]
+    assert [k for k, _ in run_levels(tv, {LEAD + 20 + 12 + 18: "up"})] == ["up"]
 
 
 def test_a_candidate_older_than_the_levels_kept_is_rejected_not_a_crash():
@@ -315,7 +316,7 @@ def test_no_speech_rejects_a_window_of_noise_once_a_window_has_passed():
     noise = heard(contour_of_noise := [-60.0] * 150)
     rule = NoSpeech(CommandParams(), noise)
     verdict = rule.check(len(contour_of_noise) - 1, 100, final=False)
-    assert isinstance(verdict, Wait) and verdict.until == len(contour_of_noise) - 1 + 50  # a window later
+    assert isinstance(verdict, Wait) and verdict.until == len(contour_of_noise) - 1 + MICRONET.window_hops  # a window later
     verdict = rule.check(90, 80, final=False)
     assert isinstance(verdict, Reject) and verdict.rule is RuleId.NO_SPEECH
     assert verdict.measured == pytest.approx(0.0, abs=0.1) and verdict.limit == 10.0
@@ -404,16 +405,6 @@ def model(model_dir):
     return KeywordModel(model_dir / "kws_micronet_l.tflite", LABELS)
 
 
-def room_tone(seconds: float) -> np.ndarray:
-    """negatives/noise_1000ms.wav (a real background recording) tiled, at ROOM_TONE_DBFS."""
-    _, noise = read_clip("negatives/noise_1000ms.wav")
-    noise = noise.astype(np.float64)
-    n = round(seconds * RATE)
-    tiled = np.tile(noise, n // len(noise) + 1)[:n]
-    gain = 10 ** (ROOM_TONE_DBFS / 20) / (np.sqrt(np.mean(noise ** 2)) / 32768)
-    return np.round(tiled * gain).astype(np.int16)
-
-
 def spot(model, audio: np.ndarray, params=PipelineParams(), block: int = 1600):
     pipeline = Pipeline(model, "micronet-l", "test", params)
     found = []
@@ -442,7 +433,7 @@ def test_keyword_clips_in_room_tone_yield_their_keywords_in_order(model, clip):
         assert d.end - d.start == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("block", [320, 1600, 4999])
+@pytest.mark.parametrize("block", [HOP_SAMPLES, 1600, 4999])
 def test_block_size_does_not_change_what_is_accepted(model, block):
     _, audio = read_clip("keywords/yes_no_go_stop.wav")
     audio = np.concatenate([room_tone(0.5), audio, room_tone(0.5)])
@@ -562,7 +553,7 @@ def test_windows_run_long_after_they_were_heard_are_judged_or_dropped_not_a_cras
     it, which would be tuning on validation data: only that it runs to the end, as the
     model at every hop does."""
     _, speech = read_clip("real-dev/ls_887-123289-0000.wav")
-    lead = np.zeros(56000, dtype=np.int16) if digital else room_tone(3.5)
+    lead = np.zeros(round(3.5 * RATE), dtype=np.int16) if digital else room_tone(3.5)
     params = PipelineParams(command=CommandParams(post_silence=0.3))
     audio = np.concatenate([lead, speech, room_tone(1.0)])
     every_hop = dataclasses.replace(params, eager_inference=True)

@@ -27,6 +27,7 @@ import pytest
 from kws_stream.config import MqttConfig
 from kws_stream.errors import KwsError
 from kws_stream.events import Detection
+from kws_stream.features import MICRONET
 from kws_stream.mqtt import MqttCounts, MqttSink
 from testsupport.broker import Broker, Subscriber, find_tool
 from testsupport.net import free_port
@@ -475,7 +476,7 @@ def test_a_sighup_that_changes_only_a_threshold_keeps_the_mqtt_connection(broker
             daemon.wait_log("event=reloaded threshold=0.6 .*sinks=kept", start=mark)
             # a reload keeps what the decider heard (a word is reported once), so the second
             # "yes" gets a second of silence before it, as a new word would
-            assert mic.play(np.zeros(16000, dtype=np.int16)).wait(30) is not None
+            assert mic.play(np.zeros(MICRONET.sample_rate, dtype=np.int16)).wait(30) is not None
             play_clip(mic, "keywords/yes.wav")  # detections continue after the reload
             assert [d["threshold"] for _, d in daemon.detections(1, timeout=10)] == [0.6]
             got = subscriber.wait_for(4)

@@ -11,11 +11,13 @@ import dataclasses
 import numpy as np
 import pytest
 from conftest import LABELS, read_clip
-from test_command import room_tone
 
 from kws_stream.command import CommandParams
+from kws_stream.features import MICRONET
 from kws_stream.pipeline import Pipeline, PipelineParams
+from testsupport.audio import room_tone
 
+RATE = MICRONET.sample_rate
 EVENT = PipelineParams()
 EAGER = PipelineParams(eager_inference=True)
 CLIPS = ["down.wav", "no_1000ms.wav", "right.wav", "right_left_up.wav", "yes.wav", "yes_1000ms.wav",
@@ -42,7 +44,7 @@ def spot(model, audio: np.ndarray, params: PipelineParams, block: int = 1600) ->
 def keywords_after_pauses(pauses: list[float], digital: bool) -> np.ndarray:
     parts = []
     for pause, clip in zip(pauses, CLIPS * 3):
-        parts += [np.zeros(round(pause * 16000), dtype=np.int16) if digital else room_tone(pause),
+        parts += [np.zeros(round(pause * RATE), dtype=np.int16) if digital else room_tone(pause),
                   read_clip(f"keywords/{clip}")[1]]
     return np.concatenate(parts + [room_tone(1.0)])
 
@@ -66,7 +68,7 @@ def test_words_after_pauses_of_1_to_60_s_as_with_inference_at_every_hop(model, d
     event, pipeline = spot(model, audio, EVENT)
     assert event == eager
     assert len(event) >= 9
-    assert spot(model, audio, EVENT, block=16000)[0] == event
+    assert spot(model, audio, EVENT, block=RATE)[0] == event
     assert pipeline.inferences < every_hop.inferences / 8  # ~50 windows per word
 
 
@@ -91,7 +93,7 @@ def test_running_speech_costs_a_fraction_of_the_model_runs(model, clip):
 
 
 def test_room_tone_and_silence_never_run_the_model(model):
-    audio = np.concatenate([room_tone(20.0), np.zeros(16000 * 10, dtype=np.int16), room_tone(5.0)])
+    audio = np.concatenate([room_tone(20.0), np.zeros(10 * RATE, dtype=np.int16), room_tone(5.0)])
     found, pipeline = spot(model, audio, EVENT)
     assert found == [] and pipeline.inferences == 0 and pipeline.features.frames_computed == 0
 
@@ -106,7 +108,7 @@ def test_stride_and_a_reconfiguration_mid_stream_keep_working(model):
     pipeline.reconfigure(dataclasses.replace(EVENT, decision=dataclasses.replace(EVENT.decision, threshold=0.69)))
     later = [(d.keyword, round(d.end, 3)) for d in pipeline.feed(audio[half:]) + pipeline.finish()]
     eager, _ = spot(model, audio, EAGER)
-    after = half / 16000 + 1.5
+    after = half / RATE + 1.5
     assert len(found) >= 2
     assert [w for w in later if w[1] > after] == [w for w in eager if w[1] > after] != []
 
@@ -115,7 +117,8 @@ def test_plain_mode_still_runs_the_model_at_every_hop(model):
     _, words = read_clip("keywords/yes_no_go_stop.wav")
     plain = PipelineParams(command=CommandParams(enabled=False))
     _, pipeline = spot(model, words, plain)
-    assert pipeline.inferences == (len(words) - 640) // 320 + 1 - 48
+    frames = (len(words) - MICRONET.frame_samples) // MICRONET.hop_samples + 1
+    assert pipeline.inferences == frames - (MICRONET.frames - 1)  # one per full window
 
 
 @pytest.mark.parametrize("before", [PipelineParams(command=CommandParams(enabled=False)), EAGER,
@@ -127,13 +130,13 @@ def test_a_reload_to_command_mode_mid_stream_finds_the_words_after_it(model, bef
     every hop finds."""
     audio = keywords_after_pauses([1.0, 2.0, 2.0, 2.0, 2.0], digital=False)
     half = len(audio) // 2 // 1600 * 1600
-    assert half > 8 * 16000  # past the front end's 6 s of history
+    assert half > 8 * RATE  # past the front end's 6 s of history
     _, pipeline = spot(model, audio[:half], before)
     pipeline.reconfigure(EVENT)
     assert pipeline.spotter.gate is not None and pipeline.spotter.gate.first_hop == pipeline.features.frames_total
     later = [(d.keyword, round(d.end, 3)) for d in pipeline.feed(audio[half:]) + pipeline.finish()]
     eager, _ = spot(model, audio, EAGER)
-    after = half / 16000 + 1.5
+    after = half / RATE + 1.5
     assert [w for w in later if w[1] > after] == [w for w in eager if w[1] > after] != []
 
 

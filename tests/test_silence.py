@@ -7,6 +7,7 @@ from kws_stream.command import CommandParams
 from kws_stream.features import MICRONET
 from kws_stream.pipeline import Pipeline, PipelineParams
 from kws_stream.silence import SilenceGate, SilenceParams, level_dbfs
+from testsupport.audio import room_tone
 
 HOP = MICRONET.hop_samples
 ON = SilenceParams(enabled=True, floor_dbfs=-50.0)
@@ -43,13 +44,6 @@ def run(model: KeywordModel, audio: np.ndarray, silence: SilenceParams, command:
         found += pipeline.feed(audio[i : i + 1600])
     found += pipeline.finish()
     return [(d.keyword, d.end) for d in found], pipeline
-
-
-def room_tone(seconds: float) -> np.ndarray:
-    """The shared room-noise recording, tiled and scaled to -60 dBFS (a quiet room)."""
-    noise = read_clip("negatives/noise_1000ms.wav")[1].astype(np.float64)
-    tiled = np.tile(noise, int(seconds) + 1)[: int(seconds * MICRONET.sample_rate)]
-    return np.round(tiled * 10 ** ((-60.0 - level_dbfs(noise.astype(np.int16))) / 20)).astype(np.int16)
 
 
 def is_subsequence(needle: list[str], haystack: list[str]) -> bool:

@@ -101,14 +101,18 @@ def daemon_env(mic: VirtualMic, cli_env: dict[str, str], **extra: str) -> dict[s
     return {**mic.env, **{k: cli_env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}, **extra}
 
 
+def kill_if_running(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(5)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> int:
     proc.terminate()
     try:
         return proc.wait(10)  # the unit allows 5 s
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        kill_if_running(proc)
 
 
 def test_a_stdout_nobody_reads_never_stops_mqtt_metrics_or_a_clean_stop(mic16, cli_env, tmp_path):
@@ -140,9 +144,7 @@ def test_a_stdout_nobody_reads_never_stops_mqtt_metrics_or_a_clean_stop(mic16, c
         assert stop(proc) == 0
         log.join()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        kill_if_running(proc)
         sub.close()
         broker.stop()
         left = read_all(r)
@@ -172,9 +174,7 @@ def test_a_stderr_nobody_reads_never_stops_spotting_and_what_waited_arrives_afte
         assert stop(proc) == 0
         out.join()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        kill_if_running(proc)
         if reader is not None:
             reader.join(WAIT)
         os.close(r)

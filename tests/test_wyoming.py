@@ -23,10 +23,12 @@ from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 from wyoming.wake import Detect, Detection, NotDetected
 
+from kws_stream.features import MICRONET
 from testsupport.net import free_port
 
 KEYWORDS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes"]
 TIMEOUT = 60.0  # generous: a loaded machine may take many seconds for what takes one idle
+RATE = MICRONET.sample_rate  # the model's rate: the clips', and a stream the server need not convert
 
 
 class Server:
@@ -62,14 +64,17 @@ class Server:
                 self.proc.kill()
             self._log_file.close()
 
+    def stop_cleanly(self) -> None:
+        """Stop it (SIGTERM): it exits 0 with no traceback in its log."""
+        assert self.stop() == 0, self.text()
+        assert "Traceback" not in self.text()
+
 
 @pytest.fixture(scope="module")
 def server(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(cli_env, tmp_path_factory.mktemp("wyoming") / "server.log")
     yield srv
-    status = srv.stop()
-    assert status == 0, srv.text()
-    assert "Traceback" not in srv.text()
+    srv.stop_cleanly()
 
 
 def pcm(samples: np.ndarray, width: int) -> bytes:
@@ -84,9 +89,9 @@ def pcm(samples: np.ndarray, width: int) -> bytes:
     return (s << 16).astype("<i4").tobytes()
 
 
-def clip(name: str, rate: int = 16000, channels: int = 1) -> np.ndarray:
+def clip(name: str, rate: int = RATE, channels: int = 1) -> np.ndarray:
     clip_rate, samples = read_clip(name)
-    assert clip_rate == 16000 and samples.dtype == np.int16
+    assert clip_rate == RATE and samples.dtype == np.int16
     if rate != clip_rate:
         x = soxr.resample(samples.astype(np.float32) / 32768.0, clip_rate, rate)
         samples = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
@@ -105,7 +110,7 @@ async def until_pong(client: AsyncTcpClient) -> list[Event]:
         events.append(event)
 
 
-async def stream(client: AsyncTcpClient, samples: np.ndarray, rate: int = 16000, width: int = 2,
+async def stream(client: AsyncTcpClient, samples: np.ndarray, rate: int = RATE, width: int = 2,
                  chunk_bytes: int = 3200, names: list[str] | None = None, pause: bool = False) -> list[Event]:
     """detect, audio-start, chunks, audio-stop; returns the events answered."""
     channels = 1 if samples.ndim == 1 else samples.shape[1]
@@ -218,9 +223,9 @@ def test_two_clients_at_once_each_get_their_own_results(server: Server) -> None:
                                       pause=True))
 
     async def go() -> list[list[str]]:
-        return list(await asyncio.gather(one("keywords/right_left_up.wav", 16000, 1),
+        return list(await asyncio.gather(one("keywords/right_left_up.wav", RATE, 1),
                                          one("keywords/yes_no_go_stop.wav", 48000, 2),
-                                         one("negatives/silence_1000ms.wav", 16000, 1)))
+                                         one("negatives/silence_1000ms.wav", RATE, 1)))
 
     assert run(go()) == [["right", "left", "up"], ["yes", "no", "go", "stop"], ["not-detected"]]
 
@@ -228,8 +233,8 @@ def test_two_clients_at_once_each_get_their_own_results(server: Server) -> None:
 def test_bad_input_closes_that_client_only(server: Server) -> None:
     async def go() -> tuple[Event | None, list[str]]:
         async with server.client() as good, server.client() as bad:
-            await good.write_event(AudioStart(rate=16000, width=2, channels=1).event())
-            await bad.write_event(AudioStart(rate=16000, width=5, channels=1).event())
+            await good.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+            await bad.write_event(AudioStart(rate=RATE, width=5, channels=1).event())
             closed = await bad.read_event()
             rest = names(await stream(good, clip("keywords/right_left_up.wav")))
             return closed, rest
@@ -248,8 +253,8 @@ def test_sighup_is_ignored_and_sigterm_or_sigint_stop_cleanly_with_a_client_conn
 
     async def go() -> Event | None:
         async with srv.client() as client:
-            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
-            await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=bytes(3200)).event())
+            await client.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+            await client.write_event(AudioChunk(rate=RATE, width=2, channels=1, audio=bytes(3200)).event())
             assert await until_pong(client) == []
             srv.proc.send_signal(signal.SIGHUP)  # no reload: logged, and the server keeps serving
             deadline = time.monotonic() + TIMEOUT
@@ -324,7 +329,7 @@ def closed_by_server(port: int, data: bytes) -> bool:
     ("data_length", 1_000_000_000, 1 << 16),
 ])
 def test_an_oversized_event_is_refused_before_it_is_read(server: Server, key: str, value: int, limit: int) -> None:
-    header = {"type": "audio-chunk", "data": {"rate": 16000, "width": 2, "channels": 1}, key: value}
+    header = {"type": "audio-chunk", "data": {"rate": RATE, "width": 2, "channels": 1}, key: value}
     assert closed_by_server(server.port, raw_event(header, bytes(1000)))
     lines = [line for line in server.text().splitlines() if f"{key} {value}" in line]
     assert len(lines) == 1 and "event=client_rejected" in lines[0], lines
@@ -343,8 +348,8 @@ def test_a_big_chunk_does_not_make_other_clients_wait_for_it(server: Server) -> 
 
     async def big() -> None:
         async with server.client() as client:
-            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
-            await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=bytes(1 << 20)).event())
+            await client.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+            await client.write_event(AudioChunk(rate=RATE, width=2, channels=1, audio=bytes(1 << 20)).event())
             started.set()
             assert await until_pong(client) == []
             order.append("big")
@@ -364,16 +369,24 @@ def test_a_big_chunk_does_not_make_other_clients_wait_for_it(server: Server) -> 
 
 
 @pytest.fixture
-def limited(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
-    conf = tmp_path / "k.toml"
-    conf.write_text("[wyoming]\nidle_timeout = 1\nmax_clients = 3\n")
-    srv = Server(cli_env, tmp_path / "server.log", "--config", str(conf))
-    yield srv
-    assert srv.stop() == 0, srv.text()
-    assert "Traceback" not in srv.text()
+def configured(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[str], Server]]:
+    """Starts a server with this TOML as its config file; each stops cleanly after the test."""
+    started: list[Server] = []
+
+    def start(toml: str) -> Server:
+        conf = tmp_path / f"k{len(started)}.toml"
+        conf.write_text(toml)
+        started.append(Server(cli_env, tmp_path / f"server{len(started)}.log", "--config", str(conf)))
+        return started[-1]
+
+    yield start
+    for srv in started:
+        srv.stop_cleanly()
 
 
-def test_idle_clients_are_disconnected_after_idle_timeout(limited: Server) -> None:
+def test_idle_clients_are_disconnected_after_idle_timeout(configured: Callable[[str], Server]) -> None:
+    limited = configured("[wyoming]\nidle_timeout = 1\nmax_clients = 3\n")
+
     async def go() -> Event | None:
         async with limited.client() as client:
             assert await until_pong(client) == []
@@ -384,19 +397,12 @@ def test_idle_clients_are_disconnected_after_idle_timeout(limited: Server) -> No
     assert "idle_s=1" in limited.text()
 
 
-@pytest.fixture
-def three_slots(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
-    conf = tmp_path / "k.toml"
-    conf.write_text("[wyoming]\nmax_clients = 3\n")
-    srv = Server(cli_env, tmp_path / "server.log", "--config", str(conf))
-    yield srv
-    assert srv.stop() == 0, srv.text()
-    assert "Traceback" not in srv.text()
-
-
-def test_a_full_server_closes_the_connection_idle_longest_and_serves_the_newcomer(three_slots: Server) -> None:
+def test_a_full_server_closes_the_connection_idle_longest_and_serves_the_newcomer(
+        configured: Callable[[str], Server]) -> None:
     """Issue 25: with every slot taken, the newcomer (Home Assistant, maybe) was closed at once;
     now the connection that has been idle longest makes room for it."""
+    three_slots = configured("[wyoming]\nmax_clients = 3\n")
+
     async def go() -> tuple[Event | None, list[str], list[list[Event]]]:
         clients = [three_slots.client() for _ in range(3)]
         for client in clients:

@@ -28,6 +28,7 @@ from wyoming.server import AsyncServer
 
 from benchmarks.soak import Sounds
 from kws_stream.backend import KeywordModel
+from kws_stream.features import MICRONET
 from kws_stream.models import load_manifest
 from kws_stream.pipeline import Pipeline, PipelineParams
 from kws_stream.wyoming_server import WakeHandler, WakeService
@@ -89,7 +90,7 @@ def test_each_finished_stream_is_freed_at_once(model: KeywordModel, no_automatic
 def stream_start_event():  # noqa: ANN201
     from wyoming.audio import AudioStart
 
-    return AudioStart(rate=16000, width=2, channels=1).event()
+    return AudioStart(rate=MICRONET.sample_rate, width=2, channels=1).event()
 
 
 async def wait_for(condition, timeout: float = 30.0) -> None:  # noqa: ANN001
@@ -101,7 +102,7 @@ async def wait_for(condition, timeout: float = 30.0) -> None:  # noqa: ANN001
 
 def test_a_pipeline_is_freed_without_the_cyclic_gc(model: KeywordModel, no_automatic_gc: None) -> None:
     pipeline = Pipeline(model, "micronet-l", "test", PipelineParams())
-    pipeline.feed(np.zeros(16000, dtype=np.int16))
+    pipeline.feed(np.zeros(MICRONET.sample_rate, dtype=np.int16))
     ref = weakref.ref(pipeline)
     del pipeline
     assert ref() is None
