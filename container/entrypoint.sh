@@ -1,0 +1,20 @@
+#!/bin/sh
+# The container's entry: seeds /data on first start (the models installed in the image,
+# verified at build time; a config that serves Wyoming on all interfaces), then runs
+# `kws-stream ARGS` as PID 1, so SIGTERM from `docker stop` reaches it directly.
+set -eu
+mkdir -p /data/models /data/config/kws-stream
+for f in /opt/kws-stream/models/*.tflite; do
+    [ -e "$f" ] && [ ! -e "/data/models/${f##*/}" ] && cp "$f" "/data/models/${f##*/}.part" \
+        && mv "/data/models/${f##*/}.part" "/data/models/${f##*/}"
+done
+config=/data/config/kws-stream/kws-stream.toml
+if [ ! -e "$config" ]; then
+    cat > "$config.part" <<'TOML'
+# kws-stream in a container: edit and restart the container (see `kws-stream config check`).
+[wyoming]
+uri = "tcp://0.0.0.0:10400"  # inside the container; publish it with -p 10400:10400
+TOML
+    mv "$config.part" "$config"
+fi
+exec kws-stream "$@"
