@@ -83,11 +83,13 @@ class Announcing:
         self.info = ServiceInfo(SERVICE_TYPE, f"{self.name}.{SERVICE_TYPE}", port=port,
                                 parsed_addresses=self.addresses, server=f"{socket.gethostname()}.local.")
         self.zeroconf = Zeroconf(ip_version=IPVersion.V4Only)  # starts its own loop thread
+        assert self.zeroconf.loop is not None
+        self.loop = self.zeroconf.loop
         self.registering: concurrent.futures.Future[None] | None = None
 
     def ready(self, status: str) -> None:
         self.notifier.ready(status)
-        self.registering = asyncio.run_coroutine_threadsafe(self._register(), self.zeroconf.loop)
+        self.registering = asyncio.run_coroutine_threadsafe(self._register(), self.loop)
         self.registering.add_done_callback(self._registered)
 
     def stopping(self) -> None:
@@ -125,7 +127,7 @@ class Announcing:
             await (await self.zeroconf.async_unregister_service(self.info))
 
         try:
-            asyncio.run_coroutine_threadsafe(unregister(), self.zeroconf.loop).result(timeout=WITHDRAW_TIMEOUT)
+            asyncio.run_coroutine_threadsafe(unregister(), self.loop).result(timeout=WITHDRAW_TIMEOUT)
             log.info("event=zeroconf_withdrawn name=%r", self.name)
         except Exception as exc:  # the exit goes on; the record expires with its TTL
             log.warning("event=zeroconf_withdraw_failed name=%r reason=%r", self.name, str(exc) or type(exc).__name__)
