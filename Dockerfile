@@ -41,7 +41,7 @@ RUN apt-get update -qq \
  && mkdir -p /data && chown kws:kws /data
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/kws-stream/models /opt/kws-stream/models
-COPY container/entrypoint.sh container/healthcheck.py /opt/kws-stream/
+COPY container/entrypoint.sh container/healthcheck.py container/addon.py /opt/kws-stream/
 # /data: the config (/data/config/kws-stream/kws-stream.toml) and the models (/data/models),
 # seeded from the image on first start and kept across restarts and upgrades
 ENV PATH=/opt/venv/bin:$PATH XDG_CONFIG_HOME=/data/config STATE_DIRECTORY=/data \

@@ -5,11 +5,15 @@
 set -eu
 mkdir -p /data/models /data/config/kws-stream
 for f in /opt/kws-stream/models/*.tflite; do
-    [ -e "$f" ] && [ ! -e "/data/models/${f##*/}" ] && cp "$f" "/data/models/${f##*/}.part" \
-        && mv "/data/models/${f##*/}.part" "/data/models/${f##*/}"
+    if [ -e "$f" ] && [ ! -e "/data/models/${f##*/}" ]; then
+        cp "$f" "/data/models/${f##*/}.part" && mv "/data/models/${f##*/}.part" "/data/models/${f##*/}"
+    fi
 done
 config=/data/config/kws-stream/kws-stream.toml
-if [ ! -e "$config" ]; then
+if [ -e /data/options.json ]; then  # a Home Assistant add-on: its options are the config
+    python /opt/kws-stream/addon.py config /data/options.json "$config"
+    python /opt/kws-stream/addon.py discover &
+elif [ ! -e "$config" ]; then
     cat > "$config.part" <<'TOML'
 # kws-stream in a container: edit and restart the container (see `kws-stream config check`).
 [wyoming]
