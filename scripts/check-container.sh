@@ -12,9 +12,14 @@
 #   wyoming     right_left_up.wav sent over Wyoming gives right, left, up
 #   detect      `kws-stream detect` inside the container gives right, left, up
 #   non-root    the service (PID 1) runs as the image's user, not root
+#   live        `run` (the live daemon) records from a PulseAudio socket mounted into the
+#               container (a private server whose microphone plays right_left_up.wav: the
+#               tests' VirtualMic) and prints right, left, up
 #   sigterm     `podman stop` (SIGTERM) ends it within 10 s with exit status 0
 #   restart     a config edit in /data holds across a restart and a new container on the same
 #               volume, and the models stay the same files
+#   addon       addon/Dockerfile on that image, started with a /data/options.json as the
+#               Supervisor writes it: the options become the config (model, keywords, log level)
 #   zeroconf    `serve wyoming --zeroconf` in a network namespace of its own is seen by a
 #               zeroconf browser there with port 10400, and is gone once the container stops
 # One PASS/FAIL line per step; exit status 1 if any failed. Logs: $KWS_CONTAINER_CACHE/logs/.
@@ -64,7 +69,7 @@ py=$repo/.venv/bin/python
 [ -x "$py" ] && "$py" -c "import wyoming, zeroconf" 2>/dev/null || die "$py with wyoming and zeroconf is missing: run ./setup.sh --dev"
 
 need=()
-for p in podman runc debootstrap uidmap iproute2; do
+for p in podman runc debootstrap uidmap iproute2 pulseaudio; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -82,7 +87,7 @@ work=$(mktemp -d /tmp/kws-check-container.XXXXXX)
 podman=(podman --runtime runc)
 limits=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096 --health-interval=disable)
 cleanup() {
-    "${podman[@]}" rm -f -t 0 "$name" "$name-zc" >/dev/null 2>&1
+    "${podman[@]}" rm -f -t 0 "$name" "$name-zc" "$name-addon" >/dev/null 2>&1
     "${podman[@]}" volume rm -f "$volume" >/dev/null 2>&1
     ip netns delete "$netns" 2>/dev/null
     rm -rf "$work"
@@ -205,6 +210,44 @@ if added.is_set():
 browser.cancel()
 zc.close()
 EOF
+cat >"$work/live.py" <<'EOF'
+"""live.py IMAGE WAV PODMAN RUN_OPTIONS (each one shell-quoted string): the live daemon in the container, recording from a PulseAudio
+socket (a private server whose microphone plays WAV); prints the keywords it reported."""
+import json, queue, shlex, subprocess, sys, tempfile, threading, time
+from pathlib import Path
+import numpy as np
+import scipy.io.wavfile
+from testsupport.vmic import VirtualMic
+
+image, wav, podman, options = sys.argv[1], sys.argv[2], shlex.split(sys.argv[3]), shlex.split(sys.argv[4])
+rate, samples = scipy.io.wavfile.read(wav)
+with tempfile.TemporaryDirectory(prefix="kws-live-") as tmp, VirtualMic(Path(tmp), rate=rate, channels=1) as mic:
+    mic.socket_path.chmod(0o777)
+    name = f"kws-live-{Path(tmp).name}"
+    proc = subprocess.Popen([*podman, "run", "--rm", "--name", name, *options, "-v", f"{mic.socket_path}:/run/pulse/native",
+                             "-e", "PULSE_SERVER=unix:/run/pulse/native", image, "run", "--device", "pulse"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(("err", l)) for l in proc.stderr], daemon=True).start()
+    threading.Thread(target=lambda: [lines.put(("out", l)) for l in proc.stdout], daemon=True).start()
+    keywords, log, deadline, played = [], [], time.monotonic() + 120, False
+    while time.monotonic() < deadline and len(keywords) < 3:
+        try:
+            kind, line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if kind == "err":
+            log.append(line)
+            if "event=capture_started" in line and not played:
+                mic.play(samples)
+                played = True
+        else:
+            keywords.append(json.loads(line)["keyword"])
+    subprocess.run([*podman, "stop", "-t", "10", name], capture_output=True)
+    code = proc.wait(timeout=30)
+    print(",".join(keywords) if keywords else "nothing: " + " | ".join(l.strip() for l in log[-3:]))
+    sys.exit(0 if code == 0 else 1)
+EOF
 port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 clipdir=$shared/audio/keywords
 run_service() {  # run_service: the container on $volume, Wyoming published on 127.0.0.1:$port
@@ -250,6 +293,13 @@ uid=$("${podman[@]}" exec "$name" awk '/^Uid:/ {print $2}' /proc/1/status)
 user=$("${podman[@]}" exec "$name" sh -c 'id -un; tr "\0" " " < /proc/1/cmdline')
 [ -n "$uid" ] && [ "$uid" != 0 ] && s=PASS || s=FAIL
 result non-root $s "$(since "$t" | cut -d. -f1)" "PID 1 uid $uid ($(echo "$user" | tr '\n' ' '))"
+
+# ---------------------------------------------------------------- the live daemon
+t=$(now)
+got=$(cd "$repo" && PYTHONPATH=$repo "$py" "$work/live.py" "$image" "$clipdir/right_left_up.wav" \
+      "${podman[*]}" "${limits[*]}" 2>"$logs/live.log")
+[ "$got" = "right,left,up" ] && s=PASS || s=FAIL
+result live $s "$(since "$t" | cut -d. -f1)" "kws-stream run from a PulseAudio socket playing right_left_up.wav: $got"
 
 # ---------------------------------------------------------------- SIGTERM
 stop_within() {  # stop_within NAME: podman stop (SIGTERM, SIGKILL after 10 s); prints "SECONDS EXIT"
@@ -312,6 +362,31 @@ else
 fi
 [ -n "${browser_PID:-}" ] && kill "$browser_PID" 2>/dev/null
 wait 2>/dev/null
+
+# ---------------------------------------------------------------- the add-on's image and options
+t=$(now)
+addon=localhost/kws-stream-addon:check
+"${podman[@]}" volume rm -f "$volume-addon" >/dev/null 2>&1
+if "${podman[@]}" build --format docker --build-arg BUILD_FROM="$image" --build-arg BUILD_ARCH=amd64 \
+        --build-arg BUILD_VERSION=check -t "$addon" "$repo/addon" >"$logs/addon-build.log" 2>&1 \
+   && printf '%s\n' '{"model": "micronet-m", "mode": "plain", "threshold": 0.6, "keywords": ["up", "left"], "log_level": "debug"}' \
+      | "${podman[@]}" run --rm -i "${limits[@]}" -v "$volume-addon:/data" --entrypoint sh "$addon" -c 'cat > /data/options.json' 2>>"$logs/run.log" \
+   && "${podman[@]}" run -d --name "$name-addon" "${limits[@]}" -p "127.0.0.1:$port:10400" -v "$volume-addon:/data" \
+        "$addon" >>"$logs/run.log" 2>&1; then
+    models=$("$py" "$work/client.py" describe "$port" 120 2>&1)
+    config=$("${podman[@]}" exec "$name-addon" cat /data/config/kws-stream/kws-stream.toml | grep -v '^#' | tr '\n' ' ')
+    log=$("${podman[@]}" logs "$name-addon" 2>&1)
+    if [ "$models" = "left,up" ] && grep -q "model=micronet-m" <<<"$log" \
+            && grep -q 'enabled = false' <<<"$config" && grep -q 'log_level = "debug"' <<<"$config"; then
+        result addon PASS "$(since "$t" | cut -d. -f1)" "options.json -> $config-> wake models $models, micronet-m"
+    else
+        result addon FAIL "$(since "$t" | cut -d. -f1)" "wake models $models; config $config; $(tail -3 <<<"$log")"
+    fi
+else
+    result addon FAIL "$(since "$t" | cut -d. -f1)" "$logs/addon-build.log, $logs/run.log"
+fi
+"${podman[@]}" rm -f -t 10 "$name-addon" >/dev/null 2>&1
+"${podman[@]}" volume rm -f "$volume-addon" >/dev/null 2>&1
 
 printf '%s in %d s\n' "$([ "$failed" = 0 ] && echo "all PASS" || echo "some FAIL")" $(($(date +%s) - started))
 exit "$failed"
