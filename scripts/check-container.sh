@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # kws-stream's container image, built and run for real (by hand, as root; not part of .ci/run).
 #
-#   scripts/check-container.sh [--mirror URL]
+#   scripts/check-container.sh [--arch amd64|arm64] [--mirror URL]
+#
+# --arch: the image's architecture (default: this machine's). Another one runs under
+# qemu-user-static (installed and registered with binfmt_misc here, as check-arm.sh does).
 #
 # For machines that reach Debian's archive and PyPI but no container registry: builds a Debian
 # bookworm base image with debootstrap (minbase) and imports it into podman, builds the
@@ -22,7 +25,7 @@
 #               Supervisor writes it: the options become the config (model, keywords, log level)
 #   zeroconf    `serve wyoming --zeroconf` in a network namespace of its own is seen by a
 #               zeroconf browser there with port 10400, and is gone once the container stops
-# One PASS/FAIL line per step; exit status 1 if any failed. Logs: $KWS_CONTAINER_CACHE/logs/.
+# One PASS/FAIL line per step; exit status 1 if any failed. Logs: $KWS_CONTAINER_CACHE/logs/ARCH/.
 #
 # The mirror for debootstrap is read from apt's configuration (the one apt uses for bookworm),
 # or given with --mirror. Podman runs with runc (Debian 12's crun refuses hosts whose cgroups
@@ -39,15 +42,22 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 shared=${KWS_SHARED:-$(cd "$repo/.." && pwd)/shared}
 cache=${KWS_CONTAINER_CACHE:-/var/cache/kws-container}
 mirror=""
+arch=$(dpkg --print-architecture)
 while [ $# -gt 0 ]; do
     case "$1" in
+        --arch) arch=${2:?--arch needs amd64 or arm64}; shift 2;;
         --mirror) mirror=${2:?--mirror needs a URL}; shift 2;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
         *) printf 'check-container: unknown argument %s (see --help)\n' "$1" >&2; exit 2;;
     esac
 done
-base=localhost/kws-debian:bookworm
-image=localhost/kws-stream:check
+case "$arch" in
+    amd64) hass_arch=amd64;;
+    arm64) hass_arch=aarch64;;
+    *) printf 'check-container: --arch %s: use amd64 or arm64\n' "$arch" >&2; exit 2;;
+esac
+base=localhost/kws-debian:bookworm-$arch
+image=localhost/kws-stream:check-$arch
 name=kws-check-$$
 volume=kws-check-data-$$
 netns=kws-check-$$
@@ -56,7 +66,7 @@ started=$(date +%s)
 
 die() { printf 'check-container: %s\n' "$*" >&2; exit 2; }
 result() {  # result STEP STATUS SECONDS [DETAIL]
-    printf '%-4s %-10s (%3d s)%s\n' "$2" "$1" "$3" "${4:+ $4}"
+    printf '%-4s %-5s %-9s (%3d s)%s\n' "$2" "$arch" "$1" "$3" "${4:+ $4}"
     [ "$2" = PASS ] || failed=1
 }
 now() { date +%s.%N; }
@@ -72,17 +82,26 @@ need=()
 for p in podman runc debootstrap uidmap iproute2 pulseaudio; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
+if [ "$arch" != "$(dpkg --print-architecture)" ]; then
+    for p in qemu-user-static binfmt-support; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+    done
+fi
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null \
         || die "could not install ${need[*]}"
+fi
+if [ "$arch" != "$(dpkg --print-architecture)" ]; then  # F flag: no qemu needed inside the images
+    [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    update-binfmts --enable qemu-aarch64 >/dev/null 2>&1
 fi
 if [ -z "$mirror" ]; then
     mirror=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null | awk '$2 == "bookworm" {print $1; exit}')
     [ -n "$mirror" ] || die "apt has no bookworm archive configured: give one with --mirror URL"
 fi
 
-logs=$cache/logs
-mkdir -p "$logs"
+logs=$cache/logs/$arch
+mkdir -p "$logs" && : >"$logs/run.log"
 work=$(mktemp -d /tmp/kws-check-container.XXXXXX)
 podman=(podman --runtime runc)
 limits=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096 --health-interval=disable)
@@ -99,16 +118,16 @@ t=$(now)
 how="kept from an earlier run"
 if ! "${podman[@]}" image exists "$base"; then
     how="debootstrap from $mirror"
-    if [ ! -f "$cache/rootfs.tar" ]; then
-        rm -rf "$cache/rootfs.tmp"
-        debootstrap --variant=minbase bookworm "$cache/rootfs.tmp" "$mirror" >"$logs/debootstrap.log" 2>&1 \
-            || { result base FAIL "$(since "$t" | cut -d. -f1)" "debootstrap failed: $logs/debootstrap.log"; exit 1; }
+    if [ ! -f "$cache/rootfs-$arch.tar" ]; then
+        rm -rf "$cache/rootfs-$arch.tmp"
+        debootstrap --arch="$arch" --variant=minbase bookworm "$cache/rootfs-$arch.tmp" "$mirror" >"$logs/debootstrap-$arch.log" 2>&1 \
+            || { result base FAIL "$(since "$t" | cut -d. -f1)" "debootstrap failed: $logs/debootstrap-$arch.log"; exit 1; }
         # as bookworm-slim: no package lists, docs or man pages
-        rm -rf "$cache"/rootfs.tmp/var/lib/apt/lists/* "$cache"/rootfs.tmp/var/cache/apt/*.bin \
-               "$cache"/rootfs.tmp/usr/share/doc/* "$cache"/rootfs.tmp/usr/share/man/*
-        tar -C "$cache/rootfs.tmp" -cf "$cache/rootfs.tar" . && rm -rf "$cache/rootfs.tmp"
+        rm -rf "$cache"/rootfs-$arch.tmp/var/lib/apt/lists/* "$cache"/rootfs-$arch.tmp/var/cache/apt/*.bin \
+               "$cache"/rootfs-$arch.tmp/usr/share/doc/* "$cache"/rootfs-$arch.tmp/usr/share/man/*
+        tar -C "$cache/rootfs-$arch.tmp" -cf "$cache/rootfs-$arch.tar" . && rm -rf "$cache/rootfs-$arch.tmp"
     fi
-    "${podman[@]}" import --change 'CMD ["bash"]' "$cache/rootfs.tar" "$base" >"$logs/import.log" 2>&1 \
+    "${podman[@]}" import --arch "$arch" --change 'CMD ["bash"]' "$cache/rootfs-$arch.tar" "$base" >"$logs/import.log" 2>&1 \
         || { result base FAIL "$(since "$t" | cut -d. -f1)" "import failed: $logs/import.log"; exit 1; }
 fi
 result base PASS "$(since "$t" | cut -d. -f1)" "$base: $how"
@@ -121,7 +140,7 @@ mkdir -p "$context"
 cp -r "$shared/models" "$context/.models" && chmod -R u+w "$context/.models"
 secret=()
 [ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt)
-if "${podman[@]}" build --format docker "${secret[@]}" --build-arg BASE="$base" --build-arg MODELS=.models \
+if "${podman[@]}" build --format docker --arch "$arch" "${secret[@]}" --build-arg BASE="$base" --build-arg MODELS=.models \
         -t "$image" "$context" >"$logs/build.log" 2>&1; then
     size=$("${podman[@]}" image inspect --format '{{.Size}}' "$image")
     result build PASS "$(since "$t" | cut -d. -f1)" "$image, $((size / 1000000)) MB"
@@ -365,9 +384,9 @@ wait 2>/dev/null
 
 # ---------------------------------------------------------------- the add-on's image and options
 t=$(now)
-addon=localhost/kws-stream-addon:check
+addon=localhost/kws-stream-addon:check-$arch
 "${podman[@]}" volume rm -f "$volume-addon" >/dev/null 2>&1
-if "${podman[@]}" build --format docker --build-arg BUILD_FROM="$image" --build-arg BUILD_ARCH=amd64 \
+if "${podman[@]}" build --format docker --build-arg BUILD_FROM="$image" --arch "$arch" --build-arg BUILD_ARCH="$hass_arch" \
         --build-arg BUILD_VERSION=check -t "$addon" "$repo/addon" >"$logs/addon-build.log" 2>&1 \
    && printf '%s\n' '{"model": "micronet-m", "mode": "plain", "threshold": 0.6, "keywords": ["up", "left"], "log_level": "debug"}' \
       | "${podman[@]}" run --rm -i "${limits[@]}" -v "$volume-addon:/data" --entrypoint sh "$addon" -c 'cat > /data/options.json' 2>>"$logs/run.log" \
