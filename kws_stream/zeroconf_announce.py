@@ -100,7 +100,8 @@ class Announcing:
         return getattr(self.notifier, attr)
 
     async def _register(self) -> None:
-        await (await self.zeroconf.async_register_service(self.info))
+        # a name already taken on the network becomes "NAME (2)" etc., as DNS-SD asks
+        await (await self.zeroconf.async_register_service(self.info, allow_name_change=True))
 
     def _registered(self, future: concurrent.futures.Future[None]) -> None:
         if future.cancelled():
@@ -108,8 +109,8 @@ class Announcing:
         if future.exception() is not None:
             log.error("event=zeroconf_failed name=%r reason=%r", self.name, str(future.exception()))
         else:
-            log.info("event=zeroconf_announced type=%s name=%r port=%d addresses=%s",
-                     SERVICE_TYPE, self.name, self.info.port, ",".join(self.addresses))
+            log.info("event=zeroconf_announced type=%s name=%r port=%d addresses=%s", SERVICE_TYPE,
+                     self.info.name.removesuffix("." + SERVICE_TYPE), self.info.port, ",".join(self.addresses))
 
     def withdraw(self) -> None:
         """Send the goodbye packets (once); a registration still probing is cancelled."""

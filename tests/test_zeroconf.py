@@ -208,3 +208,27 @@ def test_the_uri_decides_what_is_announced() -> None:
     assert addresses("192.0.2.7") == ["192.0.2.7"]
     with pytest.raises(ZeroconfError, match="TCP service"):
         endpoint("tcp://0.0.0.0")  # no port
+
+
+def test_a_name_already_announced_gets_a_number(netns: tuple[str, str], cli_env: dict[str, str]) -> None:
+    ns, _ = netns
+    browser, seen = browse(ns, cli_env)
+    first, first_log = serve(ns, cli_env, "--zeroconf", "twin")
+    try:
+        seen.until(lambda line: '"Added"' in line)
+        second = in_ns(ns, *kws_command(), "serve", "wyoming", "--uri", f"tcp://0.0.0.0:{PORT + 1}",
+                       "--zeroconf", "twin", env=cli_env)
+        assert second.stdout is not None
+        second_log = Lines(second.stdout)
+        try:
+            again = json.loads(seen.until(lambda line: '"Added"' in line))
+            assert again["port"] == PORT + 1 and again["name"] == "twin-2._wyoming._tcp.local."
+            second_log.until(lambda line: "event=zeroconf_announced" in line and "name='twin-2'" in line)
+        finally:
+            assert stop(second) == 0
+    finally:
+        assert stop(first) == 0
+        assert browser.stdin is not None
+        browser.stdin.close()
+        browser.wait(timeout=TIMEOUT)
+    assert "Traceback" not in first_log.text()
