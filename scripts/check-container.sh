@@ -78,6 +78,8 @@ since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1
 py=$repo/.venv/bin/python
 [ -x "$py" ] && "$py" -c "import wyoming, zeroconf" 2>/dev/null || die "$py with wyoming and zeroconf is missing: run ./setup.sh --dev"
 
+logs=$cache/logs/$arch
+mkdir -p "$logs" && : >"$logs/run.log"
 need=()
 for p in podman runc debootstrap uidmap iproute2 pulseaudio; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
@@ -88,8 +90,8 @@ if [ "$arch" != "$(dpkg --print-architecture)" ]; then
     done
 fi
 if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null \
-        || die "could not install ${need[*]}"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >"$logs/apt.log" 2>&1 \
+        || die "could not install ${need[*]}: $logs/apt.log"
 fi
 if [ "$arch" != "$(dpkg --print-architecture)" ]; then  # F flag: no qemu needed inside the images
     [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
@@ -100,8 +102,6 @@ if [ -z "$mirror" ]; then
     [ -n "$mirror" ] || die "apt has no bookworm archive configured: give one with --mirror URL"
 fi
 
-logs=$cache/logs/$arch
-mkdir -p "$logs" && : >"$logs/run.log"
 work=$(mktemp -d /tmp/kws-check-container.XXXXXX)
 podman=(podman --runtime runc)
 limits=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096 --health-interval=disable)
