@@ -82,7 +82,10 @@ class Announcing:
         self.addresses = addresses(host)
         self.info = ServiceInfo(SERVICE_TYPE, f"{self.name}.{SERVICE_TYPE}", port=port,
                                 parsed_addresses=self.addresses, server=f"{socket.gethostname()}.local.")
-        self.zeroconf = Zeroconf(ip_version=IPVersion.V4Only)  # starts its own loop thread
+        try:
+            self.zeroconf = Zeroconf(ip_version=IPVersion.V4Only)  # starts its own loop thread
+        except OSError as exc:
+            raise ZeroconfError(f"--zeroconf: cannot open mDNS (UDP 5353): {exc.strerror or exc}") from None
         assert self.zeroconf.loop is not None
         self.loop = self.zeroconf.loop
         self.registering: concurrent.futures.Future[None] | None = None
@@ -100,7 +103,7 @@ class Announcing:
         return getattr(self.notifier, attr)
 
     async def _register(self) -> None:
-        # a name already taken on the network becomes "NAME (2)" etc., as DNS-SD asks
+        # a name already taken on the network becomes NAME-2 etc. (DNS-SD's rule), not a failure
         await (await self.zeroconf.async_register_service(self.info, allow_name_change=True))
 
     def _registered(self, future: concurrent.futures.Future[None]) -> None:
