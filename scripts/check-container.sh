@@ -117,8 +117,9 @@ trap cleanup EXIT
 t=$(now)
 how="kept from an earlier run"
 if ! "${podman[@]}" image exists "$base"; then
-    how="debootstrap from $mirror"
+    how="imported from $cache/rootfs-$arch.tar (debootstrap, kept from an earlier run)"
     if [ ! -f "$cache/rootfs-$arch.tar" ]; then
+        how="debootstrap from $mirror"
         rm -rf "$cache/rootfs-$arch.tmp"
         debootstrap --arch="$arch" --variant=minbase bookworm "$cache/rootfs-$arch.tmp" "$mirror" >"$logs/debootstrap-$arch.log" 2>&1 \
             || { result base FAIL "$(since "$t" | cut -d. -f1)" "debootstrap failed: $logs/debootstrap-$arch.log"; exit 1; }
