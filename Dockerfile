@@ -37,7 +37,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends python3 ca-certificates libportaudio2 libasound2-plugins >/dev/null \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* /usr/share/man/* \
- && useradd --system --uid 10400 --user-group --groups audio --home-dir /data --no-create-home kws \
+ && useradd --uid 10400 --user-group --groups audio --home-dir /data --no-create-home --shell /usr/sbin/nologin kws \
  && mkdir -p /data && chown kws:kws /data
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/kws-stream/models /opt/kws-stream/models
