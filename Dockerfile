@@ -33,10 +33,15 @@ RUN --mount=type=secret,id=ca \
 FROM ${BASE}
 ARG DEBIAN_FRONTEND=noninteractive
 # python3: the venv's interpreter; libportaudio2: the microphone (ALSA via --device /dev/snd);
-# libasound2-plugins: ALSA's pulse plugin, for a PulseAudio socket mounted from the host
+# ALSA's pulse plugin (PCM `pulse`), for a PulseAudio socket mounted from the host: only its two
+# modules and its config are taken from libasound2-plugins, whose other plugins depend on
+# libavcodec and ~200 MB of video codecs; the pulse modules need only libpulse0.
 RUN apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends python3 ca-certificates libportaudio2 libasound2-plugins >/dev/null \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* /usr/share/man/* \
+ && apt-get install -y -qq --no-install-recommends python3 ca-certificates libportaudio2 libpulse0 >/dev/null \
+ && mkdir /tmp/plugins && cd /tmp/plugins && apt-get download -qq libasound2-plugins \
+ && dpkg-deb -x libasound2-plugins_*.deb . \
+ && cp -a --parents $(find . -name 'libasound_module_*_pulse.so' -o -name '50-pulseaudio.conf') / \
+ && cd / && rm -rf /tmp/plugins /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* /usr/share/man/* \
  && useradd --uid 10400 --user-group --groups audio --home-dir /data --no-create-home --shell /usr/sbin/nologin kws \
  && mkdir -p /data && chown kws:kws /data
 COPY --from=build /opt/venv /opt/venv
