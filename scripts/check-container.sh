@@ -63,11 +63,13 @@ name=kws-check-$$
 volume=kws-check-data-$$
 netns=kws-check-$$
 failed=0
+skipped=0
 started=$(date +%s)
 
 die() { printf 'check-container: %s\n' "$*" >&2; exit 2; }
 result() {  # result STEP STATUS SECONDS [DETAIL]
     printf '%-4s %-5s %-9s (%3d s)%s\n' "$2" "$arch" "$1" "$3" "${4:+ $4}"
+    [ "$2" = SKIP ] && skipped=$((skipped + 1))
     [ "$2" = PASS ] || [ "$2" = SKIP ] || failed=1
 }
 now() { date +%s.%N; }
@@ -417,5 +419,6 @@ fi
 "${podman[@]}" rm -f -t 10 "$name-addon" >/dev/null 2>&1
 "${podman[@]}" volume rm -f "$volume-addon" >/dev/null 2>&1
 
-printf '%s in %d s\n' "$([ "$failed" = 0 ] && echo "all PASS" || echo "some FAIL")" $(($(date +%s) - started))
+printf '%s%s in %d s\n' "$([ "$failed" = 0 ] && echo "all PASS" || echo "some FAIL")" \
+    "$([ "$skipped" = 0 ] || echo " ($skipped SKIP)")" $(($(date +%s) - started))
 exit "$failed"
