@@ -184,7 +184,12 @@ def cmd_serve_wyoming(args: argparse.Namespace) -> int:
         log.info("event=stopped_while_starting signal=%s", exc)
         return 0
     with Notifier() as notifier:
-        return serve(config, model, model_name, notifier, signals)
+        if args.zeroconf is None:
+            return serve(config, model, model_name, notifier, signals)
+        from .zeroconf_announce import Announcing
+
+        with Announcing(notifier, config.wyoming.uri, args.zeroconf or None) as announcing:
+            return serve(config, model, model_name, announcing, signals)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -283,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = serve.add_parser("wyoming", help="a Wyoming wake-word service (Home Assistant) on --uri")
     p.add_argument("--uri", dest="wyoming.uri", metavar="URI",
                    help="tcp://HOST:PORT or unix://PATH (default tcp://127.0.0.1:10400)")
+    p.add_argument("--zeroconf", nargs="?", const="", metavar="NAME",
+                   help="announce the service over mDNS as _wyoming._tcp (Home Assistant discovers it), "
+                        "named NAME (default kws-stream-HOSTNAME); needs a tcp:// --uri. Off by default")
     _config_options(p)
     _model_options(p)
     _spotting_options(p)
