@@ -14,7 +14,8 @@ waits up to ${APT_LOCK_TIMEOUT} s for the dpkg lock), the Python package, and bo
 (from ../shared/models when that directory exists, else the pinned ML-Zoo URLs; SHA-1 checked).
 
   --dev    also what the tests need (PulseAudio for a virtual microphone, espeak-ng/flite
-           for synthetic speech, sox, mosquitto, systemd-analyze) and an editable install
+           for synthetic speech, sox, mosquitto, systemd-analyze, iproute2 for
+           the zeroconf test's network namespace) and an editable install
   --help   print this and do nothing
 
 Environment: PYTHON (default python3) creates the virtualenv.
@@ -31,7 +32,7 @@ for arg in "$@"; do
 done
 
 apt_packages=(libportaudio2 python3-venv)
-[ "$dev" = 1 ] && apt_packages+=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng flite sox systemd mosquitto openssl)
+[ "$dev" = 1 ] && apt_packages+=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng flite sox systemd mosquitto openssl iproute2)
 
 # `install` waits for the dpkg lock itself (DPkg::Lock::Timeout); `update` fails at once on
 # the lists lock whatever the option says (apt 2.6), so it is retried until the same timeout.
