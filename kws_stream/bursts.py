@@ -10,6 +10,7 @@ which its verdict can change (`verdicts.Wait`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -53,11 +54,14 @@ class BurstScanner:
         """Hop `k`'s smoothed level: a burst goes on while hops within CORE_DROP_DB of its
         peak follow each other with gaps shorter than post_silence. If the noise floor has
         fallen so far that a hop kept and taken for quiet is speech now, the levels kept
-        are scanned again (`_rescan`)."""
-        speech = self._contour.speech_db()
+        are scanned again (`_rescan`), while they reach back to the stream's start."""
+        c = self._contour
+        speech = c.speech_db()
         if speech <= self._loudest_quiet:
-            self._rescan(k, speech)
-            return
+            if c.oldest == c.first:
+                self._rescan(k, speech)
+                return
+            self._loudest_quiet = math.inf  # the floor was learned: never again
         self._step(k, level, speech)
         if k - self.last == self._contour.hops.early:
             self._early = self.last
@@ -80,12 +84,13 @@ class BurstScanner:
         heard now, as the shape rules judge them. A stream that starts with a word learns
         its floor only from the word's own decay and the pause after it: until then, the
         floor is the word, and none of it counted as speech. The bursts this reveals are
-        probed like any other (those probed already are not probed twice)."""
+        probed like any other (those probed already are not probed twice). Only while the
+        levels kept reach back to the stream's start: after that the floor was learned from
+        seconds of sound, and a rescan would cost a few hundred steps at every small fall
+        of the floor in running speech."""
         c = self._contour
-        self._peak, self._loudest_quiet = SILENCE_DBFS, SILENCE_DBFS
-        start = c.oldest
-        self.last = c.first - c.size if start == c.first else start - c.hops.gap - 1
-        for k in range(start, now + 1):
+        self._peak, self._loudest_quiet, self.last = SILENCE_DBFS, SILENCE_DBFS, c.first - c.size
+        for k in range(c.first, now + 1):
             self._step(k, c.level(k), speech)
         if now - self.last == c.hops.early:
             self._early = self.last
