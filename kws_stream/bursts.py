@@ -10,7 +10,6 @@ which its verdict can change (`verdicts.Wait`).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -48,6 +47,7 @@ class BurstScanner:
         # the loudest hop taken for quiet since the last rescan: once the speech level falls
         # to it, the floor it was judged by is gone (`observe`)
         self._loudest_quiet = SILENCE_DBFS
+        self._rescan_until = contour.first + contour.size  # while the levels kept reach back to the start
         self._early: int | None = None  # the last hop of a burst that may be ending, for `ending_burst()`
 
     def observe(self, k: int, level: float) -> None:
@@ -55,13 +55,10 @@ class BurstScanner:
         peak follow each other with gaps shorter than post_silence. If the noise floor has
         fallen so far that a hop kept and taken for quiet is speech now, the levels kept
         are scanned again (`_rescan`), while they reach back to the stream's start."""
-        c = self._contour
-        speech = c.speech_db()
-        if speech <= self._loudest_quiet:
-            if c.oldest == c.first:
-                self._rescan(k, speech)
-                return
-            self._loudest_quiet = math.inf  # the floor was learned: never again
+        speech = self._contour.speech_db()
+        if speech <= self._loudest_quiet and k < self._rescan_until:
+            self._rescan(k, speech)
+            return
         self._step(k, level, speech)
         if k - self.last == self._contour.hops.early:
             self._early = self.last
