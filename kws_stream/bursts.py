@@ -13,7 +13,7 @@ import dataclasses
 from collections import deque
 from dataclasses import dataclass
 
-from .contour import CORE_DROP_DB, Contour
+from .contour import CORE_DROP_DB, NOISE_FLOOR_BLOCKS, Contour
 from .features import SILENCE_DBFS
 from .rules import ShapeRules
 from .verdicts import Accept, Burst, Wait
@@ -47,14 +47,17 @@ class BurstScanner:
         # the loudest hop taken for quiet since the last rescan: once the speech level falls
         # to it, the floor it was judged by is gone (`observe`)
         self._loudest_quiet = SILENCE_DBFS
-        self._rescan_until = contour.first + contour.size  # while the levels kept reach back to the start
+        # while the floor learns the room (its first NOISE_FLOOR_BLOCKS blocks); a gate made
+        # mid-stream (a reload) never rescans: its first hop is no pause before a word
+        learning = contour.floor.block_hops * NOISE_FLOOR_BLOCKS
+        self._rescan_until = min(learning, contour.size) if contour.first == 0 else contour.first
         self._early: int | None = None  # the last hop of a burst that may be ending, for `ending_burst()`
 
     def observe(self, k: int, level: float) -> None:
         """Hop `k`'s smoothed level: a burst goes on while hops within CORE_DROP_DB of its
         peak follow each other with gaps shorter than post_silence. If the noise floor has
         fallen so far that a hop kept and taken for quiet is speech now, the levels kept
-        are scanned again (`_rescan`), while they reach back to the stream's start."""
+        are scanned again (`_rescan`), while the floor learns the room at the stream's start."""
         speech = self._contour.speech_db()
         if speech <= self._loudest_quiet and k < self._rescan_until:
             self._rescan(k, speech)
@@ -81,10 +84,10 @@ class BurstScanner:
         heard now, as the shape rules judge them. A stream that starts with a word learns
         its floor only from the word's own decay and the pause after it: until then, the
         floor is the word, and none of it counted as speech. The bursts this reveals are
-        probed like any other (those probed already are not probed twice). Only while the
-        levels kept reach back to the stream's start: after that the floor was learned from
-        seconds of sound, and a rescan would cost a few hundred steps at every small fall
-        of the floor in running speech."""
+        probed like any other (those probed already are not probed twice). Only in the
+        stream's first NOISE_FLOOR_BLOCKS blocks (1.5 s), while the floor learns the room:
+        later, a rescan at every small fall of the floor in running speech would cost a
+        few hundred steps, and screens of bursts the every-hop path rejects anyway."""
         c = self._contour
         self._peak, self._loudest_quiet, self.last = SILENCE_DBFS, SILENCE_DBFS, c.first - c.size
         for k in range(c.first, now + 1):
