@@ -13,7 +13,7 @@ import dataclasses
 from collections import deque
 from dataclasses import dataclass
 
-from .contour import CORE_DROP_DB, Contour
+from .contour import CORE_DROP_DB, NOISE_FLOOR_BLOCKS, Contour
 from .features import SILENCE_DBFS
 from .rules import ShapeRules
 from .verdicts import Accept, Burst, Wait
@@ -43,20 +43,56 @@ class BurstScanner:
         # bounded: a caller that never asks (a model run at every hop) keeps only a few
         self._probes: deque[_Probe] = deque(maxlen=16)
         self._found: deque[tuple[int, int]] = deque(maxlen=16)  # bursts `bursts()` returned lately
+        self._probed: deque[int] = deque(maxlen=16)  # the last hops of the bursts probed lately
+        # the loudest hop taken for quiet since the last rescan: once the speech level falls
+        # to it, the floor it was judged by is gone (`observe`)
+        self._loudest_quiet = SILENCE_DBFS
+        # while the floor learns the room (its first NOISE_FLOOR_BLOCKS blocks); a gate made
+        # mid-stream (a reload) never rescans: its first hop is no pause before a word
+        learning = contour.floor.block_hops * NOISE_FLOOR_BLOCKS
+        self._rescan_until = min(learning, contour.size) if contour.first == 0 else contour.first
         self._early: int | None = None  # the last hop of a burst that may be ending, for `ending_burst()`
 
     def observe(self, k: int, level: float) -> None:
         """Hop `k`'s smoothed level: a burst goes on while hops within CORE_DROP_DB of its
-        peak follow each other with gaps shorter than post_silence."""
+        peak follow each other with gaps shorter than post_silence. If the noise floor has
+        fallen so far that a hop kept and taken for quiet is speech now, the levels kept
+        are scanned again (`_rescan`), while the floor learns the room at the stream's start."""
+        speech = self._contour.speech_db()
+        if speech <= self._loudest_quiet and k < self._rescan_until:
+            self._rescan(k, speech)
+            return
+        self._step(k, level, speech)
+        if k - self.last == self._contour.hops.early:
+            self._early = self.last
+
+    def _step(self, k: int, level: float, speech: float) -> None:
         h = self._contour.hops
-        if level >= self._contour.speech_db():
+        if level >= speech:
             if k - self.last > h.gap:
                 self._peak, self.last = level, k
             elif level >= self._peak - CORE_DROP_DB:
                 self._peak, self.last = max(self._peak, level), k
-        if k - self.last == h.gap:
+        elif level > self._loudest_quiet:
+            self._loudest_quiet = level
+        if k - self.last == h.gap and self.last not in self._probed:
+            self._probed.append(self.last)
             self._probes.append(_Probe(self.last))
-        if k - self.last == h.early:
+
+    def _rescan(self, now: int, speech: float) -> None:
+        """Follow the bursts again over every hop kept, at the speech level of the floor
+        heard now, as the shape rules judge them. A stream that starts with a word learns
+        its floor only from the word's own decay and the pause after it: until then, the
+        floor is the word, and none of it counted as speech. The bursts this reveals are
+        probed like any other (those probed already are not probed twice). Only in the
+        stream's first NOISE_FLOOR_BLOCKS blocks (1.5 s), while the floor learns the room:
+        later, a rescan at every small fall of the floor in running speech would cost a
+        few hundred steps, and screens of bursts the every-hop path rejects anyway."""
+        c = self._contour
+        self._peak, self._loudest_quiet, self.last = SILENCE_DBFS, SILENCE_DBFS, c.first - c.size
+        for k in range(c.first, now + 1):
+            self._step(k, c.level(k), speech)
+        if now - self.last == c.hops.early:
             self._early = self.last
 
     def bursts(self, final: bool = False) -> list[Span]:
