@@ -126,6 +126,13 @@ def browse(ns: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], Lines]:
     return proc, lines
 
 
+def end_browser(browser: subprocess.Popen[str]) -> None:
+    """The browser exits when its stdin closes."""
+    assert browser.stdin is not None
+    browser.stdin.close()
+    browser.wait(timeout=TIMEOUT)
+
+
 def events(lines: Lines) -> list[dict]:
     return [json.loads(line) for line in lines.seen if line.startswith("{")]
 
@@ -159,9 +166,7 @@ def test_announced_with_its_name_and_port_then_withdrawn_when_the_server_stops(n
         assert "event=zeroconf_withdrawn" in text and "Traceback" not in text, text
     finally:
         stop(server)
-        assert browser.stdin is not None
-        browser.stdin.close()
-        browser.wait(timeout=TIMEOUT)
+        end_browser(browser)
 
 
 def test_off_by_default_and_the_default_name_is_the_host_name(netns: tuple[str, str],
@@ -186,9 +191,7 @@ def test_off_by_default_and_the_default_name_is_the_host_name(netns: tuple[str, 
             assert stop(named) == 0
     finally:
         assert stop(quiet) == 0
-        assert browser.stdin is not None
-        browser.stdin.close()
-        browser.wait(timeout=TIMEOUT)
+        end_browser(browser)
 
 
 def test_a_unix_socket_cannot_be_announced(run_cli, tmp_path: Path) -> None:  # noqa: ANN001
@@ -228,7 +231,5 @@ def test_a_name_already_announced_gets_a_number(netns: tuple[str, str], cli_env:
             assert stop(second) == 0
     finally:
         assert stop(first) == 0
-        assert browser.stdin is not None
-        browser.stdin.close()
-        browser.wait(timeout=TIMEOUT)
+        end_browser(browser)
     assert "Traceback" not in first_log.text()
