@@ -474,11 +474,11 @@ def test_a_stopping_worker_drains_its_backlog_only_within_the_stop_budget(model_
 
     from kws_stream.backend import KeywordModel
     from kws_stream.capture import CaptureSession
-    from kws_stream.daemon import Worker
     from kws_stream.events import EventBus
     from kws_stream.pipeline import Pipeline
     from kws_stream.ringbuffer import RingBuffer
     from kws_stream.sources import StreamConverter
+    from kws_stream.worker import Worker
 
     _, audio = read_clip("keywords/right_left_up.wav")
     ring = RingBuffer(4 * 16000, 1)
