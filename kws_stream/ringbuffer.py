@@ -23,6 +23,7 @@ class RingBuffer:
         self._read = 0  # frames ever read (or overwritten)
         self.overflowed_frames = 0
         self._unreported = 0
+        self.read_end = 0  # frame index just after the last block read (the reader's position)
         self._cond = threading.Condition()
 
     def write(self, block: np.ndarray) -> None:
@@ -56,14 +57,9 @@ class RingBuffer:
             first = min(n, self.capacity - start)
             out = np.concatenate((self._buffer[start : start + first], self._buffer[: n - first]))
             self._read += n
+            self.read_end = self._read
             lost, self._unreported = self._unreported, 0
             return out, lost
-
-    @property
-    def pending(self) -> int:
-        """Frames written and not read yet."""
-        with self._cond:
-            return self._written - self._read
 
     def wake(self) -> None:
         """Wake a waiting reader (at shutdown)."""

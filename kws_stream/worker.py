@@ -14,13 +14,15 @@ A stream, for the Pipeline, is continuous audio. Two things end one live:
 
 Detection times stay on one timeline over all streams: `start`/`end` count seconds of
 captured audio since the worker started, lost audio included; `time` is the wall clock of
-the moment the word's window ended, not of the moment it was reported, so a detection the
-worker reports while catching up carries the time it was spoken.
+the moment the word's window ended was captured (the session's capture clock, see
+`CaptureSession.callback`), not of the moment it was reported, so a detection the worker
+reports while catching up carries the time it was spoken.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -66,7 +68,7 @@ class Worker:
         self._episode_logged = 0.0  # monotonic time of its last log line
         self._offset_s = 0.0  # timeline seconds before the current Pipeline's stream
         self._samples_before = 0  # samples earlier Pipelines processed (stats)
-        self._unfed_s = 0.0  # captured audio not yet fed, as of the slice just fed
+        self._fed_until = math.nan  # wall-clock time the newest sample fed was captured
         self._pending: PipelineParams | None = None
         self._pending_lock = threading.Lock()
         self._bus_lock = threading.Lock()  # held only to publish or to swap the bus, never to close one
@@ -139,6 +141,7 @@ class Worker:
         if len(block) == 0:
             return
         audio = session.converter.convert(block)
+        first_frame = session.ring.read_end - len(block)  # this block's place in the session
         for start in range(0, len(audio), SLICE):
             if self.stop.is_set() and time.monotonic() > self._drain_deadline:
                 self._drain_cut = True
@@ -146,7 +149,7 @@ class Worker:
                             (len(audio) - start) / SAMPLE_RATE)
                 return
             piece = audio[start : start + SLICE]
-            self._unfed_s = session.ring.pending / session.rate + (len(audio) - start - len(piece)) / SAMPLE_RATE
+            self._fed_until = session.wall_time(first_frame + (start + len(piece)) * session.rate / SAMPLE_RATE)
             self._publish(self.pipeline.feed(piece))
             self.heartbeat = time.monotonic()
         self.audio_flowing.set()
@@ -177,7 +180,6 @@ class Worker:
         `finish`) and start a new one `gap_s` s later on the timeline."""
         old = self.pipeline
         if finish:
-            self._unfed_s = 0.0
             self._publish(old.finish())
         pushed = old.features.samples_pushed
         if pushed == 0 and not gap_s:
@@ -191,12 +193,12 @@ class Worker:
     def _publish(self, detections: list[Detection]) -> None:
         if not detections:
             return
-        now = time.time()
         heard = self.pipeline.features.samples_pushed / SAMPLE_RATE
+        fed_until = self._fed_until if math.isfinite(self._fed_until) else time.time()  # no capture clock yet
         for detection in detections:
-            ago = self._unfed_s + max(0.0, heard - detection.end)  # the window's end, seconds before now
+            spoken = fed_until - max(0.0, heard - detection.end)  # when the window's end was captured
             detection = replace(detection, start=round(detection.start + self._offset_s, 6),
-                                end=round(detection.end + self._offset_s, 6), time=utc_iso(now - ago))
+                                end=round(detection.end + self._offset_s, 6), time=utc_iso(spoken))
             self.detections += 1
             self.detections_by_keyword[detection.keyword] += 1
             with self._bus_lock:

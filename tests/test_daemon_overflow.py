@@ -1,7 +1,7 @@
 """Issue 25 item 3, in-process: a worker that fell a whole ring behind (an overloaded Pi).
 
 The real model, Pipeline, ring, converter and worker thread; the capture side is this test
-writing into the session's ring, as PortAudio's callback does. A machine whose worker got
+calling the session's callback, as PortAudio does. A machine whose worker got
 no CPU for 10 s is one write of 10 s into a 4 s ring: the oldest 6 s are dropped.
 What must hold: the loss is counted and logged once, the audio before and after the gap
 are not spliced into one stream (a word pending before it is not reported late), words
@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from datetime import datetime
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ from kws_stream.sources import StreamConverter
 from kws_stream.worker import Worker
 
 BLOCK = RATE // 10  # what the callback writes at a time (block_ms = 100)
+NO_OVERFLOW = SimpleNamespace(input_overflow=False)  # PortAudio's status flags of a callback
 
 
 class ListSink:
@@ -86,7 +88,7 @@ def write_and_wait(worker: Worker, audio: np.ndarray, block: int = 0, timeout: f
         piece = audio[start:start + step]
         target = worker.samples_processed + min(len(piece), worker.session.ring.capacity)
         written_at = time.time()
-        worker.session.ring.write(piece.reshape(-1, 1))
+        worker.session.callback(piece.reshape(-1, 1), len(piece), None, NO_OVERFLOW)
         deadline = time.monotonic() + timeout
         while worker.samples_processed < target:
             assert time.monotonic() < deadline, "the worker did not catch up"

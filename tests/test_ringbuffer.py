@@ -20,7 +20,6 @@ def test_overflow_drops_the_oldest_and_is_counted():
     ring = RingBuffer(8, 2)
     ring.write(np.arange(24, dtype=np.int16).reshape(12, 2))
     assert ring.overflowed_frames == 4
-    assert ring.pending == 8
     block, lost = ring.read(0)
     assert np.array_equal(block, np.arange(8, 24, dtype=np.int16).reshape(8, 2)) and lost == 4
 
@@ -45,6 +44,7 @@ def test_each_read_says_what_was_lost_just_before_it():
     ring.write(np.arange(10, dtype=np.int16).reshape(-1, 1))
     block, lost = ring.read(0)
     assert lost == 2 and block[0, 0] == 2  # frames 0 and 1 were dropped, before frame 2
+    assert ring.read_end == 10  # the reader's place in the stream: after frame 9
     assert ring.read(0)[1] == 0  # reported once
     ring.write(np.arange(20, dtype=np.int16).reshape(-1, 1))
     ring.write(np.arange(3, dtype=np.int16).reshape(-1, 1))
