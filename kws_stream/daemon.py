@@ -31,6 +31,7 @@ from .events import EventBus, Sink
 from .features import SAMPLE_RATE
 from .metrics import DaemonStats, Metrics
 from .pipeline import Pipeline
+from .record import Recorder
 from .service import Notifier, Signals, StopRequested
 from .sinks import build_sinks, stdout_reader_gone
 from .worker import WORKER_WAIT, Worker
@@ -55,7 +56,8 @@ class Daemon:
         self.stop = signals.stop
         self.reload = signals.reload
         self._wake = signals.wake
-        self.worker = Worker(pipeline, EventBus(build_sinks(config, pipeline.model_name)))  # started by run()
+        self.worker = Worker(pipeline, EventBus(build_sinks(config, pipeline.model_name)),  # started by run()
+                             Recorder.from_env())
         self._session: CaptureSession | None = None
         self._next_open = 0.0
         self._failures = 0

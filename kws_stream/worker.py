@@ -35,6 +35,7 @@ from .capture import CaptureSession
 from .events import Detection, EventBus
 from .features import SAMPLE_RATE
 from .pipeline import Pipeline, PipelineParams
+from .record import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,9 @@ def utc_iso(epoch: float) -> str:
 class Worker:
     """Takes audio from the current capture session and runs the pipeline on it."""
 
-    def __init__(self, pipeline: Pipeline, bus: EventBus) -> None:
+    def __init__(self, pipeline: Pipeline, bus: EventBus, recorder: Recorder | None = None) -> None:
         self.pipeline = pipeline
+        self.recorder = recorder  # KWS_STREAM_RECORD: what each session captured, to a file
         self.bus = bus
         self.session: CaptureSession | None = None  # swapped by the supervisor
         self.heartbeat = time.monotonic()  # refreshed every SLICE: a worker that is only behind is alive
@@ -123,6 +125,8 @@ class Worker:
                 if self.stop.wait(WORKER_WAIT):
                     return
                 continue
+            if current is not latest and self.recorder is not None:
+                self.recorder.start(latest.rate, latest.channels)
             current = latest
             block, lost = current.ring.read(0 if self.stop.is_set() else WORKER_WAIT)
             self._process(current, block, lost)
@@ -130,6 +134,8 @@ class Worker:
                 # The end of the captured audio counts as the pause after a last command.
                 self._publish(self.pipeline.finish())
                 self._log_overflow_episode(final=True)
+                if self.recorder is not None:
+                    self.recorder.close()
                 return
 
     def _process(self, session: CaptureSession, block: np.ndarray, lost: int) -> None:
@@ -140,6 +146,8 @@ class Worker:
             self._log_overflow_episode(final=True)
         if len(block) == 0:
             return
+        if self.recorder is not None:
+            self.recorder.write(block)
         audio = session.converter.convert(block)
         first_frame = session.ring.read_end - len(block)  # this block's place in the session
         for start in range(0, len(audio), SLICE):
