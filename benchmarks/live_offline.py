@@ -61,39 +61,57 @@ def _read(path: Path) -> np.ndarray:
     return data
 
 
+def quiet(sounds: Sounds, clip_name: str, pause: float, kind: str, offset: int = 0) -> Segment:
+    """A command after `pause` s of silence, room tone or both (soak.PAUSE_KINDS)."""
+    before = sounds.pause(pause, kind, offset)
+    return _segment("quiet", [before, sounds.clips[clip_name]], clip_name, len(before))
+
+
+def tv(sounds: Sounds, bed: np.ndarray, clip_name: str, at: float) -> Segment:
+    """A command `at` s into a TV bed (real meeting speech at TV_DBFS)."""
+    mix = _scaled(bed, TV_DBFS)
+    clip = sounds.clips[clip_name]
+    i = int(at * RATE)
+    mix[i:i + len(clip)] += clip
+    return _segment("tv", [np.clip(np.round(mix), -32768, 32767).astype(np.int16)], clip_name, i)
+
+
+def speech(sounds: Sounds, talk: list[np.ndarray], gap: float, clip_name: str) -> Segment:
+    """Running speech (SPEECH_DBFS), `gap` s of room tone, a command."""
+    said = np.clip(np.round(np.concatenate([_scaled(t, SPEECH_DBFS) for t in talk])), -32768, 32767)
+    parts = [said.astype(np.int16), sounds.room(gap)]
+    return _segment("speech", parts + [sounds.clips[clip_name]], clip_name, len(parts[0]) + len(parts[1]))
+
+
+def _segment(kind: str, parts: list[np.ndarray], clip_name: str, clip_at: int) -> Segment:
+    return Segment(kind, np.concatenate(parts), [(w, clip_at / RATE + k) for k, w in enumerate(CLIPS[clip_name])])
+
+
 def program(seed: int, seconds: float) -> list[Segment]:
     """Segments until `seconds` of audio: a third each of quiet, TV and speech, shuffled."""
     rng = random.Random(seed)
     sounds = Sounds()
-    tv = sorted((AUDIO / "real-dev").glob("ami_*.wav"))
-    speech = sorted((AUDIO / "real-dev").glob("ls_*.wav"))
+    beds = sorted((AUDIO / "real-dev").glob("ami_*.wav"))
+    talks = sorted((AUDIO / "real-dev").glob("ls_*.wav"))
     out: list[Segment] = []
     total = 0.0
     while total < seconds:
         clip_name = rng.choice(list(CLIPS))
-        clip = sounds.clips[clip_name]
         kind = rng.choice(("quiet", "tv", "speech"))
         if kind == "quiet":
             pause = math.exp(rng.uniform(0.0, math.log(60.0)))
-            before = sounds.pause(pause, rng.choice(PAUSE_KINDS), rng.randrange(RATE))
-            audio = np.concatenate([before, clip])
-            at = len(before) / RATE
+            seg = quiet(sounds, clip_name, pause, rng.choice(PAUSE_KINDS), rng.randrange(RATE))
         elif kind == "tv":
-            bed = _read(rng.choice(tv))
+            bed = _read(rng.choice(beds))
             n = int(rng.uniform(8.0, 25.0) * RATE)
             first = rng.randrange(max(1, len(bed) - n))
-            mix = _scaled(bed[first:first + n], TV_DBFS)
-            at = rng.uniform(2.0, max(2.0, n / RATE - len(clip) / RATE - 1.0))
-            i = int(at * RATE)
-            mix[i:i + len(clip)] += clip
-            audio = np.clip(np.round(mix), -32768, 32767).astype(np.int16)
+            clip_s = len(sounds.clips[clip_name]) / RATE
+            seg = tv(sounds, bed[first:first + n], clip_name, rng.uniform(2.0, max(2.0, n / RATE - clip_s - 1.0)))
         else:
-            talk = np.concatenate([_scaled(_read(p), SPEECH_DBFS) for p in rng.sample(speech, rng.randint(1, 2))])
-            gap = sounds.room(rng.uniform(1.0, 5.0))
-            audio = np.concatenate([np.clip(np.round(talk), -32768, 32767).astype(np.int16), gap, clip])
-            at = (len(talk) + len(gap)) / RATE
-        out.append(Segment(kind, audio, [(w, at + k) for k, w in enumerate(CLIPS[clip_name])]))
-        total += len(audio) / RATE
+            talk = [_read(p) for p in rng.sample(talks, rng.randint(1, 2))]
+            seg = speech(sounds, talk, rng.uniform(1.0, 5.0), clip_name)
+        out.append(seg)
+        total += len(seg.audio) / RATE
     out.append(Segment("quiet", sounds.room(3.0), []))  # the pause after the last command
     return out
 
