@@ -64,7 +64,6 @@ class Daemon:
         self._reconnects = 0
         self._ready_sent = False
         self._last_ping = 0.0
-        self._last_tick = time.monotonic()
         self._stall_logged = False
         self._last_status = 0.0
         self._input_overflows_closed = 0  # PortAudio overflows of sessions already closed
@@ -98,12 +97,7 @@ class Daemon:
         if self.reload.is_set():
             self.reload.clear()
             self._apply_reload()
-        # A supervisor that did not run for longer than the timeout (the whole process starved
-        # of CPU) cannot tell a silent device from its own absence: it looks again next tick.
-        starved = now - self._last_tick > self.config.audio.no_audio_timeout
-        self._last_tick = now
-        if (self._session is not None and not starved
-                and not self._session.alive(self.config.audio.no_audio_timeout)):
+        if self._session is not None and not self._session.alive(self.config.audio.no_audio_timeout):
             log.error("event=device_lost device=%r action=reconnecting", self._session.device_name)
             self.notifier.status(f"device lost: {self._session.device_name}; reconnecting")
             self._close_session()
