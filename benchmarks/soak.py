@@ -18,9 +18,14 @@ The feeder plays the shared keyword clips (single words and the multi-word ones,
 clip once per shuffled round) after pauses drawn log-uniformly from 1-60 s (seeded):
 room tone (negatives/noise_1000ms.wav tiled, scaled to -60 dBFS RMS), digital silence,
 or digital silence then room tone. Every `--sighup-every` seconds the daemon gets a
-SIGHUP, alternating a changed threshold (0.70 <-> 0.65: only ever at or below the
-default, so no command can legitimately be lost to it) and an unchanged file; the
-broker is stopped for `--broker-down` seconds `--broker-restarts` times.
+SIGHUP, in a cycle of three: a changed threshold (0.70 <-> 0.65: only ever at or below the
+default, so no command can legitimately be lost to it), a changed [mqtt] client_id (the MQTT
+sink is rebuilt) and an unchanged file; the broker is stopped for `--broker-down` seconds
+`--broker-restarts` times; the microphone is removed (pactl unload-module) for `--mic-down`
+seconds `--mic-unplugs` times, between two commands (the feeder waits for the daemon's
+`device_lost` and `device_back`); and beside it all run a `nice -n 19` CPU hog, a /metrics
+scraper every `--scrape-every` s and Wyoming clients that connect, stream 0-5 s of room
+tone and vanish without an audio-stop (benchmarks/soak_faults.py).
 
 Every `--sample-every` seconds it samples VmRSS, threads and open fds of the daemon
 and of the Wyoming server (and the daemon's `kws_detections_total` from /metrics).
@@ -36,9 +41,10 @@ detection anywhere (stdout, MQTT, Wyoming), every Wyoming round got its keywords
 what `kws-stream detect` finds in the same audio (the model's own misses, scores under the
 threshold, are listed and counted apart: the soak tests the service, not the model), every
 SIGHUP was answered by `event=reloaded`, both processes ran to the end and exited 0
-without a traceback, and RSS, threads and fds are flat for both processes. Flat: the
-median of the last quarter of the samples is at most FLAT_RSS_MB / FLAT_THREADS /
-FLAT_FDS above the median of the first quarter.
+without a traceback, every /metrics scrape was answered, every microphone removal was
+survived (the feeder fails the run otherwise), and RSS, threads and fds are flat for both processes. Flat: the
+median of the last quarter of the samples after the warm-up (`--warmup`, 30 s) is at most
+FLAT_RSS_MB / FLAT_THREADS / FLAT_FDS above the median of the first quarter.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ import scipy.io.wavfile
 import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
 
 from . import procstat
+from .soak_faults import CpuHog, Scraper, Vanishers
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KWS_SHARED", REPO.parent / "shared"))
@@ -94,11 +101,13 @@ ROOM_TONE_DBFS = -60.0
 PAUSE_KINDS = ("room", "silence", "silence+room")
 MAX_LATENCY_S = 5.0  # a stdout line later than this after its word counts as missing
 MQTT_DRAIN_S = 45.0  # at the end, wait this long for MQTT to catch up (sink backoff <= 30 s)
-FLAT_RSS_MB = 5.0
+FLAT_RSS_MB = 3.0  # issue 25: RSS within 3 MB of the first quarter's
 FLAT_THREADS = 2
 FLAT_FDS = 4
 PREFIX = "kws-soak"
 THRESHOLDS = (0.70, 0.65)  # SIGHUP alternates between these (never above the default)
+UNPLUG_AFTER_S = 3.0  # room tone played after a command before the microphone is removed
+MQTT_CLIENT_IDS = ("kws-soak", "kws-soak-b")  # and between these: a changed [mqtt] rebuilds the sink
 START_TIMEOUT_S = 60.0  # model load on a loaded machine
 
 
@@ -556,6 +565,12 @@ class Options:
     clips: tuple[str, ...] = tuple(CLIPS)
     mqtt_drain: float = MQTT_DRAIN_S
     workdir: Path | None = None
+    mic_unplugs: int = 2  # the microphone removed and re-added (pactl) this many times
+    mic_down: float = 5.0  # seconds it stays removed each time
+    hog: bool = True  # a `nice -n 19` busy loop beside the daemon
+    scrape_every: float = 2.0  # a /metrics scraper (0: only the samples' scrapes)
+    vanishers: bool = True  # Wyoming clients that connect, stream a little and vanish
+    warmup_s: float = 30.0  # samples before this are not judged for flatness
 
 
 @dataclass
@@ -579,6 +594,12 @@ class Result:
     mqtt_redelivered: int
     duration_s: float
     mic: dict[str, float] = field(default_factory=dict)  # the feeder's lateness and counters
+    mic_unplugs: list[float] = field(default_factory=list)
+    hog_cpu_s: float = 0.0
+    scrapes: int = 0
+    scrape_failures: list[str] = field(default_factory=list)
+    vanisher_connections: int = 0
+    vanisher_errors: list[str] = field(default_factory=list)
     verdict: bool = False
     reasons: list[str] = field(default_factory=list)
 
@@ -594,9 +615,9 @@ def restart_times(duration: float, count: int, sighup_every: float) -> list[floa
     return out
 
 
-def _config_text(port: int, threshold: float) -> str:
+def _config_text(port: int, threshold: float, client_id: str = "kws-soak") -> str:
     return (f"[detection]\nthreshold = {threshold:.2f}\n\n[mqtt]\nenabled = true\nhost = \"127.0.0.1\"\n"
-            f"port = {port}\nclient_id = \"kws-soak\"\ntopic_prefix = \"{PREFIX}\"\nqos = 1\n\n"
+            f"port = {port}\nclient_id = \"{client_id}\"\ntopic_prefix = \"{PREFIX}\"\nqos = 1\n\n"
             f"[metrics]\nenabled = true\nport = 0\n\n[service]\nlog_level = \"info\"\n")
 
 
@@ -631,6 +652,9 @@ def run_soak(opts: Options, log: Callable[[str], None] = print) -> Result:
     daemon: LoggedProcess | None = None
     wyoming: LoggedProcess | None = None
     client: WyomingClient | None = None
+    hog = CpuHog()
+    scraper: Scraper | None = None
+    vanishers: Vanishers | None = None
     mic = _vmic_class()(work / "vmic", rate=RATE, channels=1)
     try:
         subscriber = Subscriber(broker.port)
@@ -647,6 +671,14 @@ def run_soak(opts: Options, log: Callable[[str], None] = print) -> Result:
         wyoming.wait_log("event=listening", START_TIMEOUT_S)
         client = WyomingClient(wy_port, sounds, opts.seed, opts.wyoming_max_pause, opts.clips)
         client.start()
+        if opts.vanishers:
+            vanishers = Vanishers(wy_port, sounds.room(10.0), opts.seed)
+            vanishers.start()
+        if opts.scrape_every > 0 and metrics_port is not None:
+            scraper = Scraper(metrics_port, opts.scrape_every)
+            scraper.start()
+        if opts.hog:
+            hog.start()
         log(f"soak: {opts.minutes:g} min, seed {opts.seed}, daemon pid {daemon.proc.pid}, "
             f"wyoming pid {wyoming.proc.pid}, broker port {broker.port}, work {work}")
 
@@ -656,11 +688,33 @@ def run_soak(opts: Options, log: Callable[[str], None] = print) -> Result:
         feeder_done = threading.Event()
         stop_feeding = threading.Event()  # a process died: no point in playing on
         feeder_error: list[BaseException] = []
+        unplugs: list[float] = []
+        unplug_at = [t0 + duration * (i + 1) / (opts.mic_unplugs + 1) + opts.sighup_every / 4
+                     for i in range(opts.mic_unplugs)]
+
+        def unplug_replug() -> None:
+            """Between two commands: remove the microphone (pactl unload-module), wait for the
+            daemon to notice, keep it away `mic_down` s, add it back, wait until the daemon is back."""
+            assert daemon is not None
+            # the pause after the last command first: a command cut off by the removal is
+            # another scenario (tests/test_daemon.py), not this one
+            mic.play(sounds.room(UNPLUG_AFTER_S)).wait(UNPLUG_AFTER_S + 60)
+            mark = len(daemon.stderr_lines())
+            unplugs.append(round(time.monotonic() - t0, 1))
+            log(f"soak: microphone removed at {unplugs[-1]:.0f}s for {opts.mic_down:g}s")
+            mic.unplug()
+            daemon.wait_log("event=device_lost", 60, mark)
+            stop_feeding.wait(opts.mic_down)
+            mic.replug()
+            daemon.wait_log("event=device_back", 120, mark)
 
         def feed() -> None:
             try:
                 offset = 0
                 for cmd in commands:
+                    if unplug_at and time.monotonic() >= unplug_at[0] and time.monotonic() < end - 20:
+                        unplug_at.pop(0)
+                        unplug_replug()
                     clip = sounds.clips[cmd.clip]
                     if time.monotonic() + cmd.pause_s + len(clip) / RATE + 2 > end or stop_feeding.is_set():
                         break
@@ -686,6 +740,7 @@ def run_soak(opts: Options, log: Callable[[str], None] = print) -> Result:
         samples: list[Sample] = []
         sighups: list[tuple[float, str]] = []
         restarts: list[float] = []
+        threshold, client_id = THRESHOLDS[0], MQTT_CLIENT_IDS[0]
         next_sample = t0
         next_sighup = t0 + opts.sighup_every
         restart_at = [t0 + t for t in restart_times(duration, opts.broker_restarts, opts.sighup_every)]
@@ -714,10 +769,16 @@ def run_soak(opts: Options, log: Callable[[str], None] = print) -> Result:
                 next_sample += opts.sample_every
             if now >= next_sighup and now < end - 5:
                 n = len(sighups)
-                threshold = THRESHOLDS[(n // 2 + 1) % 2] if n % 2 == 0 else None
-                what = f"threshold={threshold:.2f}" if threshold is not None else "unchanged"
-                if threshold is not None:
-                    conf.write_text(_config_text(broker.port, threshold))
+                # a cycle of three: a changed threshold, a changed [mqtt] (the sink is rebuilt), unchanged
+                if n % 3 == 0:
+                    threshold = THRESHOLDS[(n // 3 + 1) % 2]
+                    what = f"threshold={threshold:.2f}"
+                elif n % 3 == 1:
+                    client_id = MQTT_CLIENT_IDS[(n // 3 + 1) % 2]
+                    what = f"mqtt.client_id={client_id}"
+                else:
+                    what = "unchanged"
+                conf.write_text(_config_text(broker.port, threshold, client_id))
                 daemon.proc.send_signal(signal.SIGHUP)
                 sighups.append((round(now - t0, 1), what))
                 log(f"soak: SIGHUP {len(sighups)} at {now - t0:.0f}s ({what})")
@@ -747,6 +808,10 @@ def run_soak(opts: Options, log: Callable[[str], None] = print) -> Result:
         if alive:
             take_sample()
         client.stop()
+        for side in (vanishers, scraper):
+            if side is not None:
+                side.stop()
+        hog.stop()
         duration_s = time.monotonic() - t0
         lines = []
         for read_at, line in daemon.stdout_lines():
@@ -771,7 +836,12 @@ def run_soak(opts: Options, log: Callable[[str], None] = print) -> Result:
                         daemon_status, daemon_alive, wyoming_status, sum("Traceback" in line for line in err),
                         events, subscriber.redelivered, round(duration_s, 1),
                         {"max_late_s": round(mic.max_late_s, 3), **{k: float(v) for k, v in mic.stats.items()
-                                                                     if k in ("resyncs", "clip_wait_ticks", "eagain")}})
+                                                                     if k in ("resyncs", "clip_wait_ticks", "eagain")}},
+                        mic_unplugs=unplugs, hog_cpu_s=round(hog.cpu_s, 1),
+                        scrapes=scraper.ok if scraper else 0,
+                        scrape_failures=list(scraper.failures) if scraper else [],
+                        vanisher_connections=vanishers.connections if vanishers else 0,
+                        vanisher_errors=list(vanishers.errors) if vanishers else [])
         offline_answers(result.wyoming, sounds, env, work)
         judge(result)
         (work / "daemon.stderr").write_text("\n".join(daemon.stderr_lines()) + "\n")
@@ -780,6 +850,10 @@ def run_soak(opts: Options, log: Callable[[str], None] = print) -> Result:
     finally:
         if client is not None:
             client.stop()
+        for side in (vanishers, scraper):
+            if side is not None:
+                side.stop()
+        hog.stop()
         for p in (daemon, wyoming):
             if p is not None and p.proc.poll() is None:
                 p.stop()
@@ -801,6 +875,12 @@ def offline_answers(rounds: Sequence[WyomingRound], sounds: Sounds, env: dict[st
         scipy.io.wavfile.write(path, RATE, wyoming_round_audio(sounds, w.clip, w.pause_s))
         out = subprocess.run([*KWS, "detect", str(path)], env=env, capture_output=True, text=True, timeout=300)
         w.offline = [json.loads(line)["keyword"] for line in out.stdout.splitlines() if line.strip()]
+
+
+def warm(r: Result) -> list[Sample]:
+    """The samples flatness is judged on: those after the warm-up (first model runs, first
+    Wyoming streams, allocator pools filling up)."""
+    return [s for s in r.samples if s.t >= r.options.warmup_s]
 
 
 def judge(r: Result) -> None:
@@ -831,10 +911,12 @@ def judge(r: Result) -> None:
         reasons.append(f"Wyoming server exit {r.wyoming_status}")
     if r.tracebacks:
         reasons.append(f"{r.tracebacks} tracebacks in the logs")
+    if r.scrape_failures:
+        reasons.append(f"{len(r.scrape_failures)} /metrics scrapes failed")
     for name, key, tol in (("daemon RSS MB", "rss_mb", FLAT_RSS_MB), ("daemon threads", "threads", FLAT_THREADS),
                            ("daemon fds", "fds", FLAT_FDS), ("Wyoming RSS MB", "wy_rss_mb", FLAT_RSS_MB),
                            ("Wyoming threads", "wy_threads", FLAT_THREADS), ("Wyoming fds", "wy_fds", FLAT_FDS)):
-        ok, first, last = flat([getattr(s, key) for s in r.samples], tol)
+        ok, first, last = flat([getattr(s, key) for s in warm(r)], tol)
         if not ok:
             reasons.append(f"{name} not flat: {first:g} -> {last:g} (allowed +{tol:g})")
     r.reasons, r.verdict = reasons, not reasons
@@ -859,8 +941,8 @@ def report(r: Result) -> str:
     for name, key, tol in (("daemon RSS MB", "rss_mb", FLAT_RSS_MB), ("daemon threads", "threads", FLAT_THREADS),
                            ("daemon fds", "fds", FLAT_FDS), ("Wyoming RSS MB", "wy_rss_mb", FLAT_RSS_MB),
                            ("Wyoming threads", "wy_threads", FLAT_THREADS), ("Wyoming fds", "wy_fds", FLAT_FDS)):
-        ok, first, last = flat([getattr(s, key) for s in r.samples], tol)
-        out.append(f"flat {name}: first-quarter median {first:g}, last-quarter median {last:g}, "
+        ok, first, last = flat([getattr(s, key) for s in warm(r)], tol)
+        out.append(f"flat {name} (samples from {o.warmup_s:g} s): first-quarter median {first:g}, last-quarter median {last:g}, "
                    f"allowed +{tol:g}: {'yes' if ok else 'NO'}")
     out.append("")
     out.append("## Commands (stdout JSON lines and MQTT)")
@@ -903,6 +985,13 @@ def report(r: Result) -> str:
     out.append(f"reloads logged {r.reloads}, rejected {r.reload_rejected}")
     out.append(f"broker restarts {len(r.broker_restarts)} at " + ", ".join(f"{t:.0f}s" for t in r.broker_restarts)
                + f" ({o.broker_down:g} s down each)")
+    out.append(f"microphone removed and re-added {len(r.mic_unplugs)} times at "
+               + ", ".join(f"{t:.0f}s" for t in r.mic_unplugs) + f" ({o.mic_down:g} s away each)")
+    out.append(f"CPU hog (nice 19 busy loop): {'on, ' + format(r.hog_cpu_s, 'g') + ' CPU s' if o.hog else 'off'}")
+    out.append(f"/metrics scraper every {o.scrape_every:g} s: {r.scrapes} answers, {len(r.scrape_failures)} failures"
+               + "".join(f"\n  {f}" for f in r.scrape_failures[:10]))
+    out.append(f"vanishing Wyoming clients: {r.vanisher_connections} connections, errors {len(r.vanisher_errors)}"
+               + "".join(f"\n  {e}" for e in r.vanisher_errors[:10]))
     out.append("daemon log events: " + ", ".join(f"{k}={v}" for k, v in sorted(r.daemon_events.items())))
     out.append("virtual microphone: " + ", ".join(f"{k}={v:g}" for k, v in sorted(r.mic.items()))
                + " (lateness over 1 s resyncs the feeder: a loaded machine, not the daemon)")
@@ -933,6 +1022,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="comma-separated clips of keywords/ to play (default: all of them)")
     p.add_argument("--workdir", type=Path, help="keep logs here (default: a temporary directory, removed)")
     p.add_argument("--json", type=Path, help="also write the full result as JSON here")
+    p.add_argument("--mic-unplugs", type=int, default=2, help="times the microphone is removed (pactl)")
+    p.add_argument("--mic-down", type=float, default=5.0, help="seconds it stays removed each time")
+    p.add_argument("--no-hog", action="store_true", help="no nice-19 CPU hog beside the daemon")
+    p.add_argument("--scrape-every", type=float, default=2.0, help="seconds between /metrics scrapes (0: off)")
+    p.add_argument("--no-vanishers", action="store_true", help="no Wyoming clients that come and go")
+    p.add_argument("--warmup", type=float, default=30.0, help="seconds of samples not judged for flatness")
     a = p.parse_args(argv)
     clips = tuple(c for c in a.clips.split(",") if c)
     unknown = [c for c in clips if c not in CLIPS]
@@ -945,7 +1040,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     opts = Options(a.minutes, a.seed, a.min_pause, a.max_pause, a.sample_every, a.sighup_every,
-                   a.broker_restarts, a.broker_down, a.wyoming_max_pause, clips, workdir=a.workdir)
+                   a.broker_restarts, a.broker_down, a.wyoming_max_pause, clips, workdir=a.workdir,
+                   mic_unplugs=a.mic_unplugs, mic_down=a.mic_down, hog=not a.no_hog,
+                   scrape_every=a.scrape_every, vanishers=not a.no_vanishers, warmup_s=a.warmup)
     result = run_soak(opts, log=lambda s: print(s, file=sys.stderr, flush=True))
     print(report(result), flush=True)
     if a.json:

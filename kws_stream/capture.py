@@ -24,6 +24,7 @@ from .sources import StreamConverter
 log = logging.getLogger(__name__)
 
 RING_SECONDS = 4.0  # audio the worker may fall behind before the oldest is dropped
+CLOCK_RELAX = 0.001  # s per s the capture clock's anchor may move later (device clock drift)
 
 
 class DeviceError(KwsError):
@@ -133,12 +134,25 @@ class CaptureSession:
     stream: Any = None
     last_callback: float = field(default_factory=time.monotonic)
     input_overflows: int = 0  # PortAudio's own overflow flags
+    anchor: float = float("inf")  # wall-clock time of frame 0 (see `callback`)
 
     def callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        if status.input_overflow:
-            self.input_overflows += 1
         self.ring.write(indata)
-        self.last_callback = time.monotonic()
+        now = time.monotonic()
+        # Frame n was captured at anchor + n / rate. Each block arrives at or after the moment
+        # its last frame was captured, so the earliest estimate is the truest: a callback that
+        # comes late (a starved process) moves it by at most CLOCK_RELAX per second.
+        estimate = time.time() - self.ring.frames_written / self.rate
+        relaxed = self.anchor + (now - self.last_callback) * CLOCK_RELAX
+        if status.input_overflow:  # frames lost before they reached us: the count restarts
+            self.input_overflows += 1
+            relaxed = estimate
+        self.anchor = min(estimate, relaxed)
+        self.last_callback = now
+
+    def wall_time(self, frame: float) -> float:
+        """Wall-clock time (epoch s) at which frame `frame` of this session was captured."""
+        return self.anchor + frame / self.rate
 
     def alive(self, timeout: float) -> bool:
         """Audio arrived within `timeout` s (an unplugged device just stops calling back)."""

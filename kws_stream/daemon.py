@@ -18,145 +18,33 @@ starts the new one. The audio worker never waits for a sink to close.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
-
-import numpy as np
 
 from . import __version__
 from . import config as cfg
 from .backend import KeywordModel
 from .capture import CaptureSession, DeviceError, open_capture, portaudio
 from .errors import KwsError
-from .events import Detection, EventBus, Sink
+from .events import EventBus, Sink
 from .features import SAMPLE_RATE
 from .metrics import DaemonStats, Metrics
-from .pipeline import Pipeline, PipelineParams
+from .pipeline import Pipeline
+from .record import Recorder
 from .service import Notifier, Signals, StopRequested
 from .sinks import build_sinks, stdout_reader_gone
+from .worker import WORKER_WAIT, Worker
 
 log = logging.getLogger(__name__)
 
 SUPERVISOR_TICK = 1.0  # s between health checks (a signal wakes it at once): each tick costs a
 # Python wake-up, and nothing it checks needs a finer step (no_audio_timeout is >= 0.5 s)
-WORKER_WAIT = 0.25  # s the worker waits for audio before looking around again
 RECONNECT_BACKOFF = (1.0, 2.0, 4.0, 8.0)  # s between reopen attempts (in supervisor ticks), the last repeats
 STOP_BUDGET = 1.5  # s to finish captured audio and flush sinks (systemd allows 5 s, tests 2 s)
 DRAIN_BUDGET = 0.8  # s of that the worker may spend on audio captured before the stop; the rest is dropped, logged
-SLICE = 1600  # samples (0.1 s) fed per pipeline call: a backlog never hides a stop request
 RESTART_ONLY = ("audio", "model", "metrics")  # config sections a SIGHUP cannot change in place
 SINK_SECTIONS = ("output", "mqtt")  # a SIGHUP rebuilds the sinks only when one of these changed
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class Worker:
-    """Takes audio from the current capture session and runs the pipeline on it."""
-
-    def __init__(self, pipeline: Pipeline, bus: EventBus) -> None:
-        self.pipeline = pipeline
-        self.bus = bus
-        self.session: CaptureSession | None = None  # swapped by the supervisor
-        self.heartbeat = time.monotonic()
-        self.audio_flowing = threading.Event()
-        self.stop = threading.Event()
-        self._drain_deadline = float("inf")  # monotonic time; set by request_stop
-        self._drain_cut = False
-        self.detections = 0
-        self.detections_by_keyword: Counter[str] = Counter()
-        self.ring_overflow_seconds = 0.0
-        self._pending: PipelineParams | None = None
-        self._pending_lock = threading.Lock()
-        self._bus_lock = threading.Lock()  # held only to publish or to swap the bus, never to close one
-        # Joined at shutdown; daemon=True only so that a worker stuck in native code cannot
-        # keep the process alive past its stop budget.
-        self._thread = threading.Thread(target=self._run, name="worker", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def request_stop(self, drain_deadline: float) -> None:
-        """Finish the audio already captured, but only until `drain_deadline`."""
-        self._drain_deadline = drain_deadline
-        self.stop.set()
-        session = self.session
-        if session is not None:
-            session.ring.wake()
-
-    def reconfigure(self, params: PipelineParams) -> None:
-        """Hand new pipeline parameters to the worker thread (applied between blocks; a newer
-        change replaces one not applied yet)."""
-        with self._pending_lock:
-            self._pending = params
-
-    def swap_bus(self, bus: EventBus) -> EventBus:
-        """Detections go to `bus` from now on; returns the old one for the caller to close
-        (off the audio path)."""
-        with self._bus_lock:
-            old, self.bus = self.bus, bus
-        return old
-
-    def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        current: CaptureSession | None = None
-        while True:
-            self.heartbeat = time.monotonic()
-            self._apply_pending()
-            latest = self.session
-            if current is not None and latest is not current:
-                self._process(current, current.ring.read(0))  # drain what the old device delivered
-                current = None
-            if latest is None:
-                if self.stop.wait(WORKER_WAIT):
-                    return
-                continue
-            current = latest
-            block = current.ring.read(0 if self.stop.is_set() else WORKER_WAIT)
-            self._process(current, block)
-            if self.stop.is_set() and (len(block) == 0 or self._drain_cut):
-                # The end of the captured audio counts as the pause after a last command.
-                self._publish(self.pipeline.finish())
-                return
-
-    def _process(self, session: CaptureSession, block: np.ndarray) -> None:
-        lost = session.ring.take_overflowed()
-        if lost:
-            self.ring_overflow_seconds += lost / session.rate
-            log.warning("event=ring_overflow lost_s=%.3f total_lost_s=%.3f", lost / session.rate,
-                        self.ring_overflow_seconds)
-        if len(block) == 0:
-            return
-        audio = session.converter.convert(block)
-        for start in range(0, len(audio), SLICE):
-            if self.stop.is_set() and time.monotonic() > self._drain_deadline:
-                self._drain_cut = True
-                log.warning("event=stop_drain_cut dropped_s=%.2f note=stop_budget_spent",
-                            (len(audio) - start) / SAMPLE_RATE)
-                return
-            self._publish(self.pipeline.feed(audio[start : start + SLICE]))
-        self.audio_flowing.set()
-
-    def _publish(self, detections: list[Detection]) -> None:
-        for detection in detections:
-            self.detections += 1
-            self.detections_by_keyword[detection.keyword] += 1
-            with self._bus_lock:
-                self.bus.publish(detection)  # never blocks: a full sink queue drops and counts
-
-    def _apply_pending(self) -> None:
-        with self._pending_lock:
-            params, self._pending = self._pending, None
-        if params is not None:
-            self.pipeline.reconfigure(params)
 
 
 class Daemon:
@@ -168,13 +56,15 @@ class Daemon:
         self.stop = signals.stop
         self.reload = signals.reload
         self._wake = signals.wake
-        self.worker = Worker(pipeline, EventBus(build_sinks(config, pipeline.model_name)))  # started by run()
+        self.worker = Worker(pipeline, EventBus(build_sinks(config, pipeline.model_name)),  # started by run()
+                             Recorder.from_env())
         self._session: CaptureSession | None = None
         self._next_open = 0.0
         self._failures = 0
         self._reconnects = 0
         self._ready_sent = False
         self._last_ping = 0.0
+        self._stall_logged = False
         self._last_status = 0.0
         self._input_overflows_closed = 0  # PortAudio overflows of sessions already closed
         self.metrics: Metrics | None = None
@@ -251,19 +141,22 @@ class Daemon:
             self._input_overflows_closed += self._session.input_overflows
             self._session.close()
             self._session = None
+            self.worker.session = None  # the worker finishes what the device delivered
 
     def _watchdog(self, now: float) -> None:
         """Ping only while the worker loop is alive: a stuck worker gets restarted by systemd."""
         interval = self.notifier.watchdog_interval
         if interval is None or now - self._last_ping < interval:
             return
+        # The worker beats every 0.1 s of audio it processes: one that is behind still beats.
         if now - self.worker.heartbeat < max(interval, 2 * WORKER_WAIT + SUPERVISOR_TICK):
             self.notifier.watchdog()
             self._last_ping = now
-        else:
+            self._stall_logged = False
+        elif not self._stall_logged:  # once per stall; checked again every tick
             log.error("event=worker_stalled seconds=%.1f action=watchdog_pings_stopped",
                       now - self.worker.heartbeat)
-            self._last_ping = now  # log once per interval, not every tick
+            self._stall_logged = True
 
     def _apply_reload(self) -> None:
         try:
@@ -303,7 +196,7 @@ class Daemon:
         errors, dropped = self.worker.bus.sink_counts()
         return DaemonStats(
             detections=dict(self.worker.detections_by_keyword),
-            audio_seconds=self.worker.pipeline.samples_seen / SAMPLE_RATE,
+            audio_seconds=self.worker.samples_processed / SAMPLE_RATE,
             ring_overflow_seconds=self.worker.ring_overflow_seconds,
             input_overflows=input_overflows,
             reconnects=self._reconnects,
@@ -314,7 +207,7 @@ class Daemon:
 
     def _status_text(self) -> str:
         device = self._session.device_name if self._session else "none"
-        seconds = self.worker.pipeline.samples_seen / SAMPLE_RATE
+        seconds = self.worker.samples_processed / SAMPLE_RATE
         stats = self.stats()
         return (f"listening device={device} audio_s={seconds:.0f} detections={self.worker.detections} "
                 f"ring_overflow_s={stats.ring_overflow_seconds:.2f} input_overflows={stats.input_overflows} "
@@ -368,7 +261,7 @@ def run_service(load_config: Callable[[], cfg.Config], setup_logging: Callable[[
                  "command" if config.command.enabled else "plain", d.stride, d.smoothing, d.threshold,
                  ",".join(d.keywords) or "all", config.audio.device or "default")
         pipeline = Pipeline(model, model_name, f"mic:{config.audio.device or 'default'}",
-                            config.pipeline_params(), clock=utc_now)
+                            config.pipeline_params())  # the worker stamps `time`
         signals.starting = False  # from here a stop request only sets `signals.stop`
     except StopRequested as exc:
         log.info("event=stopped_while_starting signal=%s", exc)

@@ -2,8 +2,9 @@
 
 The audio callback only copies into it; the worker takes everything available.
 When the worker falls a whole ring behind, the oldest audio is overwritten and
-counted in `overflowed_frames` (the worker logs it): never silent, never blocking
-the callback.
+counted in `overflowed_frames`: never silent, never blocking the callback. Each read
+says how many frames were lost just before what it returns, so the reader knows
+where the gap is (daemon.py starts a new stream there).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class RingBuffer:
         self._read = 0  # frames ever read (or overwritten)
         self.overflowed_frames = 0
         self._unreported = 0
+        self.read_end = 0  # frame index just after the last block read (the reader's position)
         self._cond = threading.Condition()
 
     def write(self, block: np.ndarray) -> None:
@@ -44,8 +46,9 @@ class RingBuffer:
                 self._unreported += behind
             self._cond.notify()
 
-    def read(self, timeout: float) -> np.ndarray:
-        """All unread frames (possibly none, after `timeout` seconds), oldest first."""
+    def read(self, timeout: float) -> tuple[np.ndarray, int]:
+        """All unread frames (possibly none, after `timeout` seconds), oldest first, and
+        the number of frames overwritten since the previous read: lost just before them."""
         with self._cond:
             if self._written == self._read:
                 self._cond.wait(timeout)
@@ -54,13 +57,9 @@ class RingBuffer:
             first = min(n, self.capacity - start)
             out = np.concatenate((self._buffer[start : start + first], self._buffer[: n - first]))
             self._read += n
-            return out
-
-    def take_overflowed(self) -> int:
-        """Frames lost to overflow since the last call (for logging each loss once)."""
-        with self._cond:
+            self.read_end = self._read
             lost, self._unreported = self._unreported, 0
-            return lost
+            return out, lost
 
     def wake(self) -> None:
         """Wake a waiting reader (at shutdown)."""

@@ -29,7 +29,7 @@ else:
     listed = [d["name"] for d in capture.list_input_devices()]
     after_listing = plugins()
     session = capture.open_capture("", 16000, 1, None, 100, reinitialise=how == "reopen")
-    block = session.ring.read(5.0)
+    block, _ = session.ring.read(5.0)
     print(json.dumps({"listed": listed, "after": after_listing, "streaming": plugins(), "frames": len(block)}))
     session.close()
 """

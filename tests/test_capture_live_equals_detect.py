@@ -25,7 +25,6 @@ import scipy.io.wavfile
 from benchmarks.soak import RATE, Sounds, plan
 from kws_stream.backend import KeywordModel
 from kws_stream.capture import CaptureSession
-from kws_stream.daemon import SLICE, Worker
 from kws_stream.decision import DecisionParams
 from kws_stream.detect import detect_files
 from kws_stream.events import Detection, EventBus
@@ -33,6 +32,7 @@ from kws_stream.models import load_manifest
 from kws_stream.pipeline import Pipeline, PipelineParams
 from kws_stream.ringbuffer import RingBuffer
 from kws_stream.sources import StreamConverter
+from kws_stream.worker import SLICE, Worker
 
 MISSED = 65  # the soak's command: down.wav after 5.42 s of room tone
 THRESHOLD_THEN = 0.65  # the soak's threshold at that moment (SIGHUP 5 set it)

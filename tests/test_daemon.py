@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +44,24 @@ def play_clip(mic: VirtualMic, name: str) -> tuple[float, float]:
     return end - len(audio) / rate, end
 
 
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 def assert_words_on_time(found: list[tuple[float, dict]], start: float, words: list[str]) -> None:
-    """The words, in order, each in its own second of the joined clip (stream time, which a
-    busy machine does not stretch; how soon they are read is the latency benchmark's job)."""
+    """The words, in order, each in its own second of the joined clip that started playing
+    at monotonic time `start`: the 1 s window that fired ends within that second (give or
+    take 0.5 s: the word need not fill it) by its `time` (when its audio was captured, which
+    a busy machine does not shift; how soon it is read is the latency benchmark's job), and
+    0.5-1.5 s after the previous word's on the stream's own timeline (`end`)."""
     assert [d["keyword"] for _, d in found] == words
+    to_epoch = time.time() - time.monotonic()
+    for k, (_, d) in enumerate(found):
+        assert d["source"].startswith("mic:") and d["time"].endswith("Z")
+        second = start + to_epoch + k
+        assert second + 0.5 <= epoch(d["time"]) <= second + 1.5, (k, d, second)
     ends = [d["end"] for _, d in found]
     assert all(0.5 <= b - a <= 1.5 for a, b in zip(ends, ends[1:])), ends
-    for _, d in found:
-        assert d["source"].startswith("mic:") and d["time"].endswith("Z")
 
 
 def test_keywords_from_the_microphone_in_order_within_a_second(mic16, cli_env):
@@ -97,6 +108,31 @@ def test_unplug_and_replug_the_microphone(mic16, cli_env):
         start_t, _ = play_clip(mic16, "keywords/right_left_up.wav")
         assert_words_on_time(daemon.detections(3, timeout=10), start_t, RLU)
         assert daemon.proc.poll() is None
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_words_just_before_the_microphone_is_removed_are_reported_then_not_after_replug(mic16, cli_env):
+    """The device vanishes 0.8 s into the last word's second, before the pause command mode
+    waits for: its audio ends there, as a file does, and `detect` on it reports the words
+    (the end counts as the pause). Live the same, when the loss is noticed, with the time
+    they were spoken; not later, spliced to the next device's audio."""
+    daemon = start(mic16, cli_env, "--log-level", "info")
+    try:
+        _, audio = read_clip("keywords/right_left_up.wav")
+        cut = audio[: int(2.8 * 16000)]
+        end = mic16.play(np.concatenate([np.zeros(16000, np.int16), cut])).wait(15)
+        assert end is not None
+        mark = daemon.log_mark()
+        mic16.unplug()
+        daemon.wait_log("event=device_lost", timeout=15, start=mark)
+        # before the device is back: left and up are not waiting for its audio
+        assert_words_on_time(daemon.detections(3, timeout=10), end - len(cut) / 16000, RLU)
+        mic16.replug()
+        daemon.wait_log("event=device_back", timeout=30, start=mark)
+        play_clip(mic16, "keywords/yes.wav")
+        assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+        assert daemon.no_detection_within(1.0) == []
     finally:
         assert daemon.stop() == 0
 
@@ -474,11 +510,11 @@ def test_a_stopping_worker_drains_its_backlog_only_within_the_stop_budget(model_
 
     from kws_stream.backend import KeywordModel
     from kws_stream.capture import CaptureSession
-    from kws_stream.daemon import Worker
     from kws_stream.events import EventBus
     from kws_stream.pipeline import Pipeline
     from kws_stream.ringbuffer import RingBuffer
     from kws_stream.sources import StreamConverter
+    from kws_stream.worker import Worker
 
     _, audio = read_clip("keywords/right_left_up.wav")
     ring = RingBuffer(4 * 16000, 1)
