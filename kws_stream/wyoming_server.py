@@ -59,6 +59,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -89,6 +90,7 @@ SAMPLE_WIDTHS = (1, 2, 3, 4)  # bytes per sample
 RATE_RANGE = (1000, 384000)
 MAX_CHANNELS = 32
 STOP_TIMEOUT = 5.0  # seconds to let connections close at shutdown
+WORKER_THREADS = 2  # one client's turn at the shared model + another's format conversion
 FIRST_EVENT_TIMEOUT = 5.0  # s for a new connection's first complete event (capped by idle_timeout)
 EVICTION_LOG_INTERVAL = 60.0  # s between log lines while connections are being evicted
 MAX_HEADER = 1 << 16  # bytes in an event's JSON header line (asyncio's StreamReader limit)
@@ -457,6 +459,9 @@ async def _serve(uri: str, service: WakeService, notifier: Any = None, early: An
         raise KwsError(f"cannot listen on {uri}: {exc.strerror or exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # A fixed pool (asyncio.run joins it at exit): the default one grows with the clients seen,
+    # so the thread count of a long-running service would depend on its history.
+    loop.set_default_executor(ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="kws-wyoming"))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     def reload_ignored() -> None:

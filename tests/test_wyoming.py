@@ -430,3 +430,28 @@ def test_a_full_server_closes_the_connection_idle_longest_and_serves_the_newcome
     assert still == [[], []]
     lines = [line for line in three_slots.text().splitlines() if "event=client_evicted" in line]
     assert len(lines) == 1 and "spoke=True max_clients=3" in lines[0], lines
+
+
+def server_threads(srv: Server) -> int:
+    status = Path(f"/proc/{srv.proc.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def test_the_thread_count_is_constant_whatever_the_clients(server: Server) -> None:
+    """A long-running service's threads must not depend on its history (the 2-hour soak saw
+    3 -> 5 with asyncio's default pool, which grows with concurrent streams up to cpus + 4)."""
+    yes = clip("keywords/yes_1000ms.wav")
+
+    async def one() -> list[str]:
+        async with server.client() as client:
+            return names(await stream(client, yes, chunk_bytes=640))
+
+    async def round_of(n: int) -> list[list[str]]:
+        return list(await asyncio.gather(*(one() for _ in range(n))))
+
+    assert run(round_of(8), timeout=120) == [["yes"]] * 8
+    after_first = server_threads(server)
+    for _ in range(3):
+        assert run(round_of(8), timeout=120) == [["yes"]] * 8
+        assert server_threads(server) == after_first
+    assert after_first <= 1 + 2 + 2  # main, the fixed pool, and the client libraries' own
