@@ -446,6 +446,19 @@ def _length(header: dict[str, Any], key: str, limit: int) -> int:
     return value
 
 
+def _started_pool(size: int) -> ThreadPoolExecutor:
+    """A pool whose `size` threads all exist from the start (asyncio.run joins it at exit).
+
+    asyncio's default pool grows with the clients seen, and a pool makes its threads lazily, so
+    either way the thread count of a long-running service would depend on its history.
+    """
+    pool = ThreadPoolExecutor(size, thread_name_prefix="kws-wyoming")
+    all_started = threading.Barrier(size)
+    for _ in range(size):  # each task holds its thread until all are running: `size` threads
+        pool.submit(all_started.wait)
+    return pool
+
+
 async def _serve(uri: str, service: WakeService, notifier: Any = None, early: Any = None) -> int:
     """`early`: the `service.Signals` installed before the model loaded; what they caught
     while starting is applied here, once the loop's own handlers are in place."""
@@ -459,9 +472,7 @@ async def _serve(uri: str, service: WakeService, notifier: Any = None, early: An
         raise KwsError(f"cannot listen on {uri}: {exc.strerror or exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    # A fixed pool (asyncio.run joins it at exit): the default one grows with the clients seen,
-    # so the thread count of a long-running service would depend on its history.
-    loop.set_default_executor(ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="kws-wyoming"))
+    loop.set_default_executor(_started_pool(WORKER_THREADS))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     def reload_ignored() -> None:
