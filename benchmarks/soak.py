@@ -55,11 +55,9 @@ import itertools
 import json
 import math
 import os
-import pwd
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -76,9 +74,11 @@ import numpy as np
 import scipy.io.wavfile
 
 import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
+from testsupport.broker import Broker, Subscriber, ToolMissing
+from testsupport.net import free_port
 
 from . import procstat
-from .soak_faults import CpuHog, Scraper, Vanishers
+from .soak_faults import CpuHog, LoopThread, Scraper, Vanishers
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KWS_SHARED", REPO.parent / "shared"))
@@ -248,12 +248,6 @@ def flat(values: Sequence[float], tolerance: float) -> tuple[bool, float, float]
 # ----------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> int:
     """SIGTERM by PID, SIGKILL after `timeout`; returns the exit status."""
     if proc.poll() is None:
@@ -263,82 +257,6 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     return proc.wait(timeout)
-
-
-class Broker:
-    """mosquitto on 127.0.0.1:port with persistence; stop (SIGTERM) and start again at will."""
-
-    def __init__(self, root: Path) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(exe).exists():
-            raise SystemExit("mosquitto is not installed (apt install mosquitto)")
-        self.exe, self.port = exe, free_port()
-        (root / "db").mkdir(parents=True, exist_ok=True)
-        self.log = root / "mosquitto.log"
-        self.conf = root / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {root / 'db'}/\nlog_dest file {self.log}\n"
-                             f"user {pwd.getpwuid(os.geteuid()).pw_name}\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    log = self.log.read_text() if self.log.exists() else ""
-                    raise RuntimeError(f"mosquitto did not start: {log}") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, 5)
-        self.proc = None
-
-
-class Subscriber:
-    """paho client, persistent session, QoS 1; collects (topic, payload) in arrival order."""
-
-    def __init__(self, port: int) -> None:
-        import paho.mqtt.client as paho
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.messages: list[tuple[str, dict[str, Any]]] = []
-        self.redelivered = 0
-        self._seen: set[tuple[str, bytes]] = set()
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="kws-soak-subscriber", clean_session=False)
-        self.client.reconnect_delay_set(1, 2)
-        self.client.on_connect = lambda c, u, f, reason, p: None if reason.is_failure else c.subscribe(
-            [(f"{PREFIX}/#", 1), ("hermes/hotword/+/detected", 1)])
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        if not self._subscribed.wait(15):
-            raise RuntimeError("the MQTT subscriber never subscribed")
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        with self._lock:
-            if msg.dup and (msg.topic, msg.payload) in self._seen:  # QoS 1 resend after a broker restart
-                self.redelivered += 1
-                return
-            self._seen.add((msg.topic, msg.payload))
-            self.messages.append((msg.topic, json.loads(msg.payload)))
-
-    def snapshot(self) -> list[tuple[str, dict[str, Any]]]:
-        with self._lock:
-            return list(self.messages)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 class LoggedProcess:
@@ -434,7 +352,7 @@ def wyoming_round_audio(sounds: Sounds, clip: str, pause: float) -> np.ndarray:
     return np.concatenate([sounds.room(pause), sounds.clips[clip], sounds.room(1.0)])
 
 
-class WyomingClient:
+class WyomingClient(LoopThread):
     """Streams rounds (pause, clip, 1 s of room tone) at real-time pace in 100 ms chunks,
     audio-start to audio-stop, then reads the answers up to a pong; a new connection every
     `ROUNDS_PER_CONNECTION` rounds. One owned thread with its own event loop."""
@@ -447,15 +365,7 @@ class WyomingClient:
         self.port, self.sounds, self.max_pause, self.clips, self.seed = port, sounds, max_pause, list(clips), seed
         self.rounds: list[WyomingRound] = []
         self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="wyoming-client")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(60)
+        super().__init__("wyoming-client")
 
     async def _main(self) -> None:
         from wyoming.client import AsyncTcpClient
@@ -646,7 +556,10 @@ def run_soak(opts: Options, log: Callable[[str], None] = print) -> Result:
     work = Path(tempfile.mkdtemp(prefix="kws-soak-")) if opts.workdir is None else Path(opts.workdir)
     work.mkdir(parents=True, exist_ok=True)
     (work / "config").mkdir(exist_ok=True)
-    broker = Broker(work / "mqtt")
+    try:
+        broker = Broker(work / "mqtt")
+    except ToolMissing as exc:
+        raise SystemExit(str(exc)) from None
     broker.start()
     subscriber: Subscriber | None = None
     daemon: LoggedProcess | None = None
@@ -657,7 +570,7 @@ def run_soak(opts: Options, log: Callable[[str], None] = print) -> Result:
     vanishers: Vanishers | None = None
     mic = _vmic_class()(work / "vmic", rate=RATE, channels=1)
     try:
-        subscriber = Subscriber(broker.port)
+        subscriber = Subscriber(broker.port, (f"{PREFIX}/#", "hermes/hotword/+/detected"), client_id="kws-soak-subscriber")
         mic.start()
         conf = work / "soak.toml"
         conf.write_text(_config_text(broker.port, THRESHOLDS[0]))

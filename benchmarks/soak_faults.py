@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from kws_stream.features import MICRONET
+
 HOG_CODE = "while True:\n    pass\n"
 
 
@@ -79,19 +81,15 @@ class Scraper:
                 self.failures.append(f"{time.strftime('%H:%M:%S')} {type(exc).__name__}: {exc}")
 
 
-class Vanishers:
-    """Wyoming clients that come and go: connect, send detect + audio-start and 0-5 s of
-    room tone at real-time pace, then disconnect without audio-stop; 1-20 s apart."""
+class LoopThread:
+    """One owned thread running `_main` in its own event loop until `stop()` (joined)."""
 
-    CHUNK = 1600  # 100 ms at 16 kHz
-
-    def __init__(self, port: int, room: np.ndarray, seed: int) -> None:
-        self.port, self.room = port, room
-        self.rng = random.Random(seed + 7919)
-        self.connections = 0
-        self.errors: list[str] = []
+    def __init__(self, name: str) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="soak-vanishers")
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name=name)
+
+    async def _main(self) -> None:
+        raise NotImplementedError
 
     def start(self) -> None:
         self._thread.start()
@@ -99,6 +97,20 @@ class Vanishers:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(60)
+
+
+class Vanishers(LoopThread):
+    """Wyoming clients that come and go: connect, send detect + audio-start and 0-5 s of
+    room tone at real-time pace, then disconnect without audio-stop; 1-20 s apart."""
+
+    CHUNK = MICRONET.sample_rate // 10  # 100 ms
+
+    def __init__(self, port: int, room: np.ndarray, seed: int) -> None:
+        self.port, self.room = port, room
+        self.rng = random.Random(seed + 7919)
+        self.connections = 0
+        self.errors: list[str] = []
+        super().__init__("soak-vanishers")
 
     async def _main(self) -> None:
         while not self._stop.is_set():
@@ -122,17 +134,17 @@ class Vanishers:
             if seconds < 0.5:
                 return  # connect and vanish at once
             await client.write_event(Detect(names=None).event())
-            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            await client.write_event(AudioStart(rate=MICRONET.sample_rate, width=2, channels=1).event())
             t0 = time.monotonic()
-            n = int(seconds * 16000) // self.CHUNK
+            n = int(seconds * MICRONET.sample_rate) // self.CHUNK
             for k in range(n):
                 if self._stop.is_set():
                     return
-                delay = t0 + k * self.CHUNK / 16000 - time.monotonic()
+                delay = t0 + k * self.CHUNK / MICRONET.sample_rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 off = (k * self.CHUNK) % max(1, len(self.room) - self.CHUNK)
-                await client.write_event(AudioChunk(rate=16000, width=2, channels=1,
+                await client.write_event(AudioChunk(rate=MICRONET.sample_rate, width=2, channels=1,
                                                     audio=self.room[off:off + self.CHUNK].tobytes()).event())
         finally:
             await client.disconnect()  # no audio-stop: the client just goes away
