@@ -9,6 +9,7 @@ re-initialised before each reopen so a replugged device is found again.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ from .sources import StreamConverter
 log = logging.getLogger(__name__)
 
 RING_SECONDS = 4.0  # audio the worker may fall behind before the oldest is dropped
+# Audio older than this when the worker reads it is dropped too: a starved process's
+# callback thread starves with it, and the backlog then waits upstream (PulseAudio holds
+# minutes) instead of overflowing the ring. The margin covers the worker's own slices.
+STALE_AFTER_S = RING_SECONDS + 0.5
 CLOCK_RELAX = 0.001  # s per s the capture clock's anchor may move later (device clock drift)
 
 
@@ -134,7 +139,7 @@ class CaptureSession:
     stream: Any = None
     last_callback: float = field(default_factory=time.monotonic)
     input_overflows: int = 0  # PortAudio's own overflow flags
-    anchor: float = float("inf")  # wall-clock time of frame 0 (see `callback`)
+    anchor: float = float("inf")  # monotonic time frame 0 was captured (see `callback`)
 
     def callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         self.ring.write(indata)
@@ -142,7 +147,9 @@ class CaptureSession:
         # Frame n was captured at anchor + n / rate. Each block arrives at or after the moment
         # its last frame was captured, so the earliest estimate is the truest: a callback that
         # comes late (a starved process) moves it by at most CLOCK_RELAX per second.
-        estimate = time.time() - self.ring.frames_written / self.rate
+        # Monotonic, not wall-clock: a Pi without a real-time clock steps its wall clock
+        # forward when NTP first answers, and this anchor only moves later slowly.
+        estimate = now - self.ring.frames_written / self.rate
         relaxed = self.anchor + (now - self.last_callback) * CLOCK_RELAX
         if status.input_overflow:  # frames lost before they reached us: the count restarts
             self.input_overflows += 1
@@ -150,9 +157,21 @@ class CaptureSession:
         self.anchor = min(estimate, relaxed)
         self.last_callback = now
 
-    def wall_time(self, frame: float) -> float:
-        """Wall-clock time (epoch s) at which frame `frame` of this session was captured."""
+    def captured_at(self, frame: float) -> float:
+        """Monotonic time at which frame `frame` of this session was captured."""
         return self.anchor + frame / self.rate
+
+    def wall_time(self, frame: float) -> float:
+        """Wall-clock time (epoch s) at which frame `frame` of this session was captured,
+        on the wall clock as it reads now."""
+        return time.time() - (time.monotonic() - self.captured_at(frame))
+
+    def stale_frames(self, first_frame: int, frames: int) -> int:
+        """How many of `frames` frames from `first_frame` on are older than STALE_AFTER_S."""
+        if not math.isfinite(self.anchor):  # no callback yet: no capture clock to judge by
+            return 0
+        age = time.monotonic() - self.captured_at(first_frame)
+        return min(frames, max(0, math.ceil((age - STALE_AFTER_S) * self.rate)))
 
     def alive(self, timeout: float) -> bool:
         """Audio arrived within `timeout` s (an unplugged device just stops calling back)."""

@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 
 SUPERVISOR_TICK = 1.0  # s between health checks (a signal wakes it at once): each tick costs a
 # Python wake-up, and nothing it checks needs a finer step (no_audio_timeout is >= 0.5 s)
+# A tick this much later than due means the whole process got no CPU (a frozen or starved
+# machine): the device and the worker were as frozen as this thread, so neither is judged
+# until they have had GRACE_AFTER_STARVED_S of CPU-time-to-be-seen again.
+STARVED_TICK_LATE_S = 1.0
+GRACE_AFTER_STARVED_S = 2.0
 RECONNECT_BACKOFF = (1.0, 2.0, 4.0, 8.0)  # s between reopen attempts (in supervisor ticks), the last repeats
 STOP_BUDGET = 1.5  # s to finish captured audio and flush sinks (systemd allows 5 s, tests 2 s)
 DRAIN_BUDGET = 0.8  # s of that the worker may spend on audio captured before the stop; the rest is dropped, logged
@@ -65,6 +70,8 @@ class Daemon:
         self._ready_sent = False
         self._last_ping = 0.0
         self._stall_logged = False
+        self._last_tick = time.monotonic()
+        self._judge_from = 0.0  # monotonic time from which device and worker health are judged
         self._last_status = 0.0
         self._input_overflows_closed = 0  # PortAudio overflows of sessions already closed
         self.metrics: Metrics | None = None
@@ -89,6 +96,17 @@ class Daemon:
 
     def _supervise(self) -> None:
         now = time.monotonic()
+        if now - self._last_tick > SUPERVISOR_TICK + STARVED_TICK_LATE_S:
+            if now >= self._judge_from:  # once per episode
+                log.warning("event=process_starved seconds=%.1f note=health_checks_paused", now - self._last_tick)
+            self._judge_from = now + GRACE_AFTER_STARVED_S
+        judging = now >= self._judge_from
+        try:
+            self._check(now, judging)
+        finally:
+            self._last_tick = time.monotonic()  # the wait starts now: a slow reopen is not starvation
+
+    def _check(self, now: float, judging: bool) -> None:
         if self.worker.bus.sink_closed.is_set() or (self.config.output.stdout and stdout_reader_gone()):
             # `kws-stream run | head -1`: the reader is gone
             log.info("event=output_closed action=stopping")
@@ -97,7 +115,7 @@ class Daemon:
         if self.reload.is_set():
             self.reload.clear()
             self._apply_reload()
-        if self._session is not None and not self._session.alive(self.config.audio.no_audio_timeout):
+        if judging and self._session is not None and not self._session.alive(self.config.audio.no_audio_timeout):
             log.error("event=device_lost device=%r action=reconnecting", self._session.device_name)
             self.notifier.status(f"device lost: {self._session.device_name}; reconnecting")
             self._close_session()
@@ -108,7 +126,8 @@ class Daemon:
             self._ready_sent = True
             self.notifier.ready(self._status_text())
             log.info("event=ready device=%r", self._session.device_name if self._session else "")
-        self._watchdog(now)
+        if judging:
+            self._watchdog(now)
         if now - self._last_status >= min(self.config.service.status_interval, 10.0):
             self._last_status = now
             self.notifier.status(self._status_text())

@@ -7,9 +7,11 @@ A stream, for the Pipeline, is continuous audio. Two things end one live:
   finishes a file (its end counts as the pause after a last word), then a new Pipeline
   starts on the next device's audio;
 - the worker falls a whole ring behind (an overloaded machine): the ring drops the oldest
-  audio (counted). The audio before the gap and after it are not one stream, so the
-  Pipeline's state is dropped without finishing (a word cut by the gap is not reported:
-  its pause was never heard) and a new Pipeline starts after the gap. One log line per
+  audio (counted), and so does the worker for audio that reaches it older than
+  `STALE_AFTER_S` (a starved callback leaves the backlog upstream, in PulseAudio). The
+  audio before the gap and after it are not one stream, so the Pipeline's state is
+  dropped without finishing (a word cut by the gap is not reported: its pause was
+  never heard) and a new Pipeline starts after the gap. One log line per
   episode, when the worker has caught up again (and every minute while it has not).
 
 Detection times stay on one timeline over all streams: `start`/`end` count seconds of
@@ -140,6 +142,9 @@ class Worker:
 
     def _process(self, session: CaptureSession, block: np.ndarray, lost: int) -> None:
         """`block` read from the ring, `lost` frames dropped just before it."""
+        stale = session.stale_frames(session.ring.read_end - len(block), len(block)) if len(block) else 0
+        if stale:  # it waited upstream of the ring: as lost as what the ring dropped
+            block, lost = block[stale:], lost + stale
         if lost:
             self._overflowed(lost / session.rate)
         elif self._episode_lost_s and len(block) < CAUGHT_UP_S * session.rate:

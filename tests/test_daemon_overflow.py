@@ -22,7 +22,7 @@ import pytest
 
 from benchmarks.soak import RATE, Sounds
 from kws_stream.backend import KeywordModel
-from kws_stream.capture import RING_SECONDS, CaptureSession
+from kws_stream.capture import RING_SECONDS, STALE_AFTER_S, CaptureSession
 from kws_stream.events import Detection, EventBus
 from kws_stream.models import load_manifest
 from kws_stream.pipeline import Pipeline
@@ -78,19 +78,24 @@ def worker(model_dir):
     w.bus.close()
 
 
+def accounted(worker: Worker) -> float:
+    """Samples the worker has either processed or counted as lost."""
+    return worker.samples_processed + worker.ring_overflow_seconds * RATE
+
+
 def write_and_wait(worker: Worker, audio: np.ndarray, block: int = 0, timeout: float = 60.0) -> float:
     """Write `audio` in blocks of `block` frames (0: in one go, as if the callback had
     written it all while the worker got no CPU); returns the wall time of the last write,
-    after the worker has processed all that survived."""
+    after the worker has processed (or dropped and counted) all of it."""
     assert worker.session is not None
     step = block or len(audio)
     for start in range(0, len(audio), step):
         piece = audio[start:start + step]
-        target = worker.samples_processed + min(len(piece), worker.session.ring.capacity)
+        target = accounted(worker) + len(piece)
         written_at = time.time()
         worker.session.callback(piece.reshape(-1, 1), len(piece), None, NO_OVERFLOW)
         deadline = time.monotonic() + timeout
-        while worker.samples_processed < target:
+        while accounted(worker) < target - 1:
             assert time.monotonic() < deadline, "the worker did not catch up"
             time.sleep(0.005)  # polling the worker's counter: it offers no event for "processed"
     return written_at
@@ -136,3 +141,21 @@ def test_a_word_cut_by_the_gap_is_not_completed_by_the_audio_after_it(worker, so
     write_and_wait(worker, sounds.room(2.0), BLOCK)
     assert worker.sink.got == []
     assert worker.ring_overflow_episodes == 1
+
+
+def test_a_backlog_that_waited_upstream_is_dropped_down_to_the_ring(worker, sounds):
+    # A starved process's callback starves too: the audio waits in PulseAudio and then comes
+    # in ordinary blocks the worker keeps up with, so the ring never overflows. Audio older
+    # than STALE_AFTER_S when it reaches the worker is dropped all the same, counted as lost.
+    write_and_wait(worker, sounds.room(1.0), BLOCK)
+    session = worker.session
+    assert session is not None
+    session.anchor -= 10.0  # as if that first second had been captured 10 s ago: 10 s of backlog
+    backlog = np.concatenate([sounds.clips["down.wav"], sounds.room(10.0 - len(sounds.clips["down.wav"]) / RATE)])
+    write_and_wait(worker, backlog, BLOCK)
+    write_and_wait(worker, sounds.room(2.0), BLOCK)
+    assert worker.sink.got == []  # "down", 9 s old when it came, is not reported
+    assert worker.ring_overflow_episodes == 1
+    # At least the backlog beyond STALE_AFTER_S is lost; a little more on a slow machine,
+    # where the first second took a while to write and the backlog aged meanwhile.
+    assert 10.0 - STALE_AFTER_S <= worker.ring_overflow_seconds <= 10.0 - STALE_AFTER_S + 2.0

@@ -1,12 +1,21 @@
 """Issue 25 item 3, live: an overloaded Pi. The real `kws-stream run` on the virtual
-microphone gets 1 % of a core (a CPU cgroup quota, as `systemd-run --scope -p
-CPUQuota=1%` sets) for 12 s while commands are spoken, then all of it again.
+microphone gets no CPU at all (SIGSTOP) for the 10 s in which commands are spoken, then all
+of it again (SIGCONT).
 
-What the daemon promises (README, Reliability): audio beyond the 4 s ring is dropped,
-counted (`ring_overflow_s`, `kws_ring_overflow_seconds_total`) and logged once per episode;
+Why a freeze and not a cgroup quota: listening takes about 0.6 % of a core on these x86
+machines, and the kernel's smallest quota (1 ms per period) starves it only with periods so
+long that the quota is a train of freezes anyway; how far behind it falls then depends on
+the machine. A freeze is the worst case of every quota, and the same on any machine. A
+worker that is only slow (behind, but running) is tested in-process in
+test_daemon_overflow.py.
+
+What the daemon promises (README, Reliability): audio older than the 4 s ring (and a
+0.5 s margin) when the worker gets to it is dropped, wherever it waited (the ring, or
+PulseAudio's buffer while the callback thread was frozen too), counted
+(`ring_overflow_s`, `kws_ring_overflow_seconds_total`) and logged once per episode;
 afterwards detection resumes by itself; every detection carries the wall-clock time its
-words were spoken, whenever it is reported; the watchdog keeps being fed (a daemon that is
-only behind is not restarted). Needs root for the cgroup (skipped otherwise, saying so).
+words were spoken, whenever it is reported; a daemon that was only frozen is not taken for
+a stuck one (no `worker_stalled`, no `device_lost`) and the watchdog pings resume.
 """
 
 from __future__ import annotations
@@ -24,14 +33,13 @@ import pytest
 from test_daemon import NotifySocket
 
 from benchmarks.soak import Sounds
-from testsupport import cpuquota
+from kws_stream.capture import STALE_AFTER_S
+from kws_stream.daemon import GRACE_AFTER_STARVED_S
 from testsupport.daemon_process import DaemonProcess, write_config
 from testsupport.vmic import VirtualMic
 
-pytestmark = pytest.mark.skipif(cpuquota.available() is not None, reason=str(cpuquota.available()))
-
 WATCHDOG_S = 8.0  # stricter than the unit's WatchdogSec=30: pings every 4 s
-STARVED_S = 12.0
+FROZEN_S = 10.0
 SPOKEN = ["right", "left", "up", "right", "left", "up"]
 
 
@@ -72,12 +80,15 @@ def test_a_daemon_starved_of_cpu_drops_counts_resumes_and_keeps_the_time(tmp_pat
             daemon.wait_log("event=ready", timeout=30)
             port = int(re.search(r"address=127\.0\.0\.1:(\d+)", daemon.wait_log("event=metrics_listening")).group(1))
             mic.play(sounds.room(1.0)).wait(30)
-            starved = np.concatenate([rlu, sounds.room(2.0), rlu, sounds.room(STARVED_S - 8.0)])
-            with cpuquota.CpuQuota(daemon.proc.pid, 1.0) as quota:
+            # The daemon gets no CPU at all while 10 s of commands are spoken.
+            starved = np.concatenate([rlu, sounds.room(2.0), rlu, sounds.room(FROZEN_S - 8.0)])
+            daemon.signal(signal.SIGSTOP)
+            try:
                 handle = mic.play(starved)
-                assert handle.wait(STARVED_S + 30) is not None
-                throttled = quota.throttled_s()
-            assert throttled > STARVED_S / 2, throttled  # it really was starved
+                assert handle.wait(FROZEN_S + 30) is not None
+            finally:
+                daemon.signal(signal.SIGCONT)
+            thawed = time.monotonic()
             # Afterwards: a command, found by itself, on time.
             after = mic.play(np.concatenate([sounds.room(2.0), sounds.clips["yes_1000ms.wav"], sounds.room(2.0)]))
             assert after.wait(30) is not None and after.started_at is not None
@@ -98,7 +109,7 @@ def test_a_daemon_starved_of_cpu_drops_counts_resumes_and_keeps_the_time(tmp_pat
     # The loss: counted, logged once (one episode), the same number in the metrics.
     lines = re.findall(r"event=ring_overflow lost_s=(\S+) total_lost_s=(\S+)", log)
     lost = float(re.search(r"^kws_ring_overflow_seconds_total (\S+)$", metrics, re.M).group(1))
-    assert lost > 0, log  # 12 s at 1 % of a core is more than the 4 s ring holds
+    assert FROZEN_S - STALE_AFTER_S - 1.0 <= lost <= FROZEN_S - STALE_AFTER_S + 1.0, log
     assert len(lines) == 1 and float(lines[0][1]) == pytest.approx(lost, abs=0.01), lines
     # Resumed by itself, no restart, no reconnect; the words it did find are words that
     # were spoken, in order (those lost to the gap are missing, nothing is invented).
@@ -112,11 +123,13 @@ def test_a_daemon_starved_of_cpu_drops_counts_resumes_and_keeps_the_time(tmp_pat
     assert max(offsets) - min(offsets) < 0.3, found
     yes_wall = time.time() - time.monotonic() + after.started_at + 2.0
     assert yes_wall + 0.4 <= epoch(found[-1]["time"]) <= yes_wall + 1.3, found[-1]
-    # The watchdog was fed throughout: no stall logged, no gap between pings that systemd
-    # would have answered with a restart.
-    assert "event=worker_stalled" not in log, log
-    gaps = np.diff(pings.times)
-    assert len(pings.times) >= 3 and gaps.max() < WATCHDOG_S, pings.times
+    # Not taken for a stuck daemon: the freeze is logged as such, no stall; the watchdog
+    # pings go on before and after it, the only long gap is the freeze (and the grace after).
+    assert "event=worker_stalled" not in log and "event=process_starved" in log, log
+    before = [t for t in pings.times if t < thawed - FROZEN_S]
+    after_thaw = [t for t in pings.times if t > thawed]
+    assert before and after_thaw, pings.times
+    assert after_thaw[0] - thawed < GRACE_AFTER_STARVED_S + WATCHDOG_S / 2 + 1.0, (thawed, pings.times)
 
 
 def is_subsequence(part: list[str], whole: list[str]) -> bool:
