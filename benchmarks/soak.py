@@ -75,6 +75,7 @@ import scipy.io.wavfile
 
 import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
 from testsupport.broker import Broker, Subscriber, ToolMissing
+from testsupport.daemon_process import terminate
 from testsupport.net import free_port
 
 from . import procstat
@@ -248,17 +249,6 @@ def flat(values: Sequence[float], tolerance: float) -> tuple[bool, float, float]
 # ----------------------------------------------------------------------------- processes
 
 
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> int:
-    """SIGTERM by PID, SIGKILL after `timeout`; returns the exit status."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.wait(timeout)
-
-
 class LoggedProcess:
     """A subprocess whose stdout lines (with read times) and stderr lines are collected by
     two owned reader threads, joined in `stop()`."""
@@ -308,7 +298,7 @@ class LoggedProcess:
             return list(self.stderr)
 
     def stop(self) -> int:
-        status = stop_process(self.proc)
+        status = terminate(self.proc, 10.0)
         for t in self._threads:
             t.join(10)
         return status

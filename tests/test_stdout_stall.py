@@ -24,7 +24,7 @@ from test_daemon import NotifySocket, play_clip
 from test_mqtt import PREFIX, TOPICS, detections_of
 
 from testsupport.broker import Broker, Subscriber
-from testsupport.daemon_process import write_config
+from testsupport.daemon_process import terminate, write_config
 from testsupport.vmic import VirtualMic
 
 WAIT = 20.0  # s: generous bounds; each wait ends as soon as its condition holds
@@ -107,14 +107,6 @@ def kill_if_running(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.terminate()
-    try:
-        return proc.wait(10)  # the unit allows 5 s
-    finally:
-        kill_if_running(proc)
-
-
 def test_a_stdout_nobody_reads_never_stops_mqtt_metrics_or_a_clean_stop(mic16, cli_env, tmp_path):
     broker = Broker(tmp_path / "broker")
     broker.start()
@@ -141,7 +133,7 @@ def test_a_stdout_nobody_reads_never_stops_mqtt_metrics_or_a_clean_stop(mic16, c
         assert values['kws_sink_dropped_total{sink="mqtt"}'] == 0.0
         full = log.wait("event=stdout_full")
         assert len(full) == 1 and "keyword=left dropped_total=1" in full[0]
-        assert stop(proc) == 0
+        assert terminate(proc, 10) == 0  # the unit allows 5 s
         log.join()
     finally:
         kill_if_running(proc)
@@ -171,7 +163,7 @@ def test_a_stderr_nobody_reads_never_stops_spotting_and_what_waited_arrives_afte
         # stderr is read again: what waited arrives, then the count of what was dropped
         reader = threading.Thread(target=lambda: stderr.append(read_all(r)))
         reader.start()
-        assert stop(proc) == 0
+        assert terminate(proc, 10) == 0  # the unit allows 5 s
         out.join()
     finally:
         kill_if_running(proc)

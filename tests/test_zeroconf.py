@@ -11,7 +11,6 @@ import json
 import os
 import queue
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from typing import IO
 
 import pytest
 from conftest import kws_command
+
+from testsupport.daemon_process import terminate
 
 TIMEOUT = 30.0  # s, generous for a loaded machine: probing the name takes ~1.5 s idle
 GONE_WITHIN = 10.0  # s: without goodbye packets the record would stay for its TTL (120 s)
@@ -137,16 +138,6 @@ def events(lines: Lines) -> list[dict]:
     return [json.loads(line) for line in lines.seen if line.startswith("{")]
 
 
-def stop(proc: subprocess.Popen[str]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
 def test_announced_with_its_name_and_port_then_withdrawn_when_the_server_stops(netns: tuple[str, str],
                                                                                cli_env: dict[str, str]) -> None:
     ns, net = netns
@@ -159,13 +150,13 @@ def test_announced_with_its_name_and_port_then_withdrawn_when_the_server_stops(n
         assert added["addresses"] == [f"{net}.1", f"{net}.2"]  # 0.0.0.0: every address but loopback
         log.until(lambda line: "event=zeroconf_announced" in line)
 
-        assert stop(server) == 0
+        assert terminate(server, TIMEOUT) == 0
         removed = json.loads(seen.until(lambda line: '"Removed"' in line, timeout=GONE_WITHIN))
         assert removed["name"] == added["name"]
         text = log.text()
         assert "event=zeroconf_withdrawn" in text and "Traceback" not in text, text
     finally:
-        stop(server)
+        terminate(server, TIMEOUT)
         end_browser(browser)
 
 
@@ -188,9 +179,9 @@ def test_off_by_default_and_the_default_name_is_the_host_name(netns: tuple[str, 
             # itself, the browser would have seen it first
             assert [e["port"] for e in events(seen) if e["event"] == "Added"] == [PORT + 1]
         finally:
-            assert stop(named) == 0
+            assert terminate(named, TIMEOUT) == 0
     finally:
-        assert stop(quiet) == 0
+        assert terminate(quiet, TIMEOUT) == 0
         end_browser(browser)
 
 
@@ -228,8 +219,8 @@ def test_a_name_already_announced_gets_a_number(netns: tuple[str, str], cli_env:
             assert again["port"] == PORT + 1 and again["name"] == "twin-2._wyoming._tcp.local."
             second_log.until(lambda line: "event=zeroconf_announced" in line and "name='twin-2'" in line)
         finally:
-            assert stop(second) == 0
+            assert terminate(second, TIMEOUT) == 0
     finally:
-        assert stop(first) == 0
+        assert terminate(first, TIMEOUT) == 0
         end_browser(browser)
     assert "Traceback" not in first_log.text()

@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 class DaemonProcess:
@@ -85,16 +85,24 @@ class DaemonProcess:
         self.proc.send_signal(sig)
 
     def stop(self, timeout: float = 5.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            return terminate(self.proc, timeout)
         finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(5)
             for t in self._threads:
                 t.join(5)
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float) -> int:
+    """SIGTERM, and the exit status within `timeout`. A process still running then is killed
+    and reaped, and the status it died with (-9) returned: a stop that needed SIGKILL fails
+    the caller's `== 0` check instead of hanging it or leaving a process behind."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait(timeout)
 
 
 def write_config(path: Path, text: str) -> Path:
