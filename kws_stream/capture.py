@@ -29,7 +29,11 @@ RING_SECONDS = 4.0  # audio the worker may fall behind before the oldest is drop
 # callback thread starves with it, and the backlog then waits upstream (PulseAudio holds
 # minutes) instead of overflowing the ring. The margin covers the worker's own slices.
 STALE_AFTER_S = RING_SECONDS + 0.5
-CLOCK_RELAX = 0.001  # s per s the capture clock's anchor may move later (device clock drift)
+# s per s the capture clock's anchor may move later: a device clock up to 1 % slower than
+# its nominal rate is followed. Were it slower than that, the clock would fall behind, audio
+# would look older than it is and STALE_AFTER_S would drop it all; after a freeze of t s, the
+# first late callback moves the anchor by t * CLOCK_RELAX (0.1 s for 10 s).
+CLOCK_RELAX = 0.01
 
 
 class DeviceError(KwsError):
