@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -220,10 +221,19 @@ def test_sighup_with_a_broken_file_keeps_the_old_config(mic16, cli_env, tmp_path
 
 
 class NotifySocket:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    """A systemd notify socket of our own. Its path is unique to this instance (a short
+    fresh directory: AF_UNIX paths are limited to 107 bytes), so test runs side by side on
+    one machine, such as CI beside a developer's run, never share one."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="kws-notify-")) / "notify.sock"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
+        self.sock.bind(str(self.path))
+
+    def close(self) -> None:
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+        self.path.parent.rmdir()
 
     def next(self, timeout: float) -> str | None:
         self.sock.settimeout(timeout)
@@ -248,10 +258,9 @@ class NotifySocket:
 
 @pytest.fixture
 def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(Path(f"/tmp/kws-notify-{tmp_path.name}.sock"))
+    sock = NotifySocket()
     yield sock
-    sock.sock.close()
-    sock.path.unlink(missing_ok=True)
+    sock.close()
 
 
 def test_sd_notify_ready_watchdog_stopping(mic16, cli_env, notify):

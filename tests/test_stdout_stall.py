@@ -147,7 +147,7 @@ def test_a_stdout_nobody_reads_never_stops_mqtt_metrics_or_a_clean_stop(mic16, c
 
 
 def test_a_stderr_nobody_reads_never_stops_spotting_and_what_waited_arrives_after(mic16, cli_env, tmp_path):
-    notify = NotifySocket(Path(f"/tmp/kws-notify-{tmp_path.name}.sock"))
+    notify = NotifySocket()
     r, w = full_pipe()
     proc = subprocess.Popen([*kws_command(), "run", "--log-level", "debug"], stdout=subprocess.PIPE, stderr=w,
                             env=daemon_env(mic16, cli_env, NOTIFY_SOCKET=str(notify.path)))
@@ -170,8 +170,7 @@ def test_a_stderr_nobody_reads_never_stops_spotting_and_what_waited_arrives_afte
         if reader is not None:
             reader.join(WAIT)
         os.close(r)
-        notify.sock.close()
-        notify.path.unlink(missing_ok=True)
+        notify.close()
     text = b"".join(stderr).lstrip(b"x").decode()
     # every line waited in the daemon (a run logs far less than its 64 KiB buffer; what is
     # dropped beyond it and the `event=log_dropped` count are test_sinks.py's) and arrived in order
