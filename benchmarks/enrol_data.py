@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.command_mode import RATE, gapped, padded, real_dev_split
-from kws_stream.enrol_bursts import find_bursts
+from kws_stream.enrol_bursts import find_bursts, with_margins
 from testsupport.audio import AUDIO, read_wav
 
 WORDS = ("computer", "jarvis", "smart_mirror")
@@ -52,11 +52,8 @@ class Split:
 
 def _cut(name: str, label: str, audio: np.ndarray, keep: bool = False) -> Recording:
     rec = Recording(name, label, take=audio if keep else None)
-    margin = round(MAX_MARGIN_S * RATE)
-    edged = np.concatenate([np.zeros(margin, np.int16), audio, np.zeros(margin, np.int16)])
     for span in find_bursts(audio):
-        a, b = span.samples()  # a burst at the very end or start: the missing margin is zeros
-        rec.bursts.append(edged[a:b + 2 * margin])
+        rec.bursts.append(with_margins(audio, span, MAX_MARGIN_S))
         rec.hops.append(span.hops)
     return rec
 

@@ -61,3 +61,12 @@ def find_bursts(audio: np.ndarray, params: CommandParams = CommandParams()) -> l
         spans.extend(gate.bursts())
     spans.extend(gate.bursts(final=True))
     return merge_spans(spans)
+
+
+def with_margins(audio: np.ndarray, span: HopSpan, margin_s: float, geometry: StreamGeometry = MICRONET) -> np.ndarray:
+    """The burst `span` of a whole recording `audio` with `margin_s` on each side; a burst
+    at the recording's very start or end gets silence for the margin it lacks."""
+    margin = round(margin_s * geometry.sample_rate)
+    start, end = span.samples(geometry)
+    edged = np.concatenate([np.zeros(margin, np.int16), np.asarray(audio, dtype=np.int16), np.zeros(margin, np.int16)])
+    return edged[start:end + 2 * margin]
