@@ -62,8 +62,8 @@ def load_split(split: str, cache: Path) -> Split:
     key = hashlib.sha1(CACHE_VERSION + split.encode() + Path(__file__).read_bytes()).hexdigest()[:16]
     path = cache / f"enrol-{split}-{key}.pkl"
     if path.exists():
-        with open(path, "rb") as f:
-            data: Split = pickle.load(f)
+        with open(path, "rb") as cached:
+            data: Split = pickle.load(cached)
             return data
     parity = 0 if split == "dev" else 1
     custom: dict[str, list[Recording]] = {}
@@ -79,6 +79,6 @@ def load_split(split: str, cache: Path) -> Split:
     speech = [_cut(f"real-dev:{split}", "", audio)]
     out = Split(custom, clips, speech, sum(len(x) for x in real) / RATE / 3600)
     cache.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        pickle.dump(out, f)
+    with open(path, "wb") as sink:
+        pickle.dump(out, sink)
     return out

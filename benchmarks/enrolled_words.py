@@ -63,6 +63,7 @@ class Scored:
     """Every burst of a split embedded once: (set, word label, recording index) per burst."""
 
     where: list[tuple[str, str, int]]
+    bursts: list[np.ndarray]  # with MAX_MARGIN_S each side
     features: list[np.ndarray]
     cpu_ms: float  # embedding CPU per burst
 
@@ -81,7 +82,7 @@ def embed_split(split: Split, matcher: WordMatcher) -> Scored:
         bursts += rec.bursts
     t0 = time.process_time()
     features = [matcher.embedding.embed(trim(b)) for b in bursts]
-    return Scored(where, features, (time.process_time() - t0) * 1000 / max(1, len(bursts)))
+    return Scored(where, bursts, features, (time.process_time() - t0) * 1000 / max(1, len(bursts)))
 
 
 @dataclass
@@ -129,8 +130,12 @@ def word_scores(matcher: WordMatcher, word: EnrolledWord, scored: Scored) -> np.
 
 
 def takeable(recs: list[Recording]) -> list[int]:
-    assert all(r.take is not None for r in recs)
+    """The recordings a user could enrol from (`check_take` accepts them)."""
     return [i for i, r in enumerate(recs) if r.take is not None and check_take(r.take) is None]
+
+
+def takes_of(recs: list[Recording], chosen: Sequence[int]) -> list[np.ndarray]:
+    return [t for t in (recs[i].take for i in chosen) if t is not None]
 
 
 def run_split(split: Split, matcher: WordMatcher, draws: int, takes: Sequence[int],
@@ -145,7 +150,7 @@ def run_split(split: Split, matcher: WordMatcher, draws: int, takes: Sequence[in
             for seed in range(draws):
                 pick = [ok[j] for j in np.random.default_rng(seed).choice(len(ok), k, replace=False)]
                 t0 = time.process_time()
-                enrolled = matcher.enrol(word, [recs[i].take for i in pick if recs[i].take is not None])
+                enrolled = matcher.enrol(word, takes_of(recs, pick))
                 cpu = time.process_time() - t0
                 scores = word_scores(matcher, enrolled, scored)
                 for thr in thresholds:
@@ -196,24 +201,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sweep", action="store_true", help="also recall and false accepts over thresholds (5 takes)")
     ap.add_argument("--markdown", type=Path, help="also write the tables as markdown to this file")
     ap.add_argument("--quick", action="store_true", help="smoke test: a few recordings, one draw, 3 takes")
+    ap.add_argument("--compare", action="store_true",
+                    help="also MFCC vs embedding vs embedding+bank DTW, 5 takes (benchmarks.enrol_compare)")
     ap.add_argument("--build-bank", action="store_true", help="rebuild the negative speech bank and stop")
     args = ap.parse_args(argv)
     if args.build_bank:
         return build_bank()
     matcher = load_matcher()
     takes, draws = ((3,), 1) if args.quick else (TAKES, args.draws)
-    sweep = [round(x, 3) for x in np.arange(0.40, 0.56, 0.02)] if args.sweep else []
+    sweep = [round(x, 3) for x in np.arange(0.44, 0.575, 0.01)] if args.sweep else []
     thresholds = sorted({DEFAULT_THRESHOLD, *sweep})
     out, md = [], []
+    done: dict[str, tuple[Split, Scored]] = {}
     for name in args.split:
         split = load_split(name, args.cache)
         if args.quick:
             split = small(split)
         tallies, scored, refused = run_split(split, matcher, draws, takes, thresholds)
+        done[name] = split, scored
         per_burst = burst_cpu_ms(matcher, split, scored)
         title = (f"{name}: threshold {DEFAULT_THRESHOLD}, {draws} draws x {len(split.custom)} words; "
-                 f"embedding {scored.cpu_ms:.1f} ms + matching -> score() {per_burst:.1f} ms CPU per burst "
-                 f"(5 takes); takes refused by check_take: {refused}")
+                 f"score() {per_burst:.1f} ms CPU per burst with 5 takes (its embedding: {scored.cpu_ms:.1f} ms); "
+                 f"takes refused by check_take: {refused}")
         rows = [row(str(k), tallies[(k, DEFAULT_THRESHOLD)]) for k in takes]
         out += [f"== {title}", table(rows, False), ""]
         md += [f"### {title}", "", table(rows, True), ""]
@@ -221,6 +230,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = [row(f"5 @ {thr:.2f}", tallies[(5, thr)]) for thr in sweep]
             out += [f"== {name}: 5 takes over thresholds", table(rows, False), ""]
             md += [f"### {name}: 5 takes over thresholds", "", table(rows, True), ""]
+    if args.compare and len(done) == 2:
+        from benchmarks.enrol_compare import compare
+
+        rows = compare(done["dev"], done["val"], lambda b: matcher.embedding.embed(trim(b)), matcher.bank, draws)
+        title = "matchers compared (5 takes; threshold chosen on dev for the targets, kept for val)"
+        out += [f"== {title}", table(rows, False), ""]
+        md += [f"### {title}", "", table(rows, True), ""]
     print("\n".join(out))
     if args.markdown:
         args.markdown.write_text("\n".join(md) + "\n")
@@ -239,7 +255,7 @@ def burst_cpu_ms(matcher: WordMatcher, split: Split, scored: Scored) -> float:
     up to 100 bursts (as the product calls it: on the burst's audio)."""
     word, recs = next(iter(split.custom.items()))
     ok = takeable(recs)[:5]
-    enrolled = matcher.enrol(word, [recs[i].take for i in ok if recs[i].take is not None]) if len(ok) >= 3 else None
+    enrolled = matcher.enrol(word, takes_of(recs, ok)) if len(ok) >= 3 else None
     bursts = [b for r in [*split.clips, *split.speech] for b in r.bursts][:100]
     if enrolled is None or not bursts:
         return float("nan")
