@@ -220,7 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tallies, scored, refused = run_split(split, matcher, draws, takes, thresholds)
         done[name] = split, scored
         per_burst = burst_cpu_ms(matcher, split, scored)
+        heard = {w: f"{sum(1 for r in recs if r.bursts)}/{len(recs)}" for w, recs in split.custom.items()}
         title = (f"{name}: threshold {DEFAULT_THRESHOLD}, {draws} draws x {len(split.custom)} words; "
+                 f"recordings in which the gate finds a command-shaped burst: {heard}; "
                  f"score() {per_burst:.1f} ms CPU per burst with 5 takes (its embedding: {scored.cpu_ms:.1f} ms); "
                  f"takes refused by check_take: {refused}")
         rows = [row(str(k), tallies[(k, DEFAULT_THRESHOLD)]) for k in takes]

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
+import zipfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +189,11 @@ def test_benchmark_quick_prints_the_table(tmp_path, capsys):
     row = next(line for line in out.splitlines() if line.startswith("3 "))
     found = int(row.split()[1].split("/")[0])
     assert found >= 20, row  # of 27 held-out recordings (the quick subset)
+
+
+def test_the_wheel_carries_the_negative_speech_bank(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
+                   cwd=repo, check=True, capture_output=True, timeout=120)
+    wheel = zipfile.ZipFile(next(tmp_path.glob("kws_stream-*.whl")))
+    assert wheel.read("kws_stream/enrol_bank.npz") == (repo / "kws_stream" / "enrol_bank.npz").read_bytes()
