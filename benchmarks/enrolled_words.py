@@ -139,9 +139,9 @@ def takes_of(recs: list[Recording], chosen: Sequence[int]) -> list[np.ndarray]:
 
 
 def run_split(split: Split, matcher: WordMatcher, draws: int, takes: Sequence[int],
-              thresholds: Sequence[float]) -> tuple[dict[tuple[int, float], Tally], Scored, dict[str, int]]:
+              thresholds: Sequence[float]) -> tuple[dict[tuple, Tally], Scored, dict[str, int]]:
     scored = embed_split(split, matcher)
-    out: dict[tuple[int, float], Tally] = {}
+    out: dict[tuple, Tally] = {}  # (takes, threshold) and (takes, threshold, word)
     refused: dict[str, int] = {}
     for word, recs in split.custom.items():
         ok = takeable(recs)
@@ -157,6 +157,7 @@ def run_split(split: Split, matcher: WordMatcher, draws: int, takes: Sequence[in
                     tally = evaluate(split, scored, scores, word, set(pick), thr)
                     tally.enrol_cpu, tally.enrolments = cpu, 1
                     out.setdefault((k, thr), Tally()).add(tally)
+                    out.setdefault((k, thr, word), Tally()).add(tally)
     return out, scored, refused
 
 
@@ -168,7 +169,7 @@ def row(label: str, t: Tally) -> list[str]:
     lo, hi = poisson_interval(t.speech)
     return [label, pct(t.found, t.positives), pct(t.other, t.others), pct(t.clips, t.clip_total),
             f"{t.speech} in {t.hours:.2f} h = {t.speech / t.hours:.1f} [{lo / t.hours:.1f}-{hi / t.hours:.1f}]",
-            f"{t.enrol_cpu / max(1, t.enrolments):.2f}"]
+            f"{t.enrol_cpu / t.enrolments:.2f}" if t.enrolments else "-"]
 
 
 HEAD = ["takes", "found % [95 % CI]", "other phrases /100", "keyword clips /100", "real-dev FA/h", "enrol CPU s"]
@@ -226,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"score() {per_burst:.1f} ms CPU per burst with 5 takes (its embedding: {scored.cpu_ms:.1f} ms); "
                  f"takes refused by check_take: {refused}")
         rows = [row(str(k), tallies[(k, DEFAULT_THRESHOLD)]) for k in takes]
+        rows += [row(f"{k}: {w}", tallies[(k, DEFAULT_THRESHOLD, w)]) for k in takes[1:2] or takes for w in split.custom
+                 if (k, DEFAULT_THRESHOLD, w) in tallies]
         out += [f"== {title}", table(rows, False), ""]
         md += [f"### {title}", "", table(rows, True), ""]
         if sweep and 5 in takes:
