@@ -105,15 +105,26 @@ def _max_word() -> float:
     return CommandParams().max_word
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EnrolledWord:
     """An enrolled word: its name, threshold (on `WordMatcher.score`) and templates, each
-    (n_i, 96) float32 speech embeddings with its radius."""
+    (n_i, 96) float32 speech embeddings with its radius. Equal when all of that is equal
+    (so a reload can tell a changed word from the same one); hashable."""
 
     name: str
     threshold: float
     templates: tuple[np.ndarray, ...] = ()
     radii: tuple[float, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EnrolledWord):
+            return NotImplemented
+        return (self.name, self.threshold, self.radii) == (other.name, other.threshold, other.radii) \
+            and len(self.templates) == len(other.templates) \
+            and all(np.array_equal(a, b) for a, b in zip(self.templates, other.templates))
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.threshold, self.radii))
 
     def to_bytes(self) -> bytes:
         header = {"format": FORMAT_VERSION, "feature": FEATURE, "name": self.name, "threshold": self.threshold,

@@ -26,6 +26,7 @@ from .errors import KwsError
 MEL_FRAMES = 76  # mel frames one embedding sees (775 ms)
 EMBEDDING_STEP = 8  # mel frames between embeddings (80 ms)
 EMBEDDING_SIZE = 96
+MIN_SAMPLES = 4000  # 0.25 s: shorter audio is padded with silence
 MEL_MODEL = "melspectrogram.tflite"
 EMBEDDING_MODEL = "embedding_model.tflite"
 INSTALL_HINT = ("enrolled words need the speech embedding models of pyopen-wakeword: "
@@ -81,8 +82,11 @@ class SpeechEmbedding:
     def embed(self, audio: np.ndarray) -> np.ndarray:
         """(n, 96) float32 embeddings of `audio`: one per 80 ms, each of the 775 ms up to
         it (at least one: audio shorter than that is padded with its last mel frame)."""
+        audio = np.asarray(audio, dtype=np.int16)
+        if len(audio) < MIN_SAMPLES:  # the mel model needs a few frames; a caller's burst never is this short
+            audio = np.concatenate([audio, np.zeros(MIN_SAMPLES - len(audio), np.int16)])
         with self._lock:
-            mel = self.mels(np.asarray(audio, dtype=np.int16))
+            mel = self.mels(audio)
             if len(mel) < MEL_FRAMES:
                 mel = np.concatenate([mel, np.repeat(mel[-1:], MEL_FRAMES - len(mel), axis=0)])
             windows = np.lib.stride_tricks.sliding_window_view(mel, MEL_FRAMES, axis=0)[::EMBEDDING_STEP]

@@ -64,6 +64,11 @@ def test_enrolment_keeps_one_template_per_take_with_its_radius(computer):
     assert all(0 < r < 1 for r in computer.radii)
 
 
+def test_a_tiny_or_silent_burst_scores_low_without_error(matcher, computer):
+    assert matcher.score(computer, np.zeros(100, np.int16)) < computer.threshold
+    assert matcher.score(computer, room_tone(1.5)) < computer.threshold
+
+
 # ----------------------------------------------------------------------------- bad takes
 
 def test_a_good_take_passes():
@@ -131,6 +136,8 @@ def test_round_trip_keeps_the_word_and_its_scores(matcher, computer):
     again = EnrolledWord.from_bytes(computer.to_bytes())
     assert (again.name, again.threshold, again.radii) == (computer.name, computer.threshold, computer.radii)
     assert all(np.array_equal(a, b) for a, b in zip(again.templates, computer.templates))
+    assert again == computer and hash(again) == hash(computer) and again is not computer
+    assert again != EnrolledWord(computer.name, computer.threshold, computer.templates[:4], computer.radii[:4])
     burst = clip("computer_001")
     assert best_score(matcher, again, burst) == best_score(matcher, computer, burst)
 
