@@ -3,6 +3,7 @@
 * ``mfcc``: DTW over MicroNet's exact MFCC (`features.MfccExtractor`, 10 coefficients per
   20 ms, each normalised to zero mean and unit variance over the burst), cosine distance:
   Rhasspy Raven's way;
+* ``micronet``: DTW over MicroNet-L's own activations (its last convolution, 40 ms steps);
 * ``embedding``: DTW over openWakeWord's speech embedding (`enrol_embed`), cosine distance;
 * ``embedding+bank``: the same, each template's distance divided by its radius (its
   distance to the nearest stretch of the negative speech bank): what `enrol` ships.
@@ -22,9 +23,11 @@ import numpy as np
 
 from benchmarks.enrol_data import Split
 from benchmarks.enrolled_words import Scored, Tally, evaluate, row, trim
+from kws_stream.backend import native_stderr_silenced
 from kws_stream.enrol_bank import radius
 from kws_stream.enrol_dtw import cosine_costs, dtw_distance
-from kws_stream.features import MfccExtractor
+from kws_stream.features import MICRONET, MfccExtractor
+from testsupport.audio import SHARED
 
 TAKES = 5
 MATCHED_RECALL = 0.93  # the second operating point: each matcher where it finds 93 % on dev
@@ -41,6 +44,41 @@ def mfcc_features() -> Features:
         f = extractor.frames(x[np.arange(n)[:, None] * p.frame_step + np.arange(p.frame_length)])
         normed: np.ndarray = (f - f.mean(0)) / (f.std(0) + 1e-6)
         return normed
+    return features
+
+
+def micronet_features() -> Features:
+    """MicroNet-L's last convolution's activations (25 steps of 40 ms x 248 channels, averaged
+    over its 5 frequency rows) for the 1 s window centred on the burst (a command is at most
+    1 s long): one model run per burst, read with the runtime's debugging option that keeps
+    every intermediate tensor."""
+    import warnings
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    with warnings.catch_warnings(), native_stderr_silenced():
+        warnings.simplefilter("ignore")  # "intended for debugging purposes only": so is this
+        interpreter = Interpreter(model_path=str(SHARED / "models" / "kws_micronet_l.tflite"), num_threads=1,
+                                  experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    scale, zero = inp["quantization"]
+    last_conv = [d for d in interpreter.get_tensor_details() if len(d["shape"]) == 4 and d["shape"][1] > 1
+                 and d["name"].startswith("Relu6")][-1]
+    out_scale, out_zero = last_conv["quantization"]
+    extractor = MfccExtractor()
+    window = MICRONET.window_samples
+
+    def features(burst: np.ndarray) -> np.ndarray:
+        centre = len(burst) // 2
+        x = burst[max(0, centre - window // 2):centre + window // 2]
+        x = np.concatenate([x, np.zeros(window - len(x), np.int16)])
+        q = np.clip(np.round(extractor.window(x) / scale) + zero, -128, 127).astype(np.int8)
+        interpreter.set_tensor(inp["index"], q.reshape(MICRONET.input_shape))
+        interpreter.invoke()
+        act = (interpreter.get_tensor(last_conv["index"]).astype(np.float32) - out_zero) * out_scale
+        seq: np.ndarray = act[0].mean(axis=1)
+        return seq
     return features
 
 
@@ -77,7 +115,8 @@ def compare(dev: tuple[Split, Scored], val: tuple[Split, Scored], embed: Feature
             draws: int) -> list[list[str]]:
     """Rows: each matcher at its dev-chosen threshold, on dev and on validation."""
     rows = []
-    for name, features, use_bank in (("mfcc", mfcc_features(), False), ("embedding", embed, False),
+    for name, features, use_bank in (("mfcc", mfcc_features(), False), ("micronet", micronet_features(), False),
+                                     ("embedding", embed, False),
                                      ("embedding+bank", embed, True)):
         runs = {s: distances(*data, features, bank if use_bank else None, draws, features is embed)
                 for s, data in (("dev", dev), ("val", val))}
