@@ -1,0 +1,253 @@
+"""Words a user enrolled (`kws-stream enroll`), spotted beside the model's keywords.
+
+A user's word is judged only where a command can be: on the command-shaped bursts of
+speech (a short burst with a pause around it) that the command gate finds from the hop
+levels alone (`CommandGate.bursts`). The gate gives one span per word a window can see in a
+stretch of speech, and as the noise floor settles after a word it gives the same word again
+with a longer tail, over a few hops: so the spans of one stretch are gathered for SETTLE_S
+after the first, and the stretch is scored once, on its audio from the first hop of the
+stretch to the last hop of its spans, plus `enrol.BURST_MARGIN_S` each side (read from the
+feature stage's audio history). Each enrolled word gets a score, and the best word at or
+above its threshold is reported like a keyword. The model's keywords do not wait for it and
+are judged as before.
+
+`WordJudge` keeps a levels-only `CommandGate` of its own rather than sharing the model's:
+plain mode has none, and command mode's scheduler consumes its gate's bursts as it runs the
+model around them. Both gates see the same levels with the same `[command]` rules, so they
+find the same bursts; the extra cost is the gate's per-hop step (a few microseconds), and
+only when words are enrolled: with none, the pipeline has no judge at all.
+
+`WordSet` is what a process loaded (the words and the matcher that scores them); it is part
+of `PipelineParams`, so a reload hands new words to a running stream as it hands new
+thresholds. `WordLoader` loads it at start and on each reload.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .command import CommandGate, CommandParams
+from .decision import DecisionParams
+from .errors import KwsError
+from .features import FeatureParams
+from .wordstore import WordStore
+
+if TYPE_CHECKING:
+    from .bursts import Span
+    from .enrol import EnrolledWord, WordMatcher
+
+log = logging.getLogger(__name__)
+
+SETTLE_S = 0.2
+"""How long after the first span of a stretch its others are gathered (on the custom-words
+recordings, the last came at most 0.1 s later for one word, and its end 0.22 s later at most;
+the margin after the burst is heard besides)."""
+
+Audio = Callable[[int, int], np.ndarray | None]
+"""Stream samples [start, end) as far as still kept (`FeatureWindow.audio`)."""
+
+
+@dataclass(frozen=True, eq=False)
+class WordSet:
+    """The enrolled words a process loaded and the matcher that scores them. `unreadable`
+    names word files that exist but could not be used (warned about when loaded): the
+    config may still name them. Equal when the same words are enrolled (by their bytes)."""
+
+    words: tuple[EnrolledWord, ...] = ()
+    matcher: WordMatcher | None = None
+    unreadable: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.words and self.matcher is None:
+            raise ValueError("enrolled words need the matcher that scores them")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(w.name for w in self.words)
+
+    @property
+    def known(self) -> tuple[str, ...]:
+        """Every enrolled name, usable or not: what `[detection]` may name besides keywords."""
+        return self.names + self.unreadable
+
+    @cached_property
+    def _key(self) -> tuple[Any, ...]:
+        return tuple((w.name, w.to_bytes()) for w in self.words), self.unreadable
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WordSet) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __bool__(self) -> bool:
+        return bool(self.words)
+
+
+def model_decision(decision: DecisionParams, words: WordSet) -> DecisionParams:
+    """`decision` without the enrolled names, for the model's decider (which knows only
+    the model's labels). An allow-list of words only allows no keyword."""
+    names = set(words.known)
+    if not names or not (set(decision.keywords or ()) | set(decision.thresholds)) & names:
+        return decision
+    keywords = None if decision.keywords is None else frozenset(decision.keywords - names)
+    thresholds = {k: v for k, v in decision.thresholds.items() if k not in names}
+    return replace(decision, keywords=keywords, thresholds=thresholds)
+
+
+class WordLoader:
+    """The enrolled words of a store, loaded at start and again at each reload; the matcher
+    is built the first time a word exists and kept for the process."""
+
+    def __init__(self, store: WordStore | None = None, matcher: Callable[[], WordMatcher] | None = None) -> None:
+        self.store = store or WordStore()
+        self._load_matcher = matcher
+        self._matcher: WordMatcher | None = None
+
+    def matcher(self) -> WordMatcher:
+        """The process's matcher (a KwsError, one line, if a dependency is missing)."""
+        if self._matcher is None:
+            if self._load_matcher is None:
+                from .enrol import load_matcher
+
+                self._load_matcher = load_matcher
+            self._matcher = self._load_matcher()
+        return self._matcher
+
+    def load(self) -> WordSet:
+        """The words that can be used; one warning per file that cannot (the rest load)."""
+        words, unreadable = self.store.load()
+        for u in unreadable:
+            log.warning("event=word_unreadable word=%s error=%r action=skipped", u.name, u.reason)
+        skipped = tuple(u.name for u in unreadable)
+        if not words:
+            return WordSet(unreadable=skipped)
+        try:
+            matcher = self.matcher()
+        except KwsError as exc:
+            log.warning("event=words_unavailable words=%s error=%r action=keywords_only",
+                        ",".join(w.name for w in words), str(exc))
+            return WordSet(unreadable=skipped + tuple(w.name for w in words))
+        log.info("event=words_loaded words=%s dir=%s", ",".join(w.name for w in words), self.store.directory)
+        return WordSet(tuple(words), matcher, skipped)
+
+
+@dataclass
+class _Stretch:
+    """A stretch of speech with command-shaped bursts, waiting to be scored (samples)."""
+
+    start: int
+    end: int
+    settled: int  # its spans are gathered until then
+
+
+@dataclass(frozen=True)
+class WordScore:
+    """One burst scored against one word; `reported` when it is the word the burst was."""
+
+    word: str
+    score: float
+    threshold: float
+    start_sample: int
+    end_sample: int
+    reported: bool = False
+
+
+class WordJudge:
+    """Hop levels in, enrolled words out: one per stream, not thread-safe.
+
+    `hop()` returns the words reported now: a burst is scored once the audio to its end plus
+    the margin is heard (at most a few hops after the gate found it). `scores` collects
+    every score (`detect --explain`) for the caller to take and clear.
+    """
+
+    def __init__(self, words: WordSet, decision: DecisionParams, command: CommandParams, audio: Audio,
+                 features: FeatureParams = FeatureParams(), first_hop: int = 0) -> None:
+        from .enrol import BURST_MARGIN_S
+
+        self._audio = audio
+        self._features = features
+        self._rate = features.sample_rate
+        self._margin = round(BURST_MARGIN_S * self._rate)
+        self._gate = CommandGate(command, None, decision, features.geometry, first_hop)
+        self._settle = round(SETTLE_S * self._rate)
+        self._waiting: dict[int, _Stretch] = {}  # by the first hop of the stretch
+        self._judged: deque[int] = deque(maxlen=16)  # stretches scored lately: their later spans are ignored
+        self._last_reported: dict[str, int] = {}  # word -> end sample of its last report
+        self.scores: list[WordScore] = []
+        self.bursts = 0
+        """Bursts scored so far."""
+        self.retune(words, decision)
+
+    def retune(self, words: WordSet, decision: DecisionParams) -> None:
+        """New words, thresholds, allow-list or refractory: the levels heard and the bursts
+        waiting to be scored are kept."""
+        allowed = decision.keywords
+        self._words = [w for w in words.words if allowed is None or w.name in allowed]
+        self._thresholds = {w.name: decision.thresholds.get(w.name, w.threshold) for w in self._words}
+        self._matcher = words.matcher
+        self._refractory = round(decision.refractory * self._rate)
+
+    def hop(self, index: int, level_db: float, end_sample: int) -> list[WordScore]:
+        """Hop `index`'s level; `end_sample` is the stream position of its end."""
+        self._gate.observe(level_db, end_sample)
+        found = self._gate.bursts()
+        if found:
+            self._gather(found, end_sample)
+        return self._judge(end_sample, final=False) if self._waiting else []
+
+    def finish(self, heard: int) -> list[WordScore]:
+        """End of stream (`heard` samples): it counts as the silence after the last burst."""
+        self._gather(self._gate.bursts(final=True), heard)
+        return self._judge(heard, final=True)
+
+    def _gather(self, spans: list[Span], now: int) -> None:
+        f = self._features
+        for stretch, _, last in spans:
+            if stretch in self._judged:
+                continue
+            end = f.frame_end(last) + self._margin
+            start = f.frame_end(stretch) - f.frame_step - self._margin
+            item = self._waiting.get(stretch)
+            if item is None:
+                self._waiting[stretch] = _Stretch(start, end, now + self._settle)
+            else:
+                item.end = max(item.end, end)
+
+    def _judge(self, heard: int, final: bool) -> list[WordScore]:
+        reported: list[WordScore] = []
+        for stretch, item in list(self._waiting.items()):
+            if not final and (item.end > heard or item.settled > heard):
+                continue  # the margin after it, or its other spans, may still come
+            del self._waiting[stretch]
+            self._judged.append(stretch)
+            best = self._score(max(0, item.start), min(item.end, heard))
+            if best is not None:
+                reported.append(best)
+        return reported
+
+    def _score(self, start: int, end: int) -> WordScore | None:
+        audio = self._audio(start, end)
+        if audio is None or not len(audio) or not self._words or self._matcher is None:
+            return None
+        self.bursts += 1
+        scores = [WordScore(w.name, self._matcher.score(w, audio), self._thresholds[w.name], start, end)
+                  for w in self._words]
+        best: WordScore | None = None
+        for s in scores:
+            last = self._last_reported.get(s.word)
+            if s.score >= s.threshold and (last is None or end - last >= self._refractory) \
+                    and (best is None or s.score / s.threshold > best.score / best.threshold):
+                best = s
+        if best is not None:
+            best = replace(best, reported=True)
+            self._last_reported[best.word] = end
+        self.scores.extend(best if best is not None and s.word == best.word else s for s in scores)
+        return best
