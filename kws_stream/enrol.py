@@ -30,7 +30,7 @@ _MIN_PEAK_DBFS = -45.0
 _CLIP = 32767 - 16
 _MAX_CLIPPED = 0.001  # fraction of samples at full scale
 _GAP_S = 0.3  # a quiet gap this long between two stretches of speech makes them two words
-_THRESHOLD_SLACK = 1.25  # the threshold distance: the takes' largest nearest-take distance, times this
+_THRESHOLD_SLACK = 1.0  # the threshold distance: the takes' largest nearest-take distance, times this
 
 
 class EnrolError(KwsError):
