@@ -1,6 +1,6 @@
 """Enrolled words live, through the real audio stack (PulseAudio pipe source -> PortAudio):
-`run` picks words up on SIGHUP and forgets removed ones, and `enroll --record` takes the
-word from the microphone."""
+`run` picks words up on SIGHUP and forgets removed ones, reporting them on stdout and to a
+real mosquitto broker, and `enroll --record` takes the word from the microphone."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from conftest import AUDIO, detections, kws_command
 
 from kws_stream.wordstore import SUFFIX
 from testsupport.audio import read_wav, room_tone
+from testsupport.broker import Broker, Subscriber
 from testsupport.daemon_process import DaemonProcess
 from testsupport.vmic import VirtualMic
 
@@ -52,8 +53,19 @@ def play(mic: VirtualMic, audio: np.ndarray) -> None:
     assert mic.play(audio).wait(len(audio) / 16000 + 10) is not None, "the virtual microphone did not play"
 
 
-def test_run_picks_up_an_enrolled_word_on_sighup_and_forgets_a_removed_one(mic, env, run_cli):
-    daemon = DaemonProcess([*kws_command(), "run"], at_mic(mic, env))
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(tmp_path / "broker")
+    b.start()
+    yield b
+    b.stop()
+
+
+def test_run_picks_up_an_enrolled_word_on_sighup_and_forgets_a_removed_one(mic, env, run_cli, broker, tmp_path):
+    config = tmp_path / "mqtt.toml"
+    config.write_text(f'[mqtt]\nenabled = true\nport = {broker.port}\ntopic_prefix = "words-test"\n')
+    subscriber = Subscriber(broker.port, ("words-test/#", "hermes/hotword/+/detected"))
+    daemon = DaemonProcess([*kws_command(), "run", "--config", str(config)], at_mic(mic, env))
     try:
         assert "words=none" in daemon.wait_log("event=start", timeout=30)
         daemon.wait_log("event=ready", timeout=30)
@@ -68,6 +80,9 @@ def test_run_picks_up_an_enrolled_word_on_sighup_and_forgets_a_removed_one(mic, 
         play(mic, spoken(HELD_OUT))
         [(_, found)] = daemon.detections(1, timeout=10)
         assert found["keyword"] == "computer" and found["source"].startswith("mic:") and found["time"].endswith("Z")
+        published = dict(subscriber.wait_for(2))
+        assert published["words-test/detection"]["keyword"] == "computer"
+        assert published["hermes/hotword/computer/detected"]["modelId"] == "computer"
 
         assert run_cli("words", "remove", "computer", env=env).returncode == 0
         mark = daemon.log_mark()
@@ -77,6 +92,7 @@ def test_run_picks_up_an_enrolled_word_on_sighup_and_forgets_a_removed_one(mic, 
         assert not [line for line in daemon.no_detection_within(2.0) if '"computer"' in line]
     finally:
         assert daemon.stop() == 0, daemon.stderr
+        subscriber.close()
     assert "Traceback" not in daemon.stderr
 
 
