@@ -254,7 +254,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if path is None:
         print(f"no config file at {cfg.find_candidates()[0]} or {cfg.SYSTEM_CONFIG}: the defaults apply")
         return 0
-    check_runnable(cfg.load(path))
+    from .wordstore import WordStore
+
+    check_runnable(cfg.load(path), enrolled=WordStore().names())  # it may name enrolled words
     print(f"{path}: ok")
     return 0
 

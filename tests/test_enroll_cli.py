@@ -139,7 +139,11 @@ def test_the_config_names_enrolled_words_and_explain_gives_their_scores(run_cli,
     assert any("verdict=reported keyword=computer" in s and HELD_OUT.name in s and "threshold=0.30" in s for s in scores)
     assert any("verdict=rejected keyword=computer" in s and OTHER.name in s for s in scores), scores
 
+    checked = run_cli("config", "check", config, env=env)
+    assert checked.returncode == 0 and checked.stdout.strip() == f"{config}: ok", checked.stderr
+
     unknown = tmp_path / "unknown.toml"
     unknown.write_text('[detection]\nkeywords = ["jarvis"]\n')
     line = one_line_error(run_cli("detect", "--config", unknown, HELD_OUT, env=env))
     assert "'jarvis' is not a keyword" in line
+    assert "'jarvis' is not a keyword" in one_line_error(run_cli("config", "check", unknown, env=env))
