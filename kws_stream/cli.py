@@ -218,7 +218,9 @@ def cmd_serve_wyoming(args: argparse.Namespace) -> int:
 def cmd_enroll(args: argparse.Namespace) -> int:
     from .wordcmds import enroll
 
-    return enroll(configured(args), args.name, args.files, args.takes if args.record else None)
+    if args.takes is not None and not args.record:
+        raise cfg.ConfigError("--takes counts the takes of --record: give --record too, or recordings instead")
+    return enroll(configured(args), args.name, args.files, (args.takes or 5) if args.record else None)
 
 
 def cmd_words_list(args: argparse.Namespace) -> int:
@@ -349,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="3 to 10 recordings of the word alone (any rate and channels), several speakers if "
                         "several will use it")
     p.add_argument("--record", action="store_true", help="say the word at the microphone instead (--takes times)")
-    p.add_argument("--takes", type=int, default=5, metavar="N", help="takes to record (3-10, default 5)")
+    p.add_argument("--takes", type=int, metavar="N", help="with --record: takes to record (3-10, default 5)")
     a = p.add_argument_group("audio")
     a.add_argument("--device", dest="audio.device", metavar="INDEX_OR_NAME",
                    help="input device for --record (see `kws-stream devices`)")

@@ -57,6 +57,9 @@ def enroll(config: Config, name: str, files: Sequence[str], record: int | None,
         matcher = load_matcher()  # a missing dependency is said before anyone speaks
         takes = record_takes(name, record, lambda: _open_microphone(config), config.command)
     else:
+        if not files:
+            raise ConfigError("give 3 to 10 recordings of the word (NAME FILE.wav FILE.wav FILE.wav ...), "
+                              "or --record to say it at the microphone")
         _check_takes(len(files), "recordings (WAV files)")
         takes = [read_take(f, config.audio.channel_index()) for f in files]
         refused = [f"take {k} ({Path(f).name}): {reason}" for k, (f, take) in enumerate(zip(files, takes), 1)

@@ -88,6 +88,10 @@ def test_a_missing_file_or_too_few_takes_is_one_line(run_cli, env, tmp_path):
     assert "nope.wav: no such file" in line
     assert "from 3 to 10 recordings" in one_line_error(enrol(run_cli, env, "computer", TAKES[:2]))
     assert "from 3 to 10 recordings" in one_line_error(enrol(run_cli, env, "computer", TAKES * 3))
+    assert "or --record" in one_line_error(enrol(run_cli, env, "computer", []))
+    assert "give --record too" in one_line_error(enrol(run_cli, env, "computer", TAKES, "--takes", "3"))
+    assert "not both" in one_line_error(enrol(run_cli, env, "computer", TAKES, "--record"))
+    assert "from 3 to 10 takes" in one_line_error(enrol(run_cli, env, "computer", [], "--record", "--takes", "2"))
     assert not words_dir(env).exists()
 
 
