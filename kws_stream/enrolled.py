@@ -195,8 +195,8 @@ class WordJudge:
         self._matcher = words.matcher
         self._refractory = round(decision.refractory * self._rate)
 
-    def hop(self, index: int, level_db: float, end_sample: int) -> list[WordScore]:
-        """Hop `index`'s level; `end_sample` is the stream position of its end."""
+    def hop(self, level_db: float, end_sample: int) -> list[WordScore]:
+        """The next hop's level; `end_sample` is the stream position of its end."""
         self._gate.observe(level_db, end_sample)
         found = self._gate.bursts()
         if found:

@@ -219,7 +219,7 @@ class Pipeline:
             if self.spotter.rejections:
                 self._report_rejections()
             if self.words is not None:
-                words.extend(self.words.hop(hop.number, hop.level_db, hop.end_sample))
+                words.extend(self.words.hop(hop.level_db, hop.end_sample))
                 if self.words.scores:
                     self._report_scores()
         return self._detections(decisions, words)
