@@ -11,8 +11,9 @@ per case, the CPU seconds (`time.process_time`, best of R runs), the CPU per sec
 how many bursts were scored, the matcher's CPU per burst (all words), and what the judge
 costs besides the matcher per hop of audio (its own command gate, the bursts' audio: measured
 with the matcher's scores stubbed out). The matcher's own numbers
-belong to `kws_stream.enrol` (the placeholder's are not the product's); the per-hop cost and
-the number of bursts per hour of speech are this plumbing's.
+belong to `kws_stream.enrol` (the placeholder's are not the product's); the per-hop cost, the
+number of bursts per hour of speech and how long after a word it is reported (on 20 held-out
+recordings of each phrase in a row) are this plumbing's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import replace
 import numpy as np
 
 from kws_stream.backend import KeywordModel
-from kws_stream.enrol import EnrolledWord, WordMatcher, load_matcher
+from kws_stream.enrol import BURST_MARGIN_S, EnrolledWord, WordMatcher, load_matcher
 from kws_stream.enrolled import WordSet
 from kws_stream.features import MICRONET
 from kws_stream.models import default_model_dir
@@ -70,6 +71,20 @@ def run(model: KeywordModel, streams: list[np.ndarray], params: PipelineParams) 
     return time.process_time() - started
 
 
+def report_delays(model: KeywordModel, streams: list[np.ndarray], params: PipelineParams) -> list[float]:
+    """Seconds from the end of each reported word's burst (its audio's end less the margin)
+    to the end of the 0.1 s block whose `feed` returned it."""
+    delays = []
+    names = set(params.words.names)
+    for audio in streams:
+        pipeline = Pipeline(model, "micronet-l", "bench", params)
+        for i in range(0, len(audio), BLOCK):
+            for d in pipeline.feed(audio[i:i + BLOCK]):
+                if d.keyword in names:
+                    delays.append(min(i + BLOCK, len(audio)) / MICRONET.sample_rate - (d.end - BURST_MARGIN_S))
+    return delays
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=40, help="real-dev files to run (default 40)")
@@ -104,6 +119,11 @@ def main() -> None:
     plumbing = min(run(model, streams, replace(PipelineParams(), words=stub)) for _ in range(args.repeat)) - cpu[""]
     print(f"the judge without the matcher (scores stubbed): {1e6 * plumbing / hops:.1f} us per hop, "
           f"{1000 * plumbing / seconds:.2f} ms per second of audio")
+    said = [np.concatenate([read_wav(f"custom-words/{p}_{i:03d}.wav") for i in range(20, 40)]) for p in PHRASES]
+    delays = report_delays(model, said, replace(PipelineParams(), words=WordSet(tuple(enrolled.values()), matcher)))
+    if delays:
+        print(f"report delay after the word's burst ends ({len(delays)} reports for 60 words said, 0.1 s blocks): "
+              f"median {np.median(delays):.2f} s, max {max(delays):.2f} s")
 
 if __name__ == "__main__":
     main()
