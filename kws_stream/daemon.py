@@ -10,9 +10,10 @@ Threads, each owned and joined:
 - the event bus gives each sink its own thread and bounded queue (events.py).
 
 A SIGHUP changes the pipeline's parameters in place (applied by the worker between blocks;
-the enrolled words are read again with them) and rebuilds the sinks only when `[output]` or `[mqtt]` changed: the supervisor swaps the
-worker's bus, closes the old one (what MQTT could not deliver passes to the new sink), then
-starts the new one. The audio worker never waits for a sink to close.
+the enrolled words are read again with them) and rebuilds the sinks only when `[output]` or
+`[mqtt]` changed: the supervisor swaps the worker's bus, closes the old one (what MQTT could
+not deliver passes to the new sink), then starts the new one. The audio worker never waits
+for a sink to close.
 """
 
 from __future__ import annotations
