@@ -91,6 +91,11 @@ class WordSet:
         return bool(self.words)
 
 
+def any_allowed(words: WordSet, decision: DecisionParams) -> bool:
+    """Is an enrolled word to be judged (enrolled and not left out by the allow-list)?"""
+    return any(decision.keywords is None or name in decision.keywords for name in words.names)
+
+
 def model_decision(decision: DecisionParams, words: WordSet) -> DecisionParams:
     """`decision` without the enrolled names, for the model's decider (which knows only
     the model's labels). An allow-list of words only allows no keyword."""

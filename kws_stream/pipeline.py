@@ -19,7 +19,7 @@ import numpy as np
 from .backend import KeywordModel
 from .command import CommandGate, CommandParams
 from .decision import Decision, DecisionParams, KeywordDecider
-from .enrolled import WordJudge, WordScore, WordSet, model_decision
+from .enrolled import WordJudge, WordScore, WordSet, any_allowed, model_decision
 from .events import Detection
 from .features import FeatureParams, FeatureWindow, MfccExtractor
 from .params import FLAG, Checked, Rule, integer, setting
@@ -156,8 +156,8 @@ class Pipeline:
         self._params = params
         self.spotter = Spotter(model.labels, _for_model(params), _scorer(model, self.features), self.features.params,
                                self.features.oldest_window)
-        self.words = self._new_judge(params) if params.words else None
-        """Judges the enrolled words; None when none are (no work at all for them)."""
+        self.words = self._new_judge(params) if any_allowed(params.words, params.decision) else None
+        """Judges the enrolled words; None when none are enrolled or allowed (no work at all for them)."""
         self.rejection_observer: Callable[[Detection, Reject], None] | None = None
         """Called with each candidate command mode rejects and the rule that did (`--explain`)."""
         self.word_observer: Callable[[Detection, bool], None] | None = None
@@ -188,7 +188,7 @@ class Pipeline:
         """New thresholds/keywords/stride/words without losing the audio already seen."""
         old, self._params = self._params, params
         self.spotter.reconfigure(_for_model(params))
-        if not params.words:
+        if not any_allowed(params.words, params.decision):
             self.words = None
         elif self.words is None or params.command != old.command:
             self.words = self._new_judge(params)

@@ -62,8 +62,9 @@ def spot(model, audio: np.ndarray, params: PipelineParams, block: int = 1600,
     return found + pipeline.finish()
 
 
-def test_without_enrolled_words_the_pipeline_has_no_judge_at_all(model):
+def test_without_enrolled_words_the_pipeline_has_no_judge_at_all(model, words):
     assert Pipeline(model, "micronet-l", "test", PipelineParams()).words is None
+    assert Pipeline(model, "micronet-l", "test", with_words(words)).words is not None
 
 
 @pytest.mark.parametrize("params", [{}, {"command": dataclasses.replace(PipelineParams().command, enabled=False)},
@@ -101,7 +102,7 @@ def test_the_allow_list_and_the_thresholds_name_enrolled_words(model, words):
     assert [d.keyword for d in only_word] == ["computer"]
     pipeline = Pipeline(model, "micronet-l", "test", with_words(words, keywords={"yes"}))
     assert [d.keyword for d in spot(model, audio, pipeline.params, pipeline=pipeline)] == ["yes"]
-    assert pipeline.words is not None and pipeline.words.bursts == 0  # a word not allowed costs no scoring
+    assert pipeline.words is None  # a word not allowed costs nothing
     strict = spot(model, audio, with_words(words, thresholds={"computer": 0.99}))
     assert [d.keyword for d in strict] == ["yes"]
     lenient = [d for d in spot(model, audio, with_words(words, thresholds={"computer": 0.05})) if d.keyword == "computer"]
