@@ -151,3 +151,13 @@ def test_the_config_names_enrolled_words_and_explain_gives_their_scores(run_cli,
     line = one_line_error(run_cli("detect", "--config", unknown, HELD_OUT, env=env))
     assert "'jarvis' is not a keyword" in line
     assert "'jarvis' is not a keyword" in one_line_error(run_cli("config", "check", unknown, env=env))
+
+
+def test_a_take_the_spotter_would_never_judge_is_refused_by_the_configs_command_rules(run_cli, env, tmp_path):
+    """A word longer than [command] max_word is never a command-shaped burst, so it would be
+    enrolled and never reported: refused, naming the setting."""
+    config = tmp_path / "short_words.toml"
+    config.write_text("[command]\nmax_word = 0.3\n")
+    line = one_line_error(enrol(run_cli, env, "computer", TAKES, "--config", str(config)))
+    assert line.count("the spotter hears no word alone in it") == 5 and "max_word" in line
+    assert not words_dir(env).exists()
