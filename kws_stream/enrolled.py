@@ -2,20 +2,11 @@
 
 A user's word is judged only where a command can be: on the command-shaped bursts of
 speech (a short burst with a pause around it) that the command gate finds from the hop
-levels alone (`CommandGate.bursts`). The gate gives one span per word a window can see in a
-stretch of speech, and as the noise floor settles after a word it gives the same word again
-with a longer tail, over a few hops: so the spans of one stretch are gathered for SETTLE_S
-after the first, and the stretch is scored once, on its audio from the first hop of the
-stretch to the last hop of its spans, plus `enrol.BURST_MARGIN_S` each side (read from the
-feature stage's audio history). Each enrolled word gets a score, and the best word at or
-above its threshold is reported like a keyword. The model's keywords do not wait for it and
-are judged as before.
-
-`WordJudge` keeps a levels-only `CommandGate` of its own rather than sharing the model's:
-plain mode has none, and command mode's scheduler consumes its gate's bursts as it runs the
-model around them. Both gates see the same levels with the same `[command]` rules, so they
-find the same bursts; the extra cost is the gate's per-hop step (a few microseconds), and
-only when words are enrolled: with none, the pipeline has no judge at all.
+levels alone, each cut once with a margin of audio around it (`wordbursts`). `WordJudge`
+scores each such burst against every enrolled word the allow-list lets through, and reports
+the best word at or above its threshold like a keyword. The model's keywords do not wait for
+it and are judged as before; with no word enrolled (or none allowed) the pipeline has no
+judge at all.
 
 `WordSet` is what a process loaded (the words and the matcher that scores them); it is part
 of `PipelineParams`, so a reload hands new words to a running stream as it hands new
@@ -25,7 +16,6 @@ thresholds. `WordLoader` loads it at start and on each reload.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -33,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .command import CommandGate, CommandParams
+from .command import CommandParams
 from .decision import DecisionParams
 from .errors import KwsError
 from .features import FeatureParams
+from .wordbursts import BurstCutter
 from .wordstore import WordStore
 
 if TYPE_CHECKING:
-    from .bursts import Span
     from .enrol import EnrolledWord, WordMatcher
 
 log = logging.getLogger(__name__)
@@ -144,15 +134,6 @@ class WordLoader:
         return WordSet(tuple(words), matcher, skipped)
 
 
-@dataclass
-class _Stretch:
-    """A stretch of speech with command-shaped bursts, waiting to be scored (samples)."""
-
-    start: int
-    end: int
-    settled: int  # its spans are gathered until then
-
-
 @dataclass(frozen=True)
 class WordScore:
     """One burst scored against one word; `reported` when it is the word the burst was."""
@@ -168,23 +149,16 @@ class WordScore:
 class WordJudge:
     """Hop levels in, enrolled words out: one per stream, not thread-safe.
 
-    `hop()` returns the words reported now: a burst is scored once the audio to its end plus
-    the margin is heard (at most a few hops after the gate found it). `scores` collects
-    every score (`detect --explain`) for the caller to take and clear.
+    `hop()` returns the words reported now: a burst is scored once its audio and the margin
+    after it are heard (`wordbursts.BurstCutter`). `scores` collects every score
+    (`detect --explain`) for the caller to take and clear.
     """
 
     def __init__(self, words: WordSet, decision: DecisionParams, command: CommandParams, audio: Audio,
                  features: FeatureParams = FeatureParams(), first_hop: int = 0) -> None:
-        from .enrol import BURST_MARGIN_S
-
         self._audio = audio
-        self._features = features
         self._rate = features.sample_rate
-        self._margin = round(BURST_MARGIN_S * self._rate)
-        self._gate = CommandGate(command, None, decision, features.geometry, first_hop)
-        self._settle = round(SETTLE_S * self._rate)
-        self._waiting: dict[int, _Stretch] = {}  # by the first hop of the stretch
-        self._judged: deque[int] = deque(maxlen=16)  # stretches scored lately: their later spans are ignored
+        self._cutter = BurstCutter(command, features, first_hop)
         self._last_reported: dict[str, int] = {}  # word -> end sample of its last report
         self.scores: list[WordScore] = []
         self.bursts = 0
@@ -202,41 +176,14 @@ class WordJudge:
 
     def hop(self, level_db: float, end_sample: int) -> list[WordScore]:
         """The next hop's level; `end_sample` is the stream position of its end."""
-        self._gate.observe(level_db, end_sample)
-        found = self._gate.bursts()
-        if found:
-            self._gather(found, end_sample)
-        return self._judge(end_sample, final=False) if self._waiting else []
+        return self._score_all(self._cutter.hop(level_db, end_sample))
 
     def finish(self, heard: int) -> list[WordScore]:
         """End of stream (`heard` samples): it counts as the silence after the last burst."""
-        self._gather(self._gate.bursts(final=True), heard)
-        return self._judge(heard, final=True)
+        return self._score_all(self._cutter.finish(heard))
 
-    def _gather(self, spans: list[Span], now: int) -> None:
-        f = self._features
-        for stretch, _, last in spans:
-            if stretch in self._judged:
-                continue
-            end = f.frame_end(last) + self._margin
-            start = f.frame_end(stretch) - f.frame_step - self._margin
-            item = self._waiting.get(stretch)
-            if item is None:
-                self._waiting[stretch] = _Stretch(start, end, now + self._settle)
-            else:
-                item.end = max(item.end, end)
-
-    def _judge(self, heard: int, final: bool) -> list[WordScore]:
-        reported: list[WordScore] = []
-        for stretch, item in list(self._waiting.items()):
-            if not final and (item.end > heard or item.settled > heard):
-                continue  # the margin after it, or its other spans, may still come
-            del self._waiting[stretch]
-            self._judged.append(stretch)
-            best = self._score(max(0, item.start), min(item.end, heard))
-            if best is not None:
-                reported.append(best)
-        return reported
+    def _score_all(self, bursts: list[tuple[int, int]]) -> list[WordScore]:
+        return [best for start, end in bursts if (best := self._score(start, end)) is not None] if bursts else []
 
     def _score(self, start: int, end: int) -> WordScore | None:
         audio = self._audio(start, end)

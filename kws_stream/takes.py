@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
-from .bursts import Span
-from .command import CommandGate, CommandParams
-from .features import MICRONET, FeatureWindow, MfccExtractor, level_dbfs
+from .command import CommandParams
+from .features import FeatureWindow, MfccExtractor, level_dbfs
+from .wordbursts import BurstCutter, cut_bursts
 
 if TYPE_CHECKING:
     from .capture import CaptureSession
@@ -40,18 +40,6 @@ def read_take(path: str | Path, channel: int | None = None) -> np.ndarray:
     return np.concatenate(list(WavFileSource(Path(path), channel).blocks()))
 
 
-def bursts_in(audio: np.ndarray, command: CommandParams = CommandParams()) -> list[Span]:
-    """The command-shaped bursts a spotter finds in `audio` as a stream of its own (one
-    word may give several, all in one stretch of speech: see `enrolled`)."""
-    features = FeatureWindow(MfccExtractor())
-    gate = CommandGate(command)
-    found: list[Span] = []
-    for hop in features.push(audio):
-        gate.observe(hop.level_db, hop.end_sample)
-        found += gate.bursts()
-    return found + gate.bursts(final=True)
-
-
 def refusal(audio: np.ndarray, command: CommandParams = CommandParams()) -> str | None:
     """Why a take cannot be enrolled (the matcher's reason, else the burst check), or None."""
     from .enrol import check_take
@@ -59,7 +47,7 @@ def refusal(audio: np.ndarray, command: CommandParams = CommandParams()) -> str 
     reason = check_take(audio)
     if reason is not None:
         return reason
-    count = len({stretch for stretch, _, _ in bursts_in(audio, command)})
+    count = len(cut_bursts(audio, command))
     if count == 0:
         return (f"the spotter hears no word alone in it: say the word by itself, with a pause before and after, "
                 f"at most {command.max_word:g} s long ([command] max_word)")
@@ -70,21 +58,20 @@ def refusal(audio: np.ndarray, command: CommandParams = CommandParams()) -> str 
 
 class Recorder:
     """Takes from a live capture session: each the first command-shaped burst after the
-    prompt, with CONTEXT_S of audio around it. A level meter goes to `out` on a terminal."""
+    prompt, cut as a running spotter cuts it but with CONTEXT_S of audio around it (the
+    checks judge the room's level from it). A level meter goes to `out` on a terminal."""
 
     def __init__(self, session: CaptureSession, command: CommandParams, out: TextIO = sys.stderr) -> None:
         self._session = session
         self._features = FeatureWindow(MfccExtractor())
-        self._gate = CommandGate(command)
-        self._context = round(CONTEXT_S * MICRONET.sample_rate)
+        self._cutter = BurstCutter(command, self._features.params, margin_s=CONTEXT_S)
         self._out = out
         self._meter = out.isatty()
 
     def take(self, number: int) -> np.ndarray:
         """Audio of the next word said after now; an EnrolError after WAIT_S without one."""
         f = self._features
-        after = f.frames_total  # bursts from before the prompt are not this take
-        stretch: tuple[int, int] | None = None  # the first hop of the word's stretch, and its last hop
+        prompted = f.samples_pushed  # a burst that ended before the prompt is not this take
         deadline = time.monotonic() + WAIT_S
         loudest = -math.inf
         while time.monotonic() < deadline:
@@ -93,18 +80,12 @@ class Recorder:
                 loudest = max(loudest, level_dbfs(audio))
                 self._show(audio)
             for hop in f.push(audio):
-                self._gate.observe(hop.level_db, hop.end_sample)
-                for first, start, last in self._gate.bursts():
-                    if start >= after and (stretch is None or first == stretch[0]):  # the first word's spans
-                        stretch = (first, max(last, stretch[1] if stretch else last))
-            if stretch is not None:
-                start = f.frame_end(stretch[0]) - f.params.frame_step - self._context
-                end = f.frame_end(stretch[1]) + self._context
-                if f.samples_pushed >= end:
-                    self._clear_meter()
-                    take = f.audio(start, end)
-                    assert take is not None  # the history holds seconds more than a take
-                    return take
+                for start, end in self._cutter.hop(hop.level_db, hop.end_sample):
+                    if end - self._cutter.margin > prompted:
+                        self._clear_meter()
+                        take = f.audio(start, end)
+                        assert take is not None  # the history holds seconds more than a take
+                        return take
         self._clear_meter()
         heard = f"loudest {loudest:.0f} dBFS" if math.isfinite(loudest) else "no audio arrived"
         from .enrol import EnrolError
