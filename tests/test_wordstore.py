@@ -53,7 +53,7 @@ def test_a_saved_word_reads_back_the_same_and_leaves_no_temporary_file(tmp_path,
 def test_saving_replaces_a_word_by_rename_so_a_reader_sees_the_old_or_the_new_whole(tmp_path, computer):
     store = WordStore(tmp_path)
     store.save(computer)
-    old_inode = store.path("computer").stat().st_ino
+    old = store.path("computer").open("rb")  # held open: its inode cannot be reused meanwhile
     stop = threading.Event()
     seen: list[bytes] = []
 
@@ -69,7 +69,10 @@ def test_saving_replaces_a_word_by_rename_so_a_reader_sees_the_old_or_the_new_wh
     finally:
         stop.set()
         thread.join(5)
-    assert store.path("computer").stat().st_ino != old_inode  # a new file renamed over it, not rewritten
+    with old:
+        replaced = os.fstat(old.fileno())
+        assert replaced.st_nlink == 0 and replaced.st_ino != store.path("computer").stat().st_ino  # renamed over
+        assert old.read() == computer.to_bytes()  # and never rewritten in place
     assert seen and all(data == computer.to_bytes() for data in seen)
 
 
