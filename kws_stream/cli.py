@@ -12,10 +12,12 @@ from pathlib import Path
 
 from . import __version__
 from . import config as cfg
+from .enrolled import WordSet
 from .errors import KwsError
 from .events import Detection, EventBus
 from .logsetup import setup_logging  # never blocks on a stalled stderr
 from .models import install, installed_path, manifest_for, model_dir, open_model, verify
+from .pipeline import PipelineParams
 from .preflight import check_model, check_runnable
 from .sinks import StdoutSink
 from .verdicts import Reject
@@ -117,32 +119,42 @@ def _need_stdout(command: str, alternative: str = "") -> None:
 
 # ---------------------------------------------------------------- commands
 
+def with_words(config: cfg.Config, words: WordSet) -> PipelineParams:
+    """The config's pipeline parameters with the enrolled `words`."""
+    return dataclasses.replace(config.pipeline_params(), words=words)
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from .detect import FileError, detect_files
+    from .enrolled import WordLoader
     from .explain import explain_line
 
     if args.stdout_closed:
         _need_stdout("detect")
     config = configured(args)
-    check_model(config)
+    words = WordLoader().load()
+    check_model(config, words.known)
     model, model_name = open_model(config)
-    params = config.pipeline_params()
+    params = with_words(config, words)
     if args.explain:  # every candidate plain spotting would see, not only those near a command-like burst
         params = dataclasses.replace(params, eager_inference=True)
 
-    def explain(detection: Detection, verdict: str, rule: Reject | None = None) -> None:
-        print(explain_line(detection, params, verdict, rule), file=sys.stderr, flush=True)
+    def explain(detection: Detection, verdict: str, rule: Reject | None = None, enrolled: bool = False) -> None:
+        print(explain_line(detection, params, verdict, rule, enrolled), file=sys.stderr, flush=True)
 
     rejected = (lambda d, rule: explain(d, "rejected", rule)) if args.explain else None
+    scored = (lambda d, reported: explain(d, "reported" if reported else "rejected", enrolled=True)) \
+        if args.explain else None
     bus = EventBus([StdoutSink(config.output.format)]).start()
     status = 0
     try:
-        for found in detect_files(args.files, model, model_name, params, config.audio.channel_index(), rejected):
+        for found in detect_files(args.files, model, model_name, params, config.audio.channel_index(), rejected,
+                                  scored):
             if isinstance(found, FileError):
                 print(f"kws-stream: {found.error}", file=sys.stderr)
                 status = found.error.exit_code
             else:
-                if args.explain:
+                if args.explain and found.keyword not in words.names:  # a word's line came with its score
                     explain(found, "reported")
                 bus.publish(found)
             if bus.sink_closed.is_set():
@@ -154,17 +166,25 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import run_service  # installs the signal handlers before loading anything
+    from .enrolled import WordLoader
 
     path = cfg.find(args.config)
+    words = WordLoader()
+    logging_started = False
 
-    def load() -> cfg.Config:
-        """The config, at start and on each SIGHUP: refused (exit 2 / reload rejected) when
-        `run` could not work with it."""
+    def load() -> tuple[cfg.Config, PipelineParams]:
+        """The config and the enrolled words, at start and on each SIGHUP: refused (exit 2 /
+        reload rejected) when `run` could not work with them."""
+        nonlocal logging_started
         config, _ = build_config(args)
         if args.stdout_closed and config.output.stdout:
             _need_stdout("run", " or set [output] stdout = false")
-        check_runnable(config)
-        return config
+        if not logging_started:  # a word file's warning is a log line like any other
+            setup_logging(config.service.log_level)
+            logging_started = True
+        enrolled = words.load()
+        check_runnable(config, enrolled=enrolled.known)
+        return config, with_words(config, enrolled)
 
     return run_service(load, lambda level: start_logging(level, path), open_model)
 
@@ -174,22 +194,45 @@ def cmd_serve_wyoming(args: argparse.Namespace) -> int:
 
     signals = Signals().install()  # before the model loads: SIGHUP is kept (and ignored), SIGTERM exits 0
     try:
+        from .enrolled import WordLoader
         from .wyoming_server import serve
 
         config = configured(args)
-        check_runnable(config, mqtt=False)
+        words = WordLoader().load()
+        check_runnable(config, mqtt=False, enrolled=words.known)
         model, model_name = open_model(config)
         signals.starting = False
     except StopRequested as exc:
         log.info("event=stopped_while_starting signal=%s", exc)
         return 0
     with Notifier() as notifier:
+        params = with_words(config, words)
         if args.zeroconf is None:
-            return serve(config, model, model_name, notifier, signals)
+            return serve(config, model, model_name, notifier, signals, params)
         from .zeroconf_announce import Announcing
 
         with Announcing(notifier, config.wyoming.uri, args.zeroconf or None) as announcing:
-            return serve(config, model, model_name, announcing, signals)
+            return serve(config, model, model_name, announcing, signals, params)
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from .wordcmds import enroll
+
+    if args.takes is not None and not args.record:
+        raise cfg.ConfigError("--takes counts the takes of --record: give --record too, or recordings instead")
+    return enroll(configured(args), args.name, args.files, (args.takes or 5) if args.record else None)
+
+
+def cmd_words_list(args: argparse.Namespace) -> int:
+    from .wordcmds import words_list
+
+    return words_list()
+
+
+def cmd_words_remove(args: argparse.Namespace) -> int:
+    from .wordcmds import words_remove
+
+    return words_remove(args.name)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -213,7 +256,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if path is None:
         print(f"no config file at {cfg.find_candidates()[0]} or {cfg.SYSTEM_CONFIG}: the defaults apply")
         return 0
-    check_runnable(cfg.load(path))
+    from .wordstore import WordStore
+
+    check_runnable(cfg.load(path), enrolled=WordStore().names())  # it may name enrolled words
     print(f"{path}: ok")
     return 0
 
@@ -295,6 +340,34 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p)
     _spotting_options(p)
     p.set_defaults(func=cmd_serve_wyoming)
+
+    p = sub.add_parser("enroll", help="register a word of your own from 3-10 recordings of it (or --record them)",
+                       description="Register a word of your own, reported like a keyword by detect, run and "
+                                   "serve wyoming when said as a command (alone, with a pause around it). Words are "
+                                   "kept in $STATE_DIRECTORY/words under systemd, else "
+                                   "$XDG_DATA_HOME/kws-stream/words (~/.local/share/kws-stream/words).")
+    p.add_argument("name", metavar="NAME", help="the word's name: lower-case letters, digits and _ (e.g. view_glass)")
+    p.add_argument("files", nargs="*", metavar="FILE.wav",
+                   help="3 to 10 recordings of the word alone (any rate and channels), several speakers if "
+                        "several will use it")
+    p.add_argument("--record", action="store_true", help="say the word at the microphone instead (--takes times)")
+    p.add_argument("--takes", type=int, metavar="N", help="with --record: takes to record (3-10, default 5)")
+    a = p.add_argument_group("audio")
+    a.add_argument("--device", dest="audio.device", metavar="INDEX_OR_NAME",
+                   help="input device for --record (see `kws-stream devices`)")
+    a.add_argument("--channel", dest="audio.channel", metavar="mix|N",
+                   help="mix channels down (default) or take channel N")
+    _config_options(p)
+    _model_options(p)
+    p.set_defaults(func=cmd_enroll)
+
+    words = sub.add_parser("words", help="list or remove enrolled words").add_subparsers(dest="words_command",
+                                                                                         required=True)
+    p = words.add_parser("list", help="the enrolled words, their thresholds and files")
+    p.set_defaults(func=cmd_words_list)
+    p = words.add_parser("remove", help="forget an enrolled word")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_words_remove)
 
     p = sub.add_parser("devices", help="list input devices")
     p.set_defaults(func=cmd_devices)

@@ -9,10 +9,11 @@ Threads, each owned and joined:
   (handled from the very start, before the model loads: see service.Signals);
 - the event bus gives each sink its own thread and bounded queue (events.py).
 
-A SIGHUP changes the pipeline's parameters in place (applied by the worker between blocks)
-and rebuilds the sinks only when `[output]` or `[mqtt]` changed: the supervisor swaps the
-worker's bus, closes the old one (what MQTT could not deliver passes to the new sink), then
-starts the new one. The audio worker never waits for a sink to close.
+A SIGHUP changes the pipeline's parameters in place (applied by the worker between blocks;
+the enrolled words are read again with them) and rebuilds the sinks only when `[output]` or
+`[mqtt]` changed: the supervisor swaps the worker's bus, closes the old one (what MQTT could
+not deliver passes to the new sink), then starts the new one. The audio worker never waits
+for a sink to close.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .errors import KwsError
 from .events import EventBus, Sink
 from .features import SAMPLE_RATE
 from .metrics import DaemonStats, Metrics
-from .pipeline import Pipeline
+from .pipeline import Pipeline, PipelineParams
 from .record import Recorder
 from .service import Notifier, Signals, StopRequested
 from .sinks import build_sinks, stdout_reader_gone
@@ -48,12 +49,13 @@ GRACE_AFTER_STARVED_S = 2.0
 RECONNECT_BACKOFF = (1.0, 2.0, 4.0, 8.0)  # s between reopen attempts (in supervisor ticks), the last repeats
 STOP_BUDGET = 1.5  # s to finish captured audio and flush sinks (systemd allows 5 s, tests 2 s)
 DRAIN_BUDGET = 0.8  # s of that the worker may spend on audio captured before the stop; the rest is dropped, logged
+Loaded = tuple[cfg.Config, PipelineParams]  # the config, and the pipeline's parameters with the enrolled words
 RESTART_ONLY = ("audio", "model", "metrics")  # config sections a SIGHUP cannot change in place
 SINK_SECTIONS = ("output", "mqtt")  # a SIGHUP rebuilds the sinks only when one of these changed
 
 
 class Daemon:
-    def __init__(self, config: cfg.Config, reload_config: Callable[[], cfg.Config],
+    def __init__(self, config: cfg.Config, reload_config: Callable[[], Loaded],
                  pipeline: Pipeline, notifier: Notifier, signals: Signals) -> None:
         self.config = config
         self._reload_config = reload_config
@@ -179,7 +181,7 @@ class Daemon:
 
     def _apply_reload(self) -> None:
         try:
-            new = self._reload_config()
+            new, params = self._reload_config()
             rebuild = [s for s in SINK_SECTIONS if getattr(new, s) != getattr(self.config, s)]
             sinks = build_sinks(new, self.worker.pipeline.model_name) if rebuild else None
         except Exception as exc:  # whatever a bad file raises (UnicodeDecodeError, RecursionError...)
@@ -190,11 +192,11 @@ class Daemon:
             log.warning("event=reload_partial sections=%s note=these_apply_after_a_restart", ",".join(restart_only))
         self.config = replace(new, **{s: getattr(self.config, s) for s in RESTART_ONLY})
         logging.getLogger("kws_stream").setLevel(new.service.log_level.upper())
-        self.worker.reconfigure(new.pipeline_params())
+        self.worker.reconfigure(params)
         closing = f" close_s={self._replace_sinks(sinks):.2f}" if sinks is not None else ""
-        log.info("event=reloaded threshold=%s keywords=%s sinks=%s%s", new.detection.threshold,
-                 ",".join(new.detection.keywords) or "all", "rebuilt:" + ",".join(rebuild) if rebuild else "kept",
-                 closing)
+        log.info("event=reloaded threshold=%s keywords=%s words=%s sinks=%s%s", new.detection.threshold,
+                 ",".join(new.detection.keywords) or "all", ",".join(params.words.names) or "none",
+                 "rebuilt:" + ",".join(rebuild) if rebuild else "kept", closing)
 
     def _replace_sinks(self, sinks: list[Sink]) -> float:
         """Swap in new sinks; close the old ones here on the supervisor thread, before the new
@@ -261,26 +263,27 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def run_service(load_config: Callable[[], cfg.Config], setup_logging: Callable[[str], None],
+def run_service(load_config: Callable[[], Loaded], setup_logging: Callable[[str], None],
                 open_model: Callable[[cfg.Config], tuple[KeywordModel, str]]) -> int:
     """`kws-stream run`: signal handlers first, then the config and the model, then supervise.
 
-    `load_config` is called again on each SIGHUP. A SIGTERM while the model loads or
-    downloads ends the start at once with exit 0.
+    `load_config` (the config and the pipeline's parameters, enrolled words included) is
+    called again on each SIGHUP. A SIGTERM while the model loads or downloads ends the
+    start at once with exit 0.
     """
     signals = Signals().install()
     try:
-        config = load_config()
+        config, params = load_config()
         setup_logging(config.service.log_level)
         portaudio()  # before the model: listing devices maps every ALSA plugin for a moment
         model, model_name = open_model(config)
         d = config.detection
         log.info("event=start version=%s model=%s runtime=%s mode=%s stride=%d smoothing=%d threshold=%s "
-                 "keywords=%s device=%r", __version__, model_name, model.runtime,
+                 "keywords=%s words=%s device=%r", __version__, model_name, model.runtime,
                  "command" if config.command.enabled else "plain", d.stride, d.smoothing, d.threshold,
-                 ",".join(d.keywords) or "all", config.audio.device or "default")
+                 ",".join(d.keywords) or "all", ",".join(params.words.names) or "none", config.audio.device or "default")
         pipeline = Pipeline(model, model_name, f"mic:{config.audio.device or 'default'}",
-                            config.pipeline_params())  # the worker stamps `time`
+                            params)  # the worker stamps `time`
         signals.starting = False  # from here a stop request only sets `signals.stop`
     except StopRequested as exc:
         log.info("event=stopped_while_starting signal=%s", exc)

@@ -27,15 +27,18 @@ class FileError:
 
 
 RejectionObserver = Callable[[Detection, Reject], None]
+WordObserver = Callable[[Detection, bool], None]
 
 
 def detect_files(paths: Iterable[str | Path], model: KeywordModel, model_name: str,
                  params: PipelineParams | None = None, channel: int | None = None,
-                 on_rejection: RejectionObserver | None = None) -> Iterator[Detection | FileError]:
+                 on_rejection: RejectionObserver | None = None,
+                 on_word: WordObserver | None = None) -> Iterator[Detection | FileError]:
     """Detections of each file in order, and a `FileError` for each file that cannot be read
     (a truncated pipe is reported after the detections before the truncation).
-    `on_rejection(candidate, rejection)` sees each candidate command mode rejects. Stop
-    iterating to stop early."""
+    `on_rejection(candidate, rejection)` sees each candidate command mode rejects, and
+    `on_word(score, reported)` each enrolled word's score on each burst. Stop iterating to
+    stop early."""
     for path in paths:
         name = str(path)
         try:
@@ -45,6 +48,7 @@ def detect_files(paths: Iterable[str | Path], model: KeywordModel, model_name: s
             continue
         pipeline = Pipeline(model, model_name, name, params or PipelineParams())
         pipeline.rejection_observer = on_rejection
+        pipeline.word_observer = on_word
         try:
             for block in source.blocks():
                 yield from pipeline.feed(block)

@@ -18,13 +18,17 @@ def _value(text: str) -> str:
     return text if text and not any(c.isspace() or c in '"=' for c in text) else json.dumps(text)
 
 
-def explain_line(d: Detection, params: PipelineParams, verdict: str, rule: Reject | None = None) -> str:
+def explain_line(d: Detection, params: PipelineParams, verdict: str, rule: Reject | None = None,
+                 enrolled: bool = False) -> str:
     """`verdict` is "reported" or "rejected"; `rule` is command mode's rejection: its rule's
-    name (the `[command]` setting) and what it measured."""
+    name (the `[command]` setting) and what it measured. `enrolled`: `d` is an enrolled
+    word's score on one burst (`kind=enrolled`; its threshold is the word's own unless
+    [detection.thresholds] names it)."""
     mode = "command" if params.command.enabled else "plain"
+    threshold = d.threshold if d.threshold is not None else params.decision.threshold_for(d.keyword)
     fields = [f"source={_value(d.source)}", f"mode={mode}", f"verdict={verdict}", f"keyword={d.keyword}",
-              f"score={d.score:.3f}", f"threshold={params.decision.threshold_for(d.keyword):.2f}",
-              f"start={d.start:.2f}", f"end={d.end:.2f}"]
+              *(["kind=enrolled"] if enrolled else []),
+              f"score={d.score:.3f}", f"threshold={threshold:.2f}", f"start={d.start:.2f}", f"end={d.end:.2f}"]
     if rule is not None:
         fields += [f"rule={rule.rule.value}", f"detail={json.dumps(rule.detail)}"]
     return "explain " + " ".join(fields)

@@ -259,6 +259,12 @@ class FeatureWindow:
         i = start % self._capacity
         return self._audio[i:i + end - start]
 
+    def audio(self, start: int, end: int) -> np.ndarray | None:
+        """A copy of stream samples [start, end), from the oldest still kept on (enrolled
+        words score a burst's audio); None when none of it is kept."""
+        start, end = max(start, self._written - self._capacity, 0), min(end, self._written)
+        return self._slice(start, end).copy() if start < end else None
+
     def frame(self, index: int) -> np.ndarray:
         """The MFCC of frame `index` (computed now if it was not)."""
         slot = index % self._history

@@ -12,13 +12,14 @@ wants. The benchmarks drive the same `Spotter` with cached model outputs.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .backend import KeywordModel
 from .command import CommandGate, CommandParams
 from .decision import Decision, DecisionParams, KeywordDecider
+from .enrolled import WordJudge, WordScore, WordSet, any_allowed, model_decision
 from .events import Detection
 from .features import FeatureParams, FeatureWindow, MfccExtractor
 from .params import FLAG, Checked, Rule, integer, setting
@@ -46,6 +47,9 @@ class PipelineParams(Checked):
     """Command mode only: run the model at every hop as plain mode does, instead of only
     around bursts that can be commands. Same rules, 10-75x the CPU: for benchmarks and for
     checking that the event-driven path reports the same commands."""
+    words: WordSet = setting(WordSet(), _instance(WordSet))
+    """Enrolled words, judged on the command-shaped bursts beside the keywords (`enrolled`);
+    `decision`'s allow-list and thresholds may name them."""
 
     @property
     def mode(self) -> str:
@@ -136,7 +140,8 @@ class Pipeline:
     With command mode on (the default) a keyword is reported only when spoken as a
     command, once the short silence after it has been heard (so `feed` may return it a
     few blocks later, and `finish` flushes what the end of the stream completes). A
-    detection's `start`/`end` stay those of the 1 s window that fired, in both modes.
+    detection's `start`/`end` stay those of the 1 s window that fired, in both modes;
+    an enrolled word's are those of the burst's audio that was scored.
     """
 
     def __init__(self, model: KeywordModel, model_name: str, source: str,
@@ -148,14 +153,19 @@ class Pipeline:
         self._clock = clock
         self.features = FeatureWindow(MfccExtractor())
         self._rate = self.features.params.sample_rate
-        self.spotter = Spotter(model.labels, params, _scorer(model, self.features), self.features.params,
+        self._params = params
+        self.spotter = Spotter(model.labels, _for_model(params), _scorer(model, self.features), self.features.params,
                                self.features.oldest_window)
+        self.words = self._new_judge(params) if any_allowed(params.words, params.decision) else None
+        """Judges the enrolled words; None when none are enrolled or allowed (no work at all for them)."""
         self.rejection_observer: Callable[[Detection, Reject], None] | None = None
         """Called with each candidate command mode rejects and the rule that did (`--explain`)."""
+        self.word_observer: Callable[[Detection, bool], None] | None = None
+        """Called with each enrolled word's score on each burst, and whether it was reported (`--explain`)."""
 
     @property
     def params(self) -> PipelineParams:
-        return self.spotter.params
+        return self._params
 
     @property
     def inferences(self) -> int:
@@ -175,8 +185,19 @@ class Pipeline:
         self.spotter.windows.inference_observer = observer
 
     def reconfigure(self, params: PipelineParams) -> None:
-        """New thresholds/keywords/stride without losing the audio already seen."""
-        self.spotter.reconfigure(params)
+        """New thresholds/keywords/stride/words without losing the audio already seen."""
+        old, self._params = self._params, params
+        self.spotter.reconfigure(_for_model(params))
+        if not any_allowed(params.words, params.decision):
+            self.words = None
+        elif self.words is None or params.command != old.command:
+            self.words = self._new_judge(params)
+        elif (params.words, params.decision) != (old.words, old.decision):
+            self.words.retune(params.words, params.decision)
+
+    def _new_judge(self, params: PipelineParams) -> WordJudge:
+        return WordJudge(params.words, params.decision, params.command, self.features.audio, self.features.params,
+                         first_hop=self.features.frames_total)  # a reload mid-stream starts now
 
     @property
     def samples_seen(self) -> int:
@@ -192,11 +213,16 @@ class Pipeline:
     def feed(self, samples: np.ndarray) -> list[Detection]:
         """Process a block of 16 kHz mono int16 audio; returns any detections."""
         decisions: list[Decision] = []
+        words: list[WordScore] = []
         for hop in self.features.push(samples):
             decisions.extend(self.spotter.hop(hop.number, hop.level_db))
             if self.spotter.rejections:
                 self._report_rejections()
-        return [self._detection(d) for d in decisions]
+            if self.words is not None:
+                words.extend(self.words.hop(hop.level_db, hop.end_sample))
+                if self.words.scores:
+                    self._report_scores()
+        return self._detections(decisions, words)
 
     def finish(self) -> list[Detection]:
         """End of stream (see `Spotter.finish`).
@@ -206,9 +232,29 @@ class Pipeline:
         window = self.features.params.window_samples
         pushed = self.features.samples_pushed
         padded = self.feed(np.zeros(window - pushed, dtype=np.int16)) if 0 < pushed < window else []
-        found = padded + [self._detection(d) for d in self.spotter.finish()]
+        decisions = self.spotter.finish()
         self._report_rejections()
+        words = self.words.finish(self.features.samples_pushed) if self.words is not None else []
+        if self.words is not None and self.words.scores:
+            self._report_scores()
+        return padded + self._detections(decisions, words)
+
+    def _report_scores(self) -> None:
+        assert self.words is not None
+        if self.word_observer is not None:
+            for s in self.words.scores:
+                self.word_observer(self._word_detection(s), s.reported)
+        self.words.scores.clear()
+
+    def _detections(self, decisions: list[Decision], words: list[WordScore]) -> list[Detection]:
+        found = [self._detection(d) for d in decisions]
+        if words:
+            found = sorted(found + [self._word_detection(w) for w in words], key=lambda d: d.end)
         return found
+
+    def _word_detection(self, s: WordScore) -> Detection:
+        return Detection(keyword=s.word, score=s.score, start=s.start_sample / self._rate, end=s.end_sample / self._rate,
+                         source=self.source, model=self.model_name, time=self._clock(), threshold=round(s.threshold, 4))
 
     def _detection(self, decision: Decision) -> Detection:
         end = decision.end_sample / self._rate
@@ -216,6 +262,12 @@ class Pipeline:
         return Detection(keyword=decision.keyword, score=decision.score, start=max(0.0, end - window),
                          end=end, source=self.source, model=self.model_name, time=self._clock(),
                          threshold=self.params.decision.threshold_for(decision.keyword))
+
+
+def _for_model(params: PipelineParams) -> PipelineParams:
+    """`params` as the model's spotter takes them: without the enrolled names."""
+    decision = model_decision(params.decision, params.words)
+    return params if decision is params.decision else replace(params, decision=decision)
 
 
 def _scorer(model: KeywordModel, features: FeatureWindow) -> Callable[[int], np.ndarray]:

@@ -7,7 +7,8 @@ and the TCP/Unix listener; this module is the wake-word handler behind it:
   keywords this server reports: one `WakeModel` per keyword (`name` and `phrase` are
   the keyword, e.g. "stop"; `version` is the MicroNet model that spots it). Home
   Assistant lists wake words by model, so each keyword is a wake word a user can pick,
-  and a `detection` names the keyword that fired.
+  and a `detection` names the keyword that fired. Each enrolled word (`kws-stream enroll`,
+  loaded at start) is one more `WakeModel`, named by the word, `version` "enrolled".
 - `detect {names?}` restricts what this connection is told about to those keywords
   (a name equal to the model name, e.g. "micronet-l", means all of them; unknown
   names are logged and ignored; no names or an empty list = every keyword).
@@ -99,6 +100,7 @@ MAX_PAYLOAD = 1 << 20  # bytes of an event's payload: 32 s of 16 kHz 16-bit mono
 SLICE = 8000  # 16 kHz samples (0.5 s) fed to the shared model per turn: a big chunk cannot hold it
 MODEL_ATTRIBUTION = Attribution(name="Arm ML-Zoo MicroNet (Apache-2.0), trained on Google Speech Commands",
                                 url="https://github.com/ARM-software/ML-zoo")
+ENROLLED_ATTRIBUTION = Attribution(name="enrolled on this machine (kws-stream enroll)", url="")
 
 
 class ClientError(Exception):
@@ -204,8 +206,9 @@ class WakeService:
         self.first_event_timeout = min(first_event_timeout, idle_timeout)
         self.clients = Clients(max_clients)
         allowed = set(keywords)
-        self.keywords = tuple(k for k in model.labels
+        self.keywords = tuple(k for k in (*model.labels, *params.words.names)  # enrolled words too
                               if k not in NON_KEYWORDS and (not allowed or k in allowed))
+        enrolled = set(params.words.names)
         # Turns at the model are taken in arrival order (asyncio.Lock is FIFO); the thread lock
         # also keeps the interpreter exclusive if a turn's task is cancelled mid-inference.
         self.turn = asyncio.Lock()
@@ -217,7 +220,11 @@ class WakeService:
             attribution=Attribution(name="kws-stream (Apache-2.0)", url=""),
             installed=True,
             version=__version__,
-            models=[WakeModel(name=k, phrase=k, languages=["en"], attribution=MODEL_ATTRIBUTION,
+            models=[WakeModel(name=k, phrase=k.replace("_", " "), languages=["en"], attribution=ENROLLED_ATTRIBUTION,
+                              installed=True, description=f"the word \"{k}\" you enrolled (kws-stream enroll)",
+                              version="enrolled")
+                    if k in enrolled else
+                    WakeModel(name=k, phrase=k, languages=["en"], attribution=MODEL_ATTRIBUTION,
                               installed=True, description=f"the keyword \"{k}\" ({model_name})",
                               version=model_name)
                     for k in self.keywords],
@@ -503,8 +510,10 @@ async def _serve(uri: str, service: WakeService, notifier: Any = None, early: An
     return 0
 
 
-def serve(config: Any, model: Any, model_name: str, notifier: Any = None, early: Any = None) -> int:
-    """Run the Wyoming wake service until SIGTERM/SIGINT; returns the exit status (0)."""
-    service = WakeService(model, model_name, config.pipeline_params(), config.detection.keywords,
+def serve(config: Any, model: Any, model_name: str, notifier: Any = None, early: Any = None,
+          params: PipelineParams | None = None) -> int:
+    """Run the Wyoming wake service until SIGTERM/SIGINT; returns the exit status (0).
+    `params`: the config's pipeline parameters with the enrolled words (loaded at start only)."""
+    service = WakeService(model, model_name, params or config.pipeline_params(), config.detection.keywords,
                           config.wyoming.idle_timeout, config.wyoming.max_clients)
     return asyncio.run(_serve(config.wyoming.uri, service, notifier, early))

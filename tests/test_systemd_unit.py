@@ -53,4 +53,4 @@ def test_unit_keeps_what_the_daemon_and_alsa_need():
     assert service["DevicePolicy"] == "closed" and service["DeviceAllow"] == "char-alsa rw"
     assert "audio" in service["SupplementaryGroups"].split()
     assert "PrivateDevices" not in service  # would hide /dev/snd
-    assert service["StateDirectory"] == "kws-stream"  # models live in $STATE_DIRECTORY/models
+    assert service["StateDirectory"] == "kws-stream"  # models and enrolled words live in $STATE_DIRECTORY
