@@ -28,7 +28,7 @@ from testsupport.audio import AUDIO, read_wav
 
 WORDS = ("computer", "jarvis", "smart_mirror")
 MAX_MARGIN_S = 0.5
-CACHE_VERSION = b"enrol-bursts-1"
+CACHE_VERSION = b"enrol-bursts-1-cutter"
 
 
 @dataclass

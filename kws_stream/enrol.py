@@ -56,6 +56,8 @@ NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 class EnrolError(KwsError):
     """A take or an enrolled word's file that cannot be used; one line naming it."""
 
+    exit_code = 2  # bad input, as a bad WAV for `detect`
+
 
 def check_take(audio: np.ndarray) -> str | None:
     """Why a take (16 kHz int16 mono) cannot be enrolled, or None if it can."""

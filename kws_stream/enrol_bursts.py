@@ -2,11 +2,10 @@
 
 An enrolled word is judged only on bursts the command gate takes for a command from the
 levels alone (`CommandGate.bursts()`): a short stretch of speech with a pause around it.
-`find_bursts` drives a gate over a whole recording, hop by hop, exactly as `pipeline`'s
-event-driven scheduler does, so an enrolment take and a benchmark stream are cut the
-same way the live stream is. The gate returns several spans for one stretch (each word a
-window ending inside it can see: "com" and "computer"); overlapping spans are merged into
-one burst, the stretch a user heard as one word.
+`find_bursts` cuts a whole recording with the running spotter's own cutter
+(`wordbursts.BurstCutter`), so an enrolment take and a benchmark stream are cut the
+same way the live stream is: the gate's several spans of one stretch of speech ("com"
+and "computer") are one burst, the stretch a user heard as one word.
 """
 
 from __future__ import annotations
@@ -15,8 +14,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .command import CommandGate, CommandParams
-from .features import MICRONET, FeatureWindow, MfccExtractor, StreamGeometry
+from .command import CommandParams
+from .features import MICRONET, StreamGeometry
+from .wordbursts import cuts_of
 
 
 class HopSpan(NamedTuple):
@@ -39,28 +39,13 @@ class HopSpan(NamedTuple):
         return self.last - self.first + 1
 
 
-def merge_spans(spans: list[tuple[int, int, int]]) -> list[HopSpan]:
-    """The gate's (stretch, first, last) spans, overlapping ones merged, in time order."""
-    merged: list[HopSpan] = []
-    for _, first, last in sorted(spans, key=lambda s: (s[1], s[2])):
-        if merged and first <= merged[-1].last:
-            merged[-1] = HopSpan(merged[-1].first, max(merged[-1].last, last))
-        else:
-            merged.append(HopSpan(first, last))
-    return merged
-
-
-def find_bursts(audio: np.ndarray, params: CommandParams = CommandParams()) -> list[HopSpan]:
+def find_bursts(audio: np.ndarray, params: CommandParams = CommandParams(),
+                geometry: StreamGeometry = MICRONET) -> list[HopSpan]:
     """The command-shaped bursts of 16 kHz int16 mono `audio` (the end counts as silence),
-    found from the hop levels alone by a fresh `CommandGate`."""
-    features = FeatureWindow(MfccExtractor())  # only its hop levels: no MFCC is computed
-    gate = CommandGate(params)
-    spans: list[tuple[int, int, int]] = []
-    for hop in features.push(audio):
-        gate.observe(hop.level_db, hop.end_sample)
-        spans.extend(gate.bursts())
-    spans.extend(gate.bursts(final=True))
-    return merge_spans(spans)
+    as hops: the very bursts a running spotter scores (`wordbursts.cuts_of`)."""
+    step, length = geometry.hop_samples, geometry.frame_samples
+    return [HopSpan((c.word_start + step - length) // step, (c.word_end - length) // step)
+            for c in cuts_of(audio, params, margin_s=0.0)]
 
 
 def with_margins(audio: np.ndarray, span: HopSpan, margin_s: float, geometry: StreamGeometry = MICRONET) -> np.ndarray:

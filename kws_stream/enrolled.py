@@ -27,7 +27,7 @@ from .command import CommandParams
 from .decision import DecisionParams
 from .errors import KwsError
 from .features import FeatureParams
-from .wordbursts import BurstCutter
+from .wordbursts import BurstCutter, Cut
 from .wordstore import WordStore
 
 if TYPE_CHECKING:
@@ -182,11 +182,12 @@ class WordJudge:
         """End of stream (`heard` samples): it counts as the silence after the last burst."""
         return self._score_all(self._cutter.finish(heard))
 
-    def _score_all(self, bursts: list[tuple[int, int]]) -> list[WordScore]:
-        return [best for start, end in bursts if (best := self._score(start, end)) is not None] if bursts else []
+    def _score_all(self, cuts: list[Cut]) -> list[WordScore]:
+        return [best for cut in cuts if (best := self._score(cut)) is not None] if cuts else []
 
-    def _score(self, start: int, end: int) -> WordScore | None:
-        audio = self._audio(start, end)
+    def _score(self, cut: Cut) -> WordScore | None:
+        audio = self._audio(cut.start, cut.end)
+        start, end = cut.word_start, cut.word_end
         if audio is None or not len(audio) or not self._words or self._matcher is None:
             return None
         self.bursts += 1

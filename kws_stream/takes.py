@@ -80,10 +80,10 @@ class Recorder:
                 loudest = max(loudest, level_dbfs(audio))
                 self._show(audio)
             for hop in f.push(audio):
-                for start, end in self._cutter.hop(hop.level_db, hop.end_sample):
-                    if end - self._cutter.margin > prompted:
+                for cut in self._cutter.hop(hop.level_db, hop.end_sample):
+                    if cut.word_end > prompted:
                         self._clear_meter()
-                        take = f.audio(start, end)
+                        take = f.audio(cut.start, cut.end)
                         assert take is not None  # the history holds seconds more than a take
                         return take
         self._clear_meter()

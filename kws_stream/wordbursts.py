@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,7 +33,15 @@ SETTLE_S = 0.2
 recordings they came at most 0.1 s after the first, and the longest tail 0.22 s after it,
 when the margin after the burst has mostly been heard anyway)."""
 
-Range = tuple[int, int]  # stream samples [start, end)
+
+
+class Cut(NamedTuple):
+    """One burst's audio to score, and the word inside it (stream samples, [start, end))."""
+
+    start: int  # the audio: the word and `margin` samples either side, as far as heard
+    end: int
+    word_start: int  # the word: its stretch's first hop to its last span's end
+    word_end: int
 
 
 @dataclass
@@ -42,6 +51,8 @@ class _Stretch:
     start: int
     end: int
     settled: int  # its spans are gathered until then
+    word_start: int
+    word_end: int
 
 
 class BurstCutter:
@@ -60,7 +71,7 @@ class BurstCutter:
         self._waiting: dict[int, _Stretch] = {}  # by the first hop of the stretch
         self._given: deque[int] = deque(maxlen=16)  # stretches given lately: their later spans are ignored
 
-    def hop(self, level_db: float, end_sample: int) -> list[Range]:
+    def hop(self, level_db: float, end_sample: int) -> list[Cut]:
         """The next hop's level (`end_sample`: the stream position of its end); the bursts
         whose audio is complete now."""
         self._gate.observe(level_db, end_sample)
@@ -69,7 +80,7 @@ class BurstCutter:
             self._gather(found, end_sample)
         return self._ready(end_sample, final=False) if self._waiting else []
 
-    def finish(self, heard: int) -> list[Range]:
+    def finish(self, heard: int) -> list[Cut]:
         """End of stream (`heard` samples): it counts as the silence after the last burst."""
         self._gather(self._gate.bursts(final=True), heard)
         return self._ready(heard, final=True)
@@ -79,32 +90,38 @@ class BurstCutter:
         for stretch, _, last in spans:
             if stretch in self._given:
                 continue
-            end = f.frame_end(last) + self.margin
+            word_end = f.frame_end(last)
             item = self._waiting.get(stretch)
             if item is None:
-                start = f.frame_end(stretch) - f.frame_step - self.margin
-                self._waiting[stretch] = _Stretch(max(0, start), end, now + self._settle)
+                word_start = f.frame_end(stretch) - f.frame_step
+                self._waiting[stretch] = _Stretch(max(0, word_start - self.margin), word_end + self.margin,
+                                                  now + self._settle, word_start, word_end)
             else:
-                item.end = max(item.end, end)
+                item.end = max(item.end, word_end + self.margin)
+                item.word_end = max(item.word_end, word_end)
 
-    def _ready(self, heard: int, final: bool) -> list[Range]:
-        ready: list[Range] = []
+    def _ready(self, heard: int, final: bool) -> list[Cut]:
+        ready: list[Cut] = []
         for stretch, item in list(self._waiting.items()):
             if not final and (item.end > heard or item.settled > heard):
                 continue  # the margin after it, or its other spans, may still come
             del self._waiting[stretch]
             self._given.append(stretch)
-            ready.append((item.start, min(item.end, heard)))
+            ready.append(Cut(item.start, min(item.end, heard), max(0, item.word_start), min(item.word_end, heard)))
         return ready
 
 
-def cut_bursts(audio: np.ndarray, command: CommandParams = CommandParams()) -> list[np.ndarray]:
-    """The audio of every command-shaped burst of a 16 kHz int16 mono recording, cut as a
-    running spotter cuts it to score enrolled words (the recording is one stream)."""
-    features = FeatureWindow(MfccExtractor())
-    cutter = BurstCutter(command, features.params)
-    ranges: list[Range] = []
+def cuts_of(audio: np.ndarray, command: CommandParams = CommandParams(), margin_s: float | None = None) -> list[Cut]:
+    """Every command-shaped burst of a 16 kHz int16 mono recording, cut as a running spotter
+    cuts it to score enrolled words (the recording is one stream; its end counts as silence)."""
+    features = FeatureWindow(MfccExtractor())  # only its hop levels: no MFCC is computed
+    cutter = BurstCutter(command, features.params, margin_s=margin_s)
+    cuts: list[Cut] = []
     for hop in features.push(np.asarray(audio, dtype=np.int16).reshape(-1)):
-        ranges += cutter.hop(hop.level_db, hop.end_sample)
-    ranges += cutter.finish(features.samples_pushed)
-    return [np.asarray(audio[start:end], dtype=np.int16) for start, end in ranges]
+        cuts += cutter.hop(hop.level_db, hop.end_sample)
+    return cuts + cutter.finish(features.samples_pushed)
+
+
+def cut_bursts(audio: np.ndarray, command: CommandParams = CommandParams()) -> list[np.ndarray]:
+    """The audio each burst of `audio` is scored on (the word and `BURST_MARGIN_S` each side)."""
+    return [np.asarray(audio[c.start:c.end], dtype=np.int16) for c in cuts_of(audio, command)]

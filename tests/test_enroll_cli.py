@@ -135,12 +135,12 @@ def test_a_corrupt_word_file_is_one_warning_and_the_other_words_still_work(run_c
 def test_the_config_names_enrolled_words_and_explain_gives_their_scores(run_cli, env, tmp_path):
     assert enrol(run_cli, env).returncode == 0
     config = tmp_path / "only_computer.toml"
-    config.write_text('[detection]\nkeywords = ["computer"]\n\n[detection.thresholds]\ncomputer = 0.3\n')
+    config.write_text('[detection]\nkeywords = ["computer"]\n\n[detection.thresholds]\ncomputer = 0.5\n')
     found = run_cli("detect", "--config", config, "--explain", AUDIO / "keywords" / "yes.wav", HELD_OUT, OTHER, env=env)
     assert found.returncode == 0, found.stderr
-    assert [(d["keyword"], d["threshold"]) for d in detections(found.stdout)] == [("computer", 0.3)]
+    assert [(d["keyword"], d["threshold"]) for d in detections(found.stdout)] == [("computer", 0.5)]
     scores = [line for line in found.stderr.splitlines() if "kind=enrolled" in line]
-    assert any("verdict=reported keyword=computer" in s and HELD_OUT.name in s and "threshold=0.30" in s for s in scores)
+    assert any("verdict=reported keyword=computer" in s and HELD_OUT.name in s and "threshold=0.50" in s for s in scores)
     assert any("verdict=rejected keyword=computer" in s and OTHER.name in s for s in scores), scores
 
     checked = run_cli("config", "check", config, env=env)
