@@ -198,6 +198,12 @@ class WordMatcher:
         the best template's r / (r + d). Fires when >= word.threshold."""
         return self.score_features(word, self.embedding.embed(np.asarray(burst, dtype=np.int16)))
 
+    def scores(self, words: Sequence[EnrolledWord], burst: np.ndarray) -> list[float]:
+        """`score` of one burst for each of `words`, embedding it once (the embedding is nearly
+        all of a score's cost, so a second word costs a DTW, not another embedding)."""
+        features = self.embedding.embed(np.asarray(burst, dtype=np.int16))
+        return [self.score_features(word, features) for word in words]
+
     @staticmethod
     def score_features(word: EnrolledWord, features: np.ndarray) -> float:
         """`score` of a burst already embedded (benchmarks score each burst for many words)."""

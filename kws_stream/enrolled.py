@@ -191,8 +191,8 @@ class WordJudge:
         if audio is None or not len(audio) or not self._words or self._matcher is None:
             return None
         self.bursts += 1
-        scores = [WordScore(w.name, self._matcher.score(w, audio), self._thresholds[w.name], start, end)
-                  for w in self._words]
+        scores = [WordScore(w.name, score, self._thresholds[w.name], start, end)
+                  for w, score in zip(self._words, self._matcher.scores(self._words, audio), strict=True)]
         best: WordScore | None = None
         for s in scores:
             last = self._last_reported.get(s.word)

@@ -57,6 +57,22 @@ def test_enrolled_word_does_not_fire_on_other_phrases(matcher, computer):
     assert max(scores) < computer.threshold, scores
 
 
+def test_several_words_are_scored_on_one_embedding_of_the_burst(matcher, computer):
+    jarvis = matcher.enrol("jarvis", [clip(f"jarvis_{i:03d}") for i in (0, 2, 4, 6, 8)])
+    audio = clip("computer_001")
+    burst = with_margins(audio, find_bursts(audio)[0], BURST_MARGIN_S)
+    embedded: list[int] = []
+    real_embed = matcher.embedding.embed
+    matcher.embedding.embed = lambda a: embedded.append(len(a)) or real_embed(a)  # type: ignore[method-assign]
+    try:
+        both = matcher.scores([computer, jarvis], burst)
+    finally:
+        del matcher.embedding.embed  # the instance attribute: the method again
+    assert len(embedded) == 1
+    assert both == [matcher.score(computer, burst), matcher.score(jarvis, burst)]
+    assert both[0] >= computer.threshold > both[1]
+
+
 def test_enrolment_keeps_one_template_per_take_with_its_radius(computer):
     assert computer.name == "computer" and computer.threshold == DEFAULT_THRESHOLD
     assert len(computer.templates) == len(computer.radii) == 5
