@@ -55,6 +55,7 @@ class Data:
         raw = np.log(d["probs"] + 1e-4)
         onehot = np.eye(10)[kw]
         self.scores = np.hstack([sm, raw, sm[np.arange(len(kw)), kw][:, None], onehot])
+        self.decision = np.hstack([sm[np.arange(len(kw)), kw][:, None], onehot])  # what a Decision carries
         self.hours = {}
         for m in d["meta_streams"]:
             split, kind, n, h = str(m).split("|")
@@ -86,10 +87,10 @@ def verifiers(data: Data) -> dict[str, Fit]:
             return lambda j: m.score(x[j])
         return fit
 
-    def conv(aux: np.ndarray, k: int = 3, hidden: int = 16, l2: float = 1e-2) -> Fit:
+    def conv(aux: np.ndarray, k: int = 3, hidden: int = 16, l2: float = 1e-2, seeds: int = 1) -> Fit:
         def fit(idx: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-            m = SeqConv(k, hidden, l2).fit(o[idx], aux[idx], y)
-            return lambda j: m.score(o[j], aux[j])
+            ms = [SeqConv(k, hidden, l2, seed).fit(o[idx], aux[idx], y) for seed in range(seeds)]
+            return lambda j: np.mean([m.score(o[j], aux[j]) for m in ms], axis=0)
         return fit
 
     return {
@@ -99,6 +100,9 @@ def verifiers(data: Data) -> dict[str, Fit]:
         "oww sequence 1-D conv k3 h16": conv(s),
         "MicroNet activations (logistic)": logistic(np.hstack([act, s]), 0.1),
         "oww conv + MicroNet activations": conv(np.hstack([act, s]), l2=0.03),
+        "oww conv, decision score": conv(data.decision),
+        "oww conv, decision score, 3 seeds": conv(data.decision, seeds=3),
+        "oww conv k3 h8 l2 0.1, decision score, 3 seeds": conv(data.decision, hidden=8, l2=0.1, seeds=3),
     }
 
 

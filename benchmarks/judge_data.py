@@ -39,7 +39,18 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.command_mode import (
-    AUDIO, HOP_SAMPLES, LABELS, RATE, SPLITS, Fired, Stream, padded, replay, smoothed_probs, split_sets, traces_for,
+    AUDIO,
+    HOP_SAMPLES,
+    LABELS,
+    RATE,
+    SPLITS,
+    Fired,
+    Stream,
+    padded,
+    replay,
+    smoothed_probs,
+    split_sets,
+    traces_for,
 )
 from kws_stream.command import CommandParams
 from kws_stream.decision import DecisionParams
@@ -138,7 +149,7 @@ def summary(data: dict[str, np.ndarray], sets) -> str:
     lines = ["split  kind           audio      command: true/false   plain: true/false"]
     for split, by_kind in sets.items():
         for kind, streams in by_kind.items():
-            if kind in NEGATIVE and kind != "custom_words":
+            if kind in ("real_speech", "tv_alone"):
                 size = f"{sum(s.hours for s in streams) * 60:.1f} min"
             else:
                 size = f"{len(streams)} clips"

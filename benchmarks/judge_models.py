@@ -82,19 +82,21 @@ class SeqConv:
                 i += z
             return out
 
+        u2 = u.reshape(n * t, d)
+
         def f(p: np.ndarray) -> tuple[float, np.ndarray]:
             wc, bc, v, wa, c = split(p)
-            pre = u @ wc + bc  # (n, t, h)
+            pre = (u2 @ wc).reshape(n, t, h) + bc
             act = np.maximum(pre, 0.0)
-            arg = act.argmax(1)  # (n, h)
-            pooled = np.concatenate([act.max(1), act.mean(1)], axis=1)
+            top = act.max(1)
+            pooled = np.concatenate([top, act.mean(1)], axis=1)
             z = pooled @ v + a @ wa + c[0]
             loss, g = _bce(z, y, w)
             gp = g[:, None] * v[None]  # (n, 2h)
-            gact = np.repeat(gp[:, None, h:] / t, t, axis=1)
-            np.add.at(gact, (np.arange(n)[:, None], arg, np.arange(h)[None]), gp[:, :h])
-            gpre = gact * (pre > 0)
-            grads = [np.einsum("ntd,nth->dh", u, gpre) + self.l2 * wc, gpre.sum((0, 1)), pooled.T @ g + self.l2 * v,
+            first = (act == top[:, None]) & (np.cumsum(act == top[:, None], axis=1) == 1)  # the argmax, once
+            gpre = (first * gp[:, None, :h] + gp[:, None, h:] / t) * (pre > 0)
+            g2 = gpre.reshape(n * t, h)
+            grads = [u2.T @ g2 + self.l2 * wc, g2.sum(0), pooled.T @ g + self.l2 * v,
                      a.T @ g + self.l2 * wa, np.array([g.sum()])]
             reg = 0.5 * self.l2 * (np.sum(wc * wc) + v @ v + wa @ wa)
             return loss + reg, np.concatenate([x.ravel() for x in grads])

@@ -29,6 +29,7 @@ from .capture import CaptureSession, DeviceError, open_capture, portaudio
 from .errors import KwsError
 from .events import EventBus, Sink
 from .features import SAMPLE_RATE
+from .judge import load_judge
 from .metrics import DaemonStats, Metrics
 from .pipeline import Pipeline
 from .record import Recorder
@@ -279,8 +280,10 @@ def run_service(load_config: Callable[[], cfg.Config], setup_logging: Callable[[
                  "keywords=%s device=%r", __version__, model_name, model.runtime,
                  "command" if config.command.enabled else "plain", d.stride, d.smoothing, d.threshold,
                  ",".join(d.keywords) or "all", config.audio.device or "default")
+        params = config.pipeline_params()
+        judge = load_judge() if params.command.enabled else None
         pipeline = Pipeline(model, model_name, f"mic:{config.audio.device or 'default'}",
-                            config.pipeline_params())  # the worker stamps `time`
+                            params, judge=judge)  # the worker stamps `time`
         signals.starting = False  # from here a stop request only sets `signals.stop`
     except StopRequested as exc:
         log.info("event=stopped_while_starting signal=%s", exc)

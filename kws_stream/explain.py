@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from .events import Detection
+from .judge import JudgeVerdict
 from .pipeline import PipelineParams
 from .verdicts import Reject
 
@@ -18,13 +19,18 @@ def _value(text: str) -> str:
     return text if text and not any(c.isspace() or c in '"=' for c in text) else json.dumps(text)
 
 
-def explain_line(d: Detection, params: PipelineParams, verdict: str, rule: Reject | None = None) -> str:
+def explain_line(d: Detection, params: PipelineParams, verdict: str, rule: Reject | None = None,
+                 judge: JudgeVerdict | None = None) -> str:
     """`verdict` is "reported" or "rejected"; `rule` is command mode's rejection: its rule's
-    name (the `[command]` setting) and what it measured."""
+    name (the `[command]` setting) and what it measured; `judge` the second judge's verdict
+    on a candidate the rules accepted (`judge=accept|reject judge_score= judge_threshold=`)."""
     mode = "command" if params.command.enabled else "plain"
     fields = [f"source={_value(d.source)}", f"mode={mode}", f"verdict={verdict}", f"keyword={d.keyword}",
               f"score={d.score:.3f}", f"threshold={params.decision.threshold_for(d.keyword):.2f}",
               f"start={d.start:.2f}", f"end={d.end:.2f}"]
     if rule is not None:
         fields += [f"rule={rule.rule.value}", f"detail={json.dumps(rule.detail)}"]
+    if judge is not None:
+        fields += [f"judge={'accept' if judge.accepted else 'reject'}", f"judge_score={judge.score:.2f}",
+                   f"judge_threshold={judge.threshold:.2f}"]
     return "explain " + " ".join(fields)

@@ -255,6 +255,12 @@ class FeatureWindow:
             audio[:n - first] = x[first:]
         self._written += n
 
+    def audio(self, end: int, n: int) -> np.ndarray:
+        """Up to `n` samples ending at stream position `end` (fewer near the stream's start
+        or past the audio kept), a copy."""
+        start = max(end - n, 0, self._written - self._capacity)
+        return self._slice(start, end).copy() if end > start else np.zeros(0, dtype=np.int16)
+
     def _slice(self, start: int, end: int) -> np.ndarray:
         i = start % self._capacity
         return self._audio[i:i + end - start]

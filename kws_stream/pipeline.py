@@ -21,11 +21,12 @@ from .command import CommandGate, CommandParams
 from .decision import Decision, DecisionParams, KeywordDecider
 from .events import Detection
 from .features import FeatureParams, FeatureWindow, MfccExtractor
+from .judge import Judge, JudgeVerdict
 from .params import FLAG, Checked, Rule, integer, setting
 from .rules import AddedRule
 from .schedule import EagerScheduler, EventScheduler, PlainScheduler, Scheduler, Windows
 from .silence import SilenceGate, SilenceParams
-from .verdicts import Reject
+from .verdicts import Burst, Reject, RuleId
 
 
 def _instance(cls: type) -> Rule:
@@ -141,8 +142,11 @@ class Pipeline:
 
     def __init__(self, model: KeywordModel, model_name: str, source: str,
                  params: PipelineParams = PipelineParams(),
-                 clock: Callable[[], str | None] = lambda: None) -> None:
+                 clock: Callable[[], str | None] = lambda: None, judge: Judge | None = None) -> None:
         self.model = model
+        self.judge = judge
+        """Command mode's second judge (`judge.load_judge`), consulted for every candidate the
+        rules accept; None: the rules alone decide."""
         self.model_name = model_name
         self.source = source
         self._clock = clock
@@ -152,6 +156,8 @@ class Pipeline:
                                self.features.oldest_window)
         self.rejection_observer: Callable[[Detection, Reject], None] | None = None
         """Called with each candidate command mode rejects and the rule that did (`--explain`)."""
+        self.judge_observer: Callable[[Detection, JudgeVerdict], None] | None = None
+        """Called with each candidate the second judge judged and its verdict (`--explain`)."""
 
     @property
     def params(self) -> PipelineParams:
@@ -193,10 +199,29 @@ class Pipeline:
         """Process a block of 16 kHz mono int16 audio; returns any detections."""
         decisions: list[Decision] = []
         for hop in self.features.push(samples):
-            decisions.extend(self.spotter.hop(hop.number, hop.level_db))
+            decisions.extend(self._judged(self.spotter.hop(hop.number, hop.level_db), hop.end_sample))
             if self.spotter.rejections:
                 self._report_rejections()
         return [self._detection(d) for d in decisions]
+
+    def _judged(self, decisions: list[Decision], now: int) -> list[Decision]:
+        """The decisions the second judge agrees with, from the audio up to stream position `now`."""
+        judge = self.judge
+        if judge is None or not decisions or not self.params.command.enabled:
+            return decisions
+        kept = []
+        for d in decisions:
+            verdict = judge.judge(self.features.audio(now, judge.samples), d.keyword, d.score)
+            if self.judge_observer is not None:
+                self.judge_observer(self._detection(d), verdict)
+            if verdict.accepted:
+                kept.append(d)
+            elif self.rejection_observer is not None:
+                hop = now // self.features.params.frame_step
+                self.rejection_observer(self._detection(d), Reject(
+                    RuleId.JUDGE, Burst(hop, hop, hop), "speech embedding score {measured:.2f} < {limit:.2f}",
+                    verdict.score, verdict.threshold))
+        return kept
 
     def finish(self) -> list[Detection]:
         """End of stream (see `Spotter.finish`).
@@ -206,7 +231,7 @@ class Pipeline:
         window = self.features.params.window_samples
         pushed = self.features.samples_pushed
         padded = self.feed(np.zeros(window - pushed, dtype=np.int16)) if 0 < pushed < window else []
-        found = padded + [self._detection(d) for d in self.spotter.finish()]
+        found = padded + [self._detection(d) for d in self._judged(self.spotter.finish(), self.features.samples_pushed)]
         self._report_rejections()
         return found
 
