@@ -61,7 +61,8 @@ class Data:
             split, kind, n, h = str(m).split("|")
             self.hours[(split, kind)] = (int(n), float(h))
         minute = (d["window_end"] // 60).astype(int)
-        self.group = np.array([f"{s}|{m}" for s, m in zip(d["stream"], minute)])
+        # a clip and its room-tone-padded copy are one group: out-of-fold means neither was trained on
+        self.group = np.array([f"{s.replace('-raw:', ':')}|{m}" for s, m in zip(d["stream"], minute)])
 
     def mask(self, split: str, mode: str | None = None, kinds: tuple[str, ...] | None = None) -> np.ndarray:
         m = self.d["split"] == split

@@ -122,7 +122,7 @@ def collect(sets: dict[str, dict[str, list[Stream]]], traces, plain_too: Sequenc
         for kind, streams in by_kind.items():
             for s in streams:
                 trace = traces[s.name]
-                smooth = smoothed_probs(np.nan_to_num(trace.probs, nan=0.0))
+                smooth = smoothed_probs(trace.probs)  # NaN rows (no window yet) are not averaged in
                 modes = [("command", CommandParams())]
                 if split in plain_too:
                     modes.append(("plain", CommandParams(enabled=False)))

@@ -156,6 +156,7 @@ class Pipeline:
                                self.features.oldest_window)
         self.rejection_observer: Callable[[Detection, Reject], None] | None = None
         """Called with each candidate command mode rejects and the rule that did (`--explain`)."""
+        self._reported_end = -(1 << 62)  # the end of the window of the last keyword reported
         self.judge_observer: Callable[[Detection, JudgeVerdict], None] | None = None
         """Called with each candidate the second judge judged and its verdict (`--explain`)."""
 
@@ -205,17 +206,25 @@ class Pipeline:
         return [self._detection(d) for d in decisions]
 
     def _judged(self, decisions: list[Decision], now: int) -> list[Decision]:
-        """The decisions the second judge agrees with, from the audio up to stream position `now`."""
+        """The decisions the second judge agrees with, from the audio up to stream position `now`
+        (the next command of a row is not judged again)."""
         judge = self.judge
         if judge is None or not decisions or not self.params.command.enabled:
             return decisions
         kept = []
         for d in decisions:
+            if d.end_sample - self._reported_end <= judge.samples:
+                # the next command of a row: its audio holds the one before, which the judge
+                # agreed with (it cannot tell "left" from "right left"; issue 22, docs/judge.md)
+                kept.append(d)
+                self._reported_end = d.end_sample
+                continue
             verdict = judge.judge(self.features.audio(now, judge.samples), d.keyword, d.score)
             if self.judge_observer is not None:
                 self.judge_observer(self._detection(d), verdict)
             if verdict.accepted:
                 kept.append(d)
+                self._reported_end = d.end_sample
             elif self.rejection_observer is not None:
                 hop = now // self.features.params.frame_step
                 self.rejection_observer(self._detection(d), Reject(

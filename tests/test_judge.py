@@ -26,7 +26,7 @@ KEYWORD_CLIPS = {"down.wav": ["down"], "yes.wav": ["yes"], "right_left_up.wav": 
                  "yes_no_go_stop.wav": ["yes", "no", "go", "stop"]}
 # custom-words recordings (validation half: odd index) on which command mode's rules alone report a
 # keyword, which the judge rejects (benchmarks.judge_data / judge_compare)
-NOT_KEYWORDS = ("custom-words/CLIP_A", "custom-words/CLIP_B")
+NOT_KEYWORDS = ("custom-words/computer_009", "custom-words/smart_mirror_021")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,8 @@ def test_the_judge_agrees_with_real_commands(model, clip, words):
     assert judge is not None
     found, verdicts, _ = spotted(model, AUDIO / "keywords" / clip, judge)
     assert found == words
-    assert len(verdicts) == len(words) and all(v.accepted for v in verdicts)
+    # the first word is judged; the next ones of a row (1 s apart) ride on it
+    assert len(verdicts) == 1 and verdicts[0].accepted
 
 
 @needs_embedding
@@ -71,15 +72,15 @@ def test_the_judge_rejects_command_shaped_words_that_are_not_keywords(model, cli
 
 
 @needs_embedding
-def test_the_verdict_depends_on_the_audio_not_only_on_micronet(model):
-    """The same keyword and MicroNet score, different audio: a real "yes" passes, room tone does not."""
+def test_the_verdict_depends_on_the_audio_not_only_on_micronet():
+    """The same keyword and MicroNet score, different audio: a real "no" passes; "smart mirror",
+    which MicroNet-L scores as "no" (the judge's window as the pipeline cuts it), does not."""
     judge = load_judge()
     assert judge is not None
-    yes = read_wav(AUDIO / "keywords" / "yes.wav")
-    quiet = read_wav(AUDIO / "negatives" / "noise_1000ms.wav")
-    word = judge.judge(np.concatenate([yes, np.zeros(4000, np.int16)]), "yes", 0.95)
-    noise = judge.judge(np.tile(quiet, 2), "yes", 0.95)
-    assert word.accepted and not noise.accepted and word.score > noise.score
+    no = np.concatenate([read_wav(AUDIO / "keywords" / "no_1000ms.wav"), np.zeros(6400, np.int16)])
+    mirror = read_wav(AUDIO / "custom-words" / "smart_mirror_021.wav")[:int(1.78 * 16000)]
+    word, other = judge.judge(no, "no", 0.72), judge.judge(mirror, "no", 0.72)
+    assert word.accepted and not other.accepted and word.score > other.score + 1.0
 
 
 @needs_embedding
