@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in streams:
             for k, j in enumerate((None, timed)):
                 found, rejected = run(model, s, j)
-                for kw, end in found:
+                for kw, _end in found:
                     true = kind not in NEGATIVE and any(kw == w for w, _ in s.words)
                     counts[k, 0 if true else 1] += 1
                 if args.list_rejected and j is not None and rejected:
