@@ -96,7 +96,10 @@ class SpeechEmbedding:
 
 class Judge:
     """`judge(audio, keyword, score)`: the verdict on a candidate the rules accepted, from the
-    last `seconds` of audio (int16, ending now; shorter at a stream's start: zeros before)."""
+    last `seconds` of audio (int16, ending now; shorter at a stream's start: zeros before).
+    It knows MicroNet's ten `keywords` only (a user's own model's words are not judged)."""
+
+    keywords = KEYWORDS
 
     def __init__(self, folder: Path, weights: Path = WEIGHTS) -> None:
         w = np.load(weights)

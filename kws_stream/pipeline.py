@@ -213,6 +213,9 @@ class Pipeline:
             return decisions
         kept = []
         for d in decisions:
+            if d.keyword not in judge.keywords:  # a user's own model's word: the judge was not trained on it
+                kept.append(d)
+                continue
             if d.end_sample - self._reported_end <= judge.samples:
                 # the next command of a row: its audio holds the one before, which the judge
                 # agreed with (it cannot tell "left" from "right left"; issue 22, docs/judge.md)
