@@ -20,9 +20,10 @@ word is near the stream's start). Command mode's accepts are the candidates a ju
 of the same kind (a keyword-like sound MicroNet scores high) and, on validation, a larger
 sample of hard negatives than command mode leaves, reported apart from the targets.
 
-Each candidate keeps SEGMENT_S of audio ending at `anchor`: the moment command mode reported
-it (`emitted`), or for a plain detection its window's end + PLAIN_ANCHOR_S. The segment holds
-no audio from after the report, so a judge can only use what it would have live. Zeros
+Each candidate keeps SEGMENT_S of audio ending at `anchor`: where `kws_stream.judge.Judge.end`
+puts it, AFTER_WINDOW_S after the window that fired, or when command mode reported it if sooner
+(for a plain detection, AFTER_WINDOW_S after its window). The segment holds no audio from after
+the report, so a judge can only use what it would have live. Zeros
 stand in for audio before the stream's start.
 
     python -m benchmarks.judge_data [--out /work/judge-cache/candidates.npz]
@@ -54,10 +55,10 @@ from benchmarks.command_mode import (
 )
 from kws_stream.command import CommandParams
 from kws_stream.decision import DecisionParams
+from kws_stream.judge import AFTER_WINDOW_S, Judge
 from testsupport.audio import read_wav
 
 SEGMENT_S = 3.0
-PLAIN_ANCHOR_S = 0.3  # a command is reported >= after_silence (0.25 s) past its window's end
 NEGATIVE = ("real_speech", "tv_alone", "custom_words", "custom_raw")
 SC_SOURCES = ("gtagamer", "niconrg2", "vinsis")  # Speech Commands clips: one speaker per clip
 CUSTOM = AUDIO / "custom-words"
@@ -128,8 +129,9 @@ def collect(sets: dict[str, dict[str, list[Stream]]], traces, plain_too: Sequenc
                     modes.append(("plain", CommandParams(enabled=False)))
                 for mode, params in modes:
                     for f in replay(trace, DecisionParams(), params):
-                        anchor = f.emitted if mode == "command" else min(f.window_end + PLAIN_ANCHOR_S,
-                                                                         len(s.audio) / RATE)
+                        anchor = Judge.end(round(f.window_end * RATE), round(f.emitted * RATE)) / RATE
+                        if mode == "plain":  # reported at the window's end: what the gate would have waited for
+                            anchor = min(f.window_end + AFTER_WINDOW_S, len(s.audio) / RATE)
                         e = int(round(f.window_end * RATE / HOP_SAMPLES)) - 1
                         rows["split"].append(split)
                         rows["kind"].append(kind)

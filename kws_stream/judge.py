@@ -1,8 +1,8 @@
 """The second judge of command mode: evidence that does not come from MicroNet (issue 22).
 
 Consulted only for a candidate command mode's rules accepted (so its cost is per command,
-not per hop), it must agree before the keyword is reported. It listens to the last
-`seconds` of audio (ending when the rules accepted the word, so after the word) through
+not per hop), it must agree before the keyword is reported. It listens to
+`seconds` of audio ending AFTER_WINDOW_S after the window that fired (so after the word) through
 openWakeWord's general speech embedding, a model trained on far more speech than Speech
 Commands: its melspectrogram.tflite and embedding_model.tflite (shipped in the
 pyopen-wakeword wheel), giving a (T, 96) sequence of embeddings, one per 80 ms. A small
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).with_name("judge_weights.npz")
 MEL_FRAMES, EMB_STEP = 76, 8  # openWakeWord: one embedding per 76 mel frames (775 ms), every 8 (80 ms)
 KEYWORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
+AFTER_WINDOW_S = 0.3  # the audio judged ends this long after the window that fired (or when the rules
+#                       accepted the word, if sooner): past the word, but before the next one of a row
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,11 @@ class Judge:
     @property
     def samples(self) -> int:
         return int(round(self.seconds * MICRONET.sample_rate))
+
+    @staticmethod
+    def end(window_end: int, now: int) -> int:
+        """Where the audio judged ends (stream positions in samples)."""
+        return min(now, window_end + int(round(AFTER_WINDOW_S * MICRONET.sample_rate)))
 
     def score(self, embeddings: np.ndarray, keyword: str, score: float) -> float:
         w, k = self._w, self._k

@@ -222,7 +222,7 @@ class Pipeline:
                 kept.append(d)
                 self._reported_end = d.end_sample
                 continue
-            verdict = judge.judge(self.features.audio(now, judge.samples), d.keyword, d.score)
+            verdict = judge.judge(self.features.audio(judge.end(d.end_sample, now), judge.samples), d.keyword, d.score)
             if self.judge_observer is not None:
                 self.judge_observer(self._detection(d), verdict)
             if verdict.accepted:
