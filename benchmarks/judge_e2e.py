@@ -29,7 +29,7 @@ class Timed:
 
     def __init__(self, judge: Judge) -> None:
         self._judge, self.cpu = judge, []
-        self.samples, self.keywords = judge.samples, judge.keywords
+        self.samples, self.keywords, self.end = judge.samples, judge.keywords, judge.end
 
     def judge(self, audio: np.ndarray, keyword: str, score: float) -> JudgeVerdict:
         t0 = time.process_time()

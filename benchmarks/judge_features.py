@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kws_stream.features import MICRONET, FeatureParams, MfccExtractor
+from testsupport.audio import SHARED
 
 OWW_MODELS = Path(__import__("pyopen_wakeword").__file__).parent / "models"
 MEL_FRAMES, EMB_STEP, EMB_DIM = 76, 8, 96
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = MICRONET.sample_rate
     n = int(args.seconds * rate)
     oww = OwwEmbedder()
-    net = MicroNetActivations(Path("/work/shared/models/kws_micronet_l.tflite"))
+    net = MicroNetActivations(SHARED / "models" / "kws_micronet_l.tflite")
     seqs, acts, cpu = [], [], []
     win = MICRONET.window_samples
     for audio, anchor, we in zip(d["audio"], d["anchor"], d["window_end"]):
