@@ -76,7 +76,8 @@ def real_keywords_split(split: str) -> list[Path]:
     (several clips per speaker) go by source, sorted sources alternating."""
     files = sorted(REAL_KEYWORDS.glob("*.wav"))
     own = sorted({f.stem.split("_")[1] for f in files} - set(SC_SOURCES))
-    out, seen = [], {}
+    out: list[Path] = []
+    seen: dict[str, int] = {}
     for f in files:
         kw, source = f.stem.split("_")[:2]
         if source in SC_SOURCES:
@@ -183,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      for split, by in sets.items() for kind, streams in by.items()])
     data["labels"] = np.array(LABELS)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **data)
+    np.savez_compressed(args.out, **data)  # type: ignore[arg-type]
     print(summary(data, sets))
     print(f"{len(data['label'])} candidates -> {args.out}")
     return 0

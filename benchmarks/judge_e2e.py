@@ -28,7 +28,8 @@ class Timed:
     """The judge, with the CPU time of each verdict recorded (what `Pipeline` calls of it)."""
 
     def __init__(self, judge: Judge) -> None:
-        self._judge, self.cpu = judge, []
+        self._judge = judge
+        self.cpu: list[float] = []
         self.samples, self.keywords, self.end = judge.samples, judge.keywords, judge.end
 
     def judge(self, audio: np.ndarray, keyword: str, score: float) -> JudgeVerdict:
@@ -40,7 +41,7 @@ class Timed:
 
 def run(model: KeywordModel, s: Stream, judge) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     """(reported, rejected by the judge) as (keyword, window end s)."""
-    p = Pipeline(model, "micronet-l", s.name, PipelineParams(), judge=judge)  # type: ignore[arg-type]
+    p = Pipeline(model, "micronet-l", s.name, PipelineParams(), judge=judge)
     rejected: list[tuple[str, float]] = []
     p.rejection_observer = lambda d, r: rejected.append((d.keyword, d.end)) if r.rule.value == "judge" else None
     found = []

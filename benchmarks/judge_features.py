@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from kws_stream.features import MICRONET, FeatureParams, MfccExtractor
+from kws_stream.judge import embedding_models
 from testsupport.audio import SHARED
 
-OWW_MODELS = Path(__import__("pyopen_wakeword").__file__).parent / "models"
 MEL_FRAMES, EMB_STEP, EMB_DIM = 76, 8, 96
 
 
@@ -40,8 +40,11 @@ class OwwEmbedder:
     """audio (int16) -> openWakeWord embeddings (T, 96), as openWakeWord computes them."""
 
     def __init__(self) -> None:
-        self.mel = _interpreter(OWW_MODELS / "melspectrogram.tflite")
-        self.emb = _interpreter(OWW_MODELS / "embedding_model.tflite")
+        folder = embedding_models()
+        if folder is None:
+            raise SystemExit("error: pyopen-wakeword is not installed: pip install -e '.[bench]'")
+        self.mel = _interpreter(folder / "melspectrogram.tflite")
+        self.emb = _interpreter(folder / "embedding_model.tflite")
         self._mel_n = self._emb_n = -1
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
