@@ -155,7 +155,9 @@ def load_judge() -> Judge | None:
                     "(pip install pyopen-wakeword; no wheel for 32-bit ARM) are not installed")
         return None
     try:
-        return Judge(folder)
+        judge = Judge(folder)
     except (KwsError, OSError, ValueError, RuntimeError, KeyError) as exc:
         log.warning("command mode runs without the second judge: %s", str(exc).splitlines()[0])
         return None
+    log.debug("event=judge models=%s threshold=%.2f", folder, judge.threshold)
+    return judge
