@@ -144,7 +144,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     def explain(detection: Detection, verdict: str, rule: Reject | None = None, enrolled: bool = False) -> None:
         judge = judged.pop((detection.source, detection.keyword, detection.end), None)
-        print(explain_line(detection, params, verdict, rule, enrolled, judge), file=sys.stderr, flush=True)
+        print(explain_line(detection, params, verdict, rule, enrolled=enrolled, judge=judge), file=sys.stderr, flush=True)
 
     rejected = (lambda d, rule: explain(d, "rejected", rule)) if args.explain else None
     scored = (lambda d, reported: explain(d, "reported" if reported else "rejected", enrolled=True)) \

@@ -20,7 +20,7 @@ def _value(text: str) -> str:
 
 
 def explain_line(d: Detection, params: PipelineParams, verdict: str, rule: Reject | None = None,
-                 enrolled: bool = False, judge: JudgeVerdict | None = None) -> str:
+                 *, enrolled: bool = False, judge: JudgeVerdict | None = None) -> str:
     """`verdict` is "reported" or "rejected"; `rule` is command mode's rejection: its rule's
     name (the `[command]` setting) and what it measured. `enrolled`: `d` is an enrolled
     word's score on one burst (`kind=enrolled`; its threshold is the word's own unless

@@ -89,7 +89,7 @@ def test_explain_names_the_judges_verdict_and_score(run_cli):
     lines = [x for x in cli.stderr.splitlines() if x.startswith("explain") and "verdict=reported" in x]
     assert len(lines) == 1 and "judge=accept" in lines[0] and "judge_score=" in lines[0]
     d = Detection(keyword="up", score=0.9, start=0.0, end=1.0, source="x", model="m", time=None, threshold=0.7)
-    line = explain_line(d, PipelineParams(), "rejected", None, JudgeVerdict(False, -1.5, 0.2))
+    line = explain_line(d, PipelineParams(), "rejected", judge=JudgeVerdict(False, -1.5, 0.2))
     assert "judge=reject judge_score=-1.50 judge_threshold=0.20" in line
 
 
