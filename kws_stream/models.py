@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .config import Config, ConfigError, did_you_mean
 from .errors import KwsError
 from .features import FeatureParams
+from .paths import state_dir
 
 if TYPE_CHECKING:
     from .backend import KeywordModel
@@ -92,12 +93,7 @@ def user_config_dir() -> Path:
 
 
 def default_model_dir() -> Path:
-    """$STATE_DIRECTORY/models under systemd (StateDirectory=), else the XDG data dir."""
-    state = os.environ.get("STATE_DIRECTORY")
-    if state:
-        return Path(state.split(":")[0]) / "models"
-    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(data) / "kws-stream" / "models"
+    return state_dir("models")
 
 
 def load_manifest(extra: tuple[Path, ...] = ()) -> Manifest:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from .errors import KwsError
 from .params import ConfigError
+from .paths import state_dir
 
 if TYPE_CHECKING:
     from .enrol import EnrolledWord
@@ -29,12 +30,7 @@ MAX_WORD_BYTES = 16 << 20  # far above any word (the placeholder's are ~20 kB); 
 
 
 def default_words_dir() -> Path:
-    """$STATE_DIRECTORY/words under systemd, else $XDG_DATA_HOME/kws-stream/words."""
-    state = os.environ.get("STATE_DIRECTORY")
-    if state:
-        return Path(state.split(":")[0]) / "words"
-    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(data) / "kws-stream" / "words"
+    return state_dir("words")
 
 
 def check_name(name: str) -> None:
