@@ -14,6 +14,7 @@ import pytest
 import scipy.io.wavfile
 
 from testsupport.audio import AUDIO, SHARED
+from testsupport.broker import Broker
 
 SHARED_MODELS = SHARED / "models"
 LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
@@ -63,6 +64,25 @@ def cli_env(home: Path) -> dict[str, str]:
     env.update(XDG_DATA_HOME=str(home / "data"), XDG_CONFIG_HOME=str(home / "config"), PYTHONUNBUFFERED="1")
     env.pop("STATE_DIRECTORY", None)
     return env
+
+
+@pytest.fixture
+def env(tmp_path: Path, cli_env: dict[str, str], model_dir: Path) -> dict[str, str]:
+    """The CLI's environment with a data home of this test's own (the words it enrols),
+    holding the installed models."""
+    data = tmp_path / "data"
+    (data / "kws-stream").mkdir(parents=True)
+    (data / "kws-stream" / "models").symlink_to(model_dir)
+    return {**cli_env, "XDG_DATA_HOME": str(data)}
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real mosquitto of this test's own, started."""
+    b = Broker(tmp_path / "broker")
+    b.start()
+    yield b
+    b.stop()
 
 
 def kws_executable() -> Path:

@@ -21,15 +21,6 @@ HELD_OUT = WORDS / "computer_020.wav"  # not a take; the placeholder matcher sco
 OTHER = WORDS / "jarvis_010.wav"
 
 
-@pytest.fixture
-def env(tmp_path: Path, cli_env: dict[str, str], model_dir: Path) -> dict[str, str]:
-    """The CLI's environment with a data home of this test's own, holding the installed models."""
-    data = tmp_path / "data"
-    (data / "kws-stream").mkdir(parents=True)
-    (data / "kws-stream" / "models").symlink_to(model_dir)
-    return {**cli_env, "XDG_DATA_HOME": str(data)}
-
-
 def words_dir(env: dict[str, str]) -> Path:
     return Path(env["XDG_DATA_HOME"]) / "kws-stream" / "words"
 

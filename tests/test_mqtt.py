@@ -57,14 +57,6 @@ def subscribe(port: int, **kw: Any) -> Subscriber:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
 def subscriber(broker: Broker) -> Iterator[Subscriber]:
     """Subscribed to TOPICS on `broker`; its session outlives broker restarts."""
     sub = subscribe(broker.port)

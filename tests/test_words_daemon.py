@@ -14,7 +14,7 @@ from conftest import AUDIO, detections, kws_command
 
 from kws_stream.wordstore import SUFFIX
 from testsupport.audio import read_wav, room_tone
-from testsupport.broker import Broker, Subscriber
+from testsupport.broker import Subscriber
 from testsupport.daemon_process import DaemonProcess
 from testsupport.vmic import VirtualMic
 
@@ -27,15 +27,6 @@ HELD_OUT = WORDS / "computer_020.wav"
 def mic(tmp_path: Path) -> Iterator[VirtualMic]:
     with VirtualMic(tmp_path / "vmic", rate=16000, channels=1) as m:
         yield m
-
-
-@pytest.fixture
-def env(tmp_path: Path, cli_env: dict[str, str], model_dir: Path) -> dict[str, str]:
-    """A data home of this test's own (its words), holding the installed models."""
-    data = tmp_path / "data"
-    (data / "kws-stream").mkdir(parents=True)
-    (data / "kws-stream" / "models").symlink_to(model_dir)
-    return {**cli_env, "XDG_DATA_HOME": str(data)}
 
 
 def at_mic(mic: VirtualMic, env: dict[str, str]) -> dict[str, str]:
@@ -51,14 +42,6 @@ def spoken(path: Path, gain: float = 1.0) -> np.ndarray:
 
 def play(mic: VirtualMic, audio: np.ndarray) -> None:
     assert mic.play(audio).wait(len(audio) / 16000 + 10) is not None, "the virtual microphone did not play"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop()
 
 
 def test_run_picks_up_an_enrolled_word_on_sighup_and_forgets_a_removed_one(mic, env, run_cli, broker, tmp_path):
