@@ -330,3 +330,14 @@ def test_the_readme_options_are_the_parsers():
         assert {"--mode", "--model", "--threshold", "--config"} <= options[command], command
     assert "--explain" in options["detect"] and "--version" in options[""]
     assert not any("--model-source" in o for o in options.values())
+
+
+def test_the_readme_module_table_names_every_module():
+    """The README's "How it works" table is one row per module of kws_stream/: a module added
+    without a row (or a row for a module that is gone) fails here."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("## How it works"):readme.index("## Documentation")]
+    named = set(re.findall(r"`(\w+)\.py`", table))
+    modules = {p.stem for p in (root / "kws_stream").glob("*.py")} - {"__init__", "__main__"}
+    assert named == modules, (sorted(modules - named), sorted(named - modules))
