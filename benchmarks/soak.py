@@ -74,6 +74,7 @@ import numpy as np
 import scipy.io.wavfile
 
 import kws_stream  # noqa: F401  (pins OPENBLAS/OMP/MKL threads before numpy is imported)
+from kws_stream.features import MICRONET
 from testsupport.broker import Broker, Subscriber, ToolMissing
 from testsupport.daemon_process import terminate
 from testsupport.net import free_port
@@ -84,7 +85,7 @@ from .soak_faults import CpuHog, LoopThread, Scraper, Vanishers
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KWS_SHARED", REPO.parent / "shared"))
 AUDIO = SHARED / "audio"
-RATE = 16000
+RATE = MICRONET.sample_rate
 KWS = [sys.executable, "-m", "kws_stream"]
 
 # Each shared keyword clip and the words it holds, in order; the multi-word clips are
