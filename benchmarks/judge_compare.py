@@ -21,9 +21,11 @@ import numpy as np
 from scipy.stats import beta, chi2
 
 from benchmarks.judge_models import Logistic, SeqConv
+from kws_stream.judge import AFTER_WINDOW_S
 
 CACHE = Path("/work/judge-cache")
 REAL_POS = ("real_keywords", "real_keywords_raw", "shared_padded")
+KEEP_POS = REAL_POS + ("rows",)  # the threshold keeps KEEP of dev's real keywords, alone and in rows
 SPEECH = ("real_speech", "tv_alone")
 CUSTOM = ("custom_words", "custom_raw")
 
@@ -40,9 +42,12 @@ def prop_ci(k: int, n: int) -> tuple[float, float]:
 
 
 class Data:
-    def __init__(self, seconds: float) -> None:
-        d = np.load(CACHE / "candidates.npz")
-        f = np.load(CACHE / f"features_{seconds:g}s.npz")
+    def __init__(self, seconds: float, after: float, candidates: Path = CACHE / "candidates.npz",
+                 mask: bool = False) -> None:
+        from benchmarks.judge_features import features_name
+
+        d = np.load(candidates)
+        f = np.load(candidates.with_name(features_name(seconds, after, mask)))
         self.d = {k: d[k] for k in d.files}
         self.labels = list(d["labels"])
         self.y = d["label"].astype(float)
@@ -121,7 +126,7 @@ def out_of_fold(fit: Fit, data: Data, train: np.ndarray, folds: int = 5) -> np.n
 
 
 def report(name: str, data: Data, score: np.ndarray, oof: np.ndarray, keep: float) -> dict[str, str]:
-    dev_pos = data.mask("dev", "command", REAL_POS) & (data.y > 0)
+    dev_pos = data.mask("dev", "command", KEEP_POS) & (data.y > 0)
     thr = float(np.quantile(oof[dev_pos], 1 - keep))
     ok = score >= thr
     row = {"verifier": name}
@@ -129,6 +134,7 @@ def report(name: str, data: Data, score: np.ndarray, oof: np.ndarray, keep: floa
         sc = ok if split == "val" else oof >= thr  # dev: out-of-fold
         cm = data.mask(split, "command")
         pos = cm & np.isin(data.d["kind"], REAL_POS) & (data.y > 0)
+        rows = cm & (data.d["kind"] == "rows") & (data.y > 0)
         syn = cm & np.isin(data.d["kind"], ("keywords_tv", "keywords_gaps")) & (data.y > 0)
         sp = cm & np.isin(data.d["kind"], SPEECH)
         cu = cm & np.isin(data.d["kind"], CUSTOM)
@@ -139,6 +145,7 @@ def report(name: str, data: Data, score: np.ndarray, oof: np.ndarray, keep: floa
         clo, chi = prop_ci(k_cu, clips)
         pn = data.mask(split, "plain") & (data.y == 0)
         row[f"{split} real kw kept"] = f"{int((sc & pos).sum())}/{int(pos.sum())}"
+        row[f"{split} rows kept"] = f"{int((sc & rows).sum())}/{int(rows.sum())}"
         row[f"{split} synth kw kept"] = f"{int((sc & syn).sum())}/{int(syn.sum())}"
         row[f"{split} speech FA/h"] = f"{k_sp}/{int(sp.sum())}: {k_sp / hours:.1f} [{lo / hours:.1f}-{hi / hours:.1f}]"
         row[f"{split} custom per 100"] = f"{k_cu}/{int(cu.sum())}: {100 * k_cu / clips:.2f} [{100 * clo:.2f}-{100 * chi:.2f}]"
@@ -158,12 +165,14 @@ def table(rows: list[dict[str, str]], markdown: bool) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=1.5, help="features_<s>s.npz to use")
+    ap.add_argument("--seconds", type=float, default=1.5, help="the features of `judge_features --seconds S --after A`")
+    ap.add_argument("--after", type=float, default=AFTER_WINDOW_S)
+    ap.add_argument("--data", type=Path, default=CACHE / "candidates.npz")
     ap.add_argument("--keep", type=float, nargs="+", default=[0.98])
     ap.add_argument("--only", help="verifiers whose name contains this")
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args(argv)
-    data = Data(args.seconds)
+    data = Data(args.seconds, args.after, args.data)
     train = data.d["split"] == "dev"
     rows = []
     for name, fit in verifiers(data).items():

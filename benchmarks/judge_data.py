@@ -11,7 +11,8 @@ decision, the audio around it, the keyword, MicroNet's probabilities and the lab
 * positives: `real-keywords/` (room tone around each; Speech Commands clips, one speaker
   each, alternate within a keyword; the projects' own recordings are split by source), the
   shared keyword clips (validation only), the synthetic corpus's keywords with a TV 20 dB
-  below and after 1-60 s of quiet (`command_mode.split_sets`). A decision on a positive
+  below and after 1-60 s of quiet (`command_mode.split_sets`), rows of 2-4 of the split's real
+  keyword clips 0.1-0.5 s apart (`judge_rows.row_streams`: ROWS of them). A decision on a positive
   stream is a true keyword when it names a word the stream holds (near its time, when known).
 
 `custom_raw` and `real_keywords_raw` are the same clips as recorded (no room tone added: the
@@ -20,11 +21,11 @@ word is near the stream's start). Command mode's accepts are the candidates a ju
 of the same kind (a keyword-like sound MicroNet scores high) and, on validation, a larger
 sample of hard negatives than command mode leaves, reported apart from the targets.
 
-Each candidate keeps SEGMENT_S of audio ending at `anchor`: where `kws_stream.judge.Judge.end`
-puts it, AFTER_WINDOW_S after the window that fired, or when command mode reported it if sooner
-(for a plain detection, AFTER_WINDOW_S after its window). The segment holds no audio from after
-the report, so a judge can only use what it would have live. Zeros
-stand in for audio before the stream's start.
+Each candidate keeps SEGMENT_S of audio ending at `anchor`, MAX_AFTER_S after the end of the
+window that fired, whenever the rules decided (`emitted` keeps when that was):
+`benchmarks.judge_features --after A` cuts the judge's span, ending A after the window, from it.
+Zeros stand in for audio before the stream's start and after its end. `previous` is the window
+end of the mode's decision before it in the same stream (-inf: none), where a row's word starts.
 
     python -m benchmarks.judge_data [--out /work/judge-cache/candidates.npz]
 """
@@ -55,10 +56,11 @@ from benchmarks.command_mode import (
 )
 from kws_stream.command import CommandParams
 from kws_stream.decision import DecisionParams
-from kws_stream.judge import AFTER_WINDOW_S, Judge
 from testsupport.audio import read_wav
 
+ROWS = {"dev": 240, "val": 80}  # rows of 2-4 real keyword clips (`judge_rows`), 0.1-0.5 s apart
 SEGMENT_S = 3.0
+MAX_AFTER_S = 0.3  # the latest end of a judged span measured, after the window that fired
 NEGATIVE = ("real_speech", "tv_alone", "custom_words", "custom_raw")
 SC_SOURCES = ("gtagamer", "niconrg2", "vinsis")  # Speech Commands clips: one speaker per clip
 CUSTOM = AUDIO / "custom-words"
@@ -104,6 +106,9 @@ def sets_for(split: str, corpus: Path) -> dict[str, list[Stream]]:
     sets["real_keywords"] = real_keywords(split)
     sets["custom_raw"] = custom_words(split, pad=False)  # as recorded: the word near the stream's start
     sets["real_keywords_raw"] = real_keywords(split, pad=False)
+    from benchmarks.judge_rows import row_streams  # (it builds its rows from `real_keywords_split`)
+
+    sets["rows"] = row_streams(split, ROWS[split])
     return sets
 
 
@@ -112,14 +117,15 @@ def is_true(s: Stream, f: Fired) -> bool:
 
 
 def segment(x: np.ndarray, anchor_s: float) -> np.ndarray:
-    n, end = int(SEGMENT_S * RATE), min(len(x), int(round(anchor_s * RATE)))
-    seg = x[max(0, end - n):end]
-    return np.concatenate([np.zeros(n - len(seg), dtype=np.int16), seg])
+    """SEGMENT_S of `x` ending at `anchor_s`, zeros before its start and after its end."""
+    n, end = int(SEGMENT_S * RATE), int(round(anchor_s * RATE))
+    x = np.concatenate([np.zeros(n, dtype=np.int16), x, np.zeros(max(0, end - len(x)), dtype=np.int16)])
+    return x[end:end + n]
 
 
 def collect(sets: dict[str, dict[str, list[Stream]]], traces, plain_too: Sequence[str]) -> dict[str, np.ndarray]:
     rows: dict[str, list] = {k: [] for k in ("split", "kind", "stream", "mode", "keyword", "label", "window_end",
-                                             "anchor", "audio", "probs", "smoothed")}
+                                             "emitted", "previous", "anchor", "audio", "probs", "smoothed")}
     for split, by_kind in sets.items():
         for kind, streams in by_kind.items():
             for s in streams:
@@ -129,10 +135,9 @@ def collect(sets: dict[str, dict[str, list[Stream]]], traces, plain_too: Sequenc
                 if split in plain_too:
                     modes.append(("plain", CommandParams(enabled=False)))
                 for mode, params in modes:
+                    previous = -math.inf  # the window end of the mode's previous decision in the stream
                     for f in replay(trace, DecisionParams(), params):
-                        anchor = Judge.end(round(f.window_end * RATE), round(f.emitted * RATE)) / RATE
-                        if mode == "plain":  # reported at the window's end: what the gate would have waited for
-                            anchor = min(f.window_end + AFTER_WINDOW_S, len(s.audio) / RATE)
+                        anchor = f.window_end + MAX_AFTER_S
                         e = int(round(f.window_end * RATE / HOP_SAMPLES)) - 1
                         rows["split"].append(split)
                         rows["kind"].append(kind)
@@ -141,6 +146,9 @@ def collect(sets: dict[str, dict[str, list[Stream]]], traces, plain_too: Sequenc
                         rows["keyword"].append(f.keyword)
                         rows["label"].append(kind not in NEGATIVE and is_true(s, f))
                         rows["window_end"].append(f.window_end)
+                        rows["emitted"].append(f.emitted)
+                        rows["previous"].append(previous)
+                        previous = f.window_end
                         rows["anchor"].append(anchor)
                         rows["audio"].append(segment(s.audio, anchor))
                         rows["probs"].append(np.nan_to_num(trace.probs[e], nan=0.0))

@@ -1,14 +1,14 @@
 """What a second judge can look at, per candidate of `benchmarks.judge_data`:
 
-* `oww`: openWakeWord's speech embedding SEQUENCE over the last `seconds` of the candidate's
-  audio (its melspectrogram.tflite, then embedding_model.tflite on 76-frame (775 ms)
+* `oww`: openWakeWord's speech embedding SEQUENCE over `seconds` of the candidate's audio ending
+  `after` seconds after the window that fired (its melspectrogram.tflite, then embedding_model.tflite on 76-frame (775 ms)
   windows every 8 frames (80 ms), batched in one call): (T, 96);
 * `micronet`: MicroNet-L's own 248-dimensional average-pooled activation (the layer before
   its classifier) for the window that fired, read with `experimental_preserve_all_tensors`.
 
 Both cached to /work/judge-cache next to the candidates.
 
-    python -m benchmarks.judge_features [--seconds 1.5]
+    python -m benchmarks.judge_features [--seconds 1.5] [--after 0]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kws_stream.features import MICRONET, FeatureParams, MfccExtractor
-from kws_stream.judge import embedding_models
+from kws_stream.judge import AFTER_WINDOW_S, embedding_models
 from testsupport.audio import SHARED
 
 MEL_FRAMES, EMB_STEP, EMB_DIM = 76, 8, 96
@@ -91,25 +91,43 @@ class MicroNetActivations:
         return (self.it.get_tensor(self.pool["index"]).reshape(-1).astype(np.float32) - zero) * scale
 
 
+def judged_span(audio: np.ndarray, anchor: float, window_end: float, previous: float, seconds: float,
+                after: float, mask: bool) -> np.ndarray:
+    """What the judge hears of a candidate's segment (ending at `anchor`, s): `seconds` ending
+    `after` past its window; with `mask`, zeros before the previous word's window end (a row)."""
+    rate = MICRONET.sample_rate
+    n = int(round(seconds * rate))
+    cut = len(audio) - int(round((anchor - window_end - after) * rate))  # the span's end in the segment
+    span = audio[cut - n:cut].copy()
+    if mask and previous > anchor - len(audio) / rate:  # the row's previous word is in the segment
+        span[:max(0, min(n, n - int(round((window_end + after - previous) * rate))))] = 0
+    return span
+
+
+def features_name(seconds: float, after: float, mask: bool = False) -> str:
+    return f"features_{seconds:g}s_{after:g}after{'_masked' if mask else ''}.npz"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=Path("/work/judge-cache/candidates.npz"))
     ap.add_argument("--seconds", type=float, default=1.5)
+    ap.add_argument("--after", type=float, default=AFTER_WINDOW_S, help="the span ends this long after the window")
+    ap.add_argument("--mask", action="store_true", help="zeros before the previous decision's window end (a row)")
     args = ap.parse_args(argv)
     d = np.load(args.data)
     rate = MICRONET.sample_rate
-    n = int(args.seconds * rate)
     oww = OwwEmbedder()
     net = MicroNetActivations(SHARED / "models" / "kws_micronet_l.tflite")
     seqs, acts, cpu = [], [], []
     win = MICRONET.window_samples
-    for audio, anchor, we in zip(d["audio"], d["anchor"], d["window_end"]):
+    for audio, anchor, we, previous in zip(d["audio"], d["anchor"], d["window_end"], d["previous"]):
         t0 = time.process_time()
-        seqs.append(oww(audio[-n:]))
+        seqs.append(oww(judged_span(audio, anchor, we, previous, args.seconds, args.after, args.mask)))
         cpu.append(time.process_time() - t0)
         end = len(audio) - int(round((anchor - we) * rate))
         acts.append(net(np.concatenate([np.zeros(win, np.int16), audio])[end:end + win]))
-    out = args.data.with_name(f"features_{args.seconds:g}s.npz")
+    out = args.data.with_name(features_name(args.seconds, args.after, args.mask))
     np.savez_compressed(out, oww=np.stack(seqs), micronet=np.stack(acts), oww_cpu=np.array(cpu))
     print(f"{len(seqs)} candidates, oww {seqs[0].shape}, CPU per candidate: median {np.median(cpu) * 1e3:.1f} ms, "
           f"p95 {np.percentile(cpu, 95) * 1e3:.1f} ms -> {out}")

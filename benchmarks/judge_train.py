@@ -18,21 +18,25 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.judge_compare import REAL_POS, Data, out_of_fold
+from benchmarks.judge_compare import CACHE, KEEP_POS, Data, out_of_fold
+from benchmarks.judge_features import judged_span
 from benchmarks.judge_models import SeqConv
-from kws_stream.judge import WEIGHTS, Judge, embedding_models
+from kws_stream.judge import AFTER_WINDOW_S, WEIGHTS, Judge, embedding_models
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=1.5)
+    ap.add_argument("--after", type=float, default=AFTER_WINDOW_S, help="the span ends this long after the window")
+    ap.add_argument("--data", type=Path, default=CACHE / "candidates.npz")
+    ap.add_argument("--mask", action="store_true", help="trained on `judge_features --mask` (a row's word alone)")
     ap.add_argument("--keep", type=float, default=0.99)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--hidden", type=int, default=16)
     ap.add_argument("--l2", type=float, default=1e-2)
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     args = ap.parse_args(argv)
-    data = Data(args.seconds)
+    data = Data(args.seconds, args.after, args.data, args.mask)
     o, aux = data.oww, data.decision
     train = data.d["split"] == "dev"
 
@@ -41,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         return ms, (lambda j: np.mean([m.score(o[j], aux[j]) for m in ms], axis=0))
 
     oof = out_of_fold(lambda i, y: fit(i, y)[1], data, train)
-    dev_pos = data.mask("dev", "command", REAL_POS) & (data.y > 0)
+    dev_pos = data.mask("dev", "command", KEEP_POS) & (data.y > 0)
     threshold = float(np.quantile(oof[dev_pos], 1 - args.keep))
     models, scorer = fit(np.flatnonzero(train), data.y[train])
     m0 = models[0]
-    np.savez(args.out, seconds=np.float32(args.seconds), threshold=np.float32(threshold), kernel=np.int32(3),
+    np.savez(args.out, seconds=np.float32(args.seconds), after=np.float32(args.after), threshold=np.float32(threshold), kernel=np.int32(3),
              mu=m0.mu.astype(np.float32), sd=m0.sd.astype(np.float32), amu=m0.amu.astype(np.float32),
              asd=m0.asd.astype(np.float32),
              wc=np.stack([m.wc for m in models]).astype(np.float32), bc=np.stack([m.bc for m in models]).astype(np.float32),
@@ -58,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         print("pyopen-wakeword is not installed: run-time parity not checked", file=sys.stderr)
         return 1
     judge = Judge(folder, args.out)
-    n = judge.samples
+    d = data.d
     picks = np.random.default_rng(0).choice(len(data.y), 40, replace=False)
     want = scorer(picks)
     kw = [str(k) for k in data.d["keyword"][picks]]
     score = data.d["smoothed"][picks, [data.labels.index(k) for k in kw]]
-    got = np.array([judge.judge(data.d["audio"][i][-n:], k, s).score for i, k, s in zip(picks, kw, score)])
+    got = np.array([judge.judge(judged_span(d["audio"][i], d["anchor"][i], d["window_end"][i], d["previous"][i],
+                                            args.seconds, args.after, args.mask), k, s).score
+                    for i, k, s in zip(picks, kw, score)])
     print(f"run-time judge vs training code on 40 candidates: max |difference| {np.max(np.abs(got - want)):.2e}")
     return 0
 

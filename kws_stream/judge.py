@@ -2,7 +2,9 @@
 
 Consulted only for a candidate command mode's rules accepted (so its cost is per command,
 not per hop), it must agree before the keyword is reported. It listens to
-`seconds` of audio ending AFTER_WINDOW_S after the window that fired (so after the word) through
+`seconds` of audio ending `after` seconds after the end of the window that fired: always the same
+span relative to the candidate, whenever the rules decided (so `detect` and `detect --explain`,
+whose model runs at every hop and decides sooner, judge the same audio). It hears it through
 openWakeWord's general speech embedding, a model trained on far more speech than Speech
 Commands: its melspectrogram.tflite and embedding_model.tflite (shipped in the
 pyopen-wakeword wheel), giving a (T, 96) sequence of embeddings, one per 80 ms. A small
@@ -33,8 +35,7 @@ log = logging.getLogger(__name__)
 
 WEIGHTS = Path(__file__).with_name("judge_weights.npz")
 KEYWORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
-AFTER_WINDOW_S = 0.3  # the audio judged ends this long after the window that fired (or when the rules
-#                       accepted the word, if sooner): past the word, but before the next one of a row
+AFTER_WINDOW_S = 0.3  # the audio judged ends this long after the window that fired (weights without `after`)
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def embedding_models() -> Path | None:
 
 
 class Judge:
-    """`judge(audio, keyword, score)`: the verdict on a candidate the rules accepted, from the
-    last `seconds` of audio (int16, ending now; shorter at a stream's start: zeros before).
+    """`judge(audio, keyword, score)`: the verdict on a candidate the rules accepted, from its
+    `span` of audio (int16, `samples` long).
     It knows MicroNet's ten `keywords` only (a user's own model's words are not judged)."""
 
     keywords = KEYWORDS
@@ -66,6 +67,7 @@ class Judge:
     def __init__(self, folder: Path, weights: Path = WEIGHTS) -> None:
         w = np.load(weights)
         self.seconds = float(w["seconds"])
+        self.after = float(w["after"]) if "after" in w.files else AFTER_WINDOW_S
         self.threshold = float(w["threshold"])
         self._w = {k: w[k] for k in w.files}
         self._k = int(w["kernel"])
@@ -75,10 +77,11 @@ class Judge:
     def samples(self) -> int:
         return int(round(self.seconds * MICRONET.sample_rate))
 
-    @staticmethod
-    def end(window_end: int, now: int) -> int:
-        """Where the audio judged ends (stream positions in samples)."""
-        return min(now, window_end + int(round(AFTER_WINDOW_S * MICRONET.sample_rate)))
+    def span(self, window_end: int) -> tuple[int, int]:
+        """The stream positions [start, end) of the audio judged for a candidate whose window
+        ends at `window_end`: the word's, never the schedule's."""
+        end = window_end + int(round(self.after * MICRONET.sample_rate))
+        return end - self.samples, end
 
     def score(self, embeddings: np.ndarray, keyword: str, score: float) -> float:
         w, k = self._w, self._k
@@ -96,10 +99,9 @@ class Judge:
         return float(np.mean(logits))
 
     def judge(self, audio: np.ndarray, keyword: str, score: float) -> JudgeVerdict:
-        n = self.samples
-        audio = np.asarray(audio, dtype=np.int16)[-n:]
-        if len(audio) < n:
-            audio = np.concatenate([np.zeros(n - len(audio), dtype=np.int16), audio])
+        audio = np.asarray(audio, dtype=np.int16)
+        if len(audio) != self.samples:
+            raise ValueError(f"the judge hears {self.samples} samples, not {len(audio)}")
         embeddings = self._embed.embed(audio)
         logit = self.score(embeddings, keyword, score)
         return JudgeVerdict(logit >= self.threshold, logit, self.threshold)

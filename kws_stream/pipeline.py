@@ -167,6 +167,7 @@ class Pipeline:
         self.word_observer: Callable[[Detection, bool], None] | None = None
         """Called with each enrolled word's score on each burst, and whether it was reported (`--explain`)."""
         self._reported_end = -(1 << 62)  # the end of the window of the last keyword reported
+        self._waiting: list[Decision] = []  # accepted by the rules, waiting for the end of the judge's span
         self.judge_observer: Callable[[Detection, JudgeVerdict], None] | None = None
         """Called with each candidate the second judge judged and its verdict (`--explain`)."""
 
@@ -222,7 +223,7 @@ class Pipeline:
         decisions: list[Decision] = []
         words: list[WordScore] = []
         for hop in self.features.push(samples):
-            decisions.extend(self._judged(self.spotter.hop(hop.number, hop.level_db), hop.end_sample))
+            decisions.extend(self._judged(self.spotter.hop(hop.number, hop.level_db)))
             if self.spotter.rejections:
                 self._report_rejections()
             if self.words is not None:
@@ -231,37 +232,43 @@ class Pipeline:
                     self._report_scores()
         return self._detections(decisions, words)
 
-    def _judged(self, decisions: list[Decision], now: int) -> list[Decision]:
-        """The decisions the second judge agrees with, from the audio up to stream position `now`
-        (the next command of a row is not judged again)."""
+    def _judged(self, decisions: list[Decision], end: bool = False) -> list[Decision]:
+        """The decisions the second judge agrees with, once the audio it hears is in (`end`: the
+        stream ended, zeros after it). Decisions wait, in order, for the end of their span."""
         judge = self.judge
-        if judge is None or not decisions or not self.params.command.enabled:
-            return decisions
-        kept = []
-        for d in decisions:
-            if d.keyword not in judge.keywords:  # a user's own model's word: the judge was not trained on it
-                kept.append(d)
-                continue
-            if d.end_sample - self._reported_end <= judge.samples:
-                # the next command of a row: its audio holds the one before, which the judge
-                # agreed with (it cannot tell "left" from "right left"; issue 22, docs/judge.md)
+        self._waiting.extend(decisions)
+        if judge is None or not self.params.command.enabled:  # (a reload may have just turned it off)
+            kept, self._waiting = self._waiting, []
+            return kept
+        kept: list[Decision] = []
+        while self._waiting and (end or judge.span(self._waiting[0].end_sample)[1] <= self.features.samples_pushed):
+            d = self._waiting.pop(0)
+            if d.keyword not in judge.keywords or self._verdict(judge, d):  # a user's own model's word: not judged
                 kept.append(d)
                 self._reported_end = d.end_sample
-                continue
-            end = judge.end(d.end_sample, now)
-            audio = self.features.audio(end - judge.samples, end)
-            verdict = judge.judge(np.zeros(0, np.int16) if audio is None else audio, d.keyword, d.score)
-            if self.judge_observer is not None:
-                self.judge_observer(self._detection(d), verdict)
-            if verdict.accepted:
-                kept.append(d)
-                self._reported_end = d.end_sample
-            elif self.rejection_observer is not None:
-                hop = now // self.features.params.frame_step
-                self.rejection_observer(self._detection(d), Reject(
-                    RuleId.JUDGE, Burst(hop, hop, hop), "speech embedding score {measured:.2f} < {limit:.2f}",
-                    verdict.score, verdict.threshold))
         return kept
+
+    def _verdict(self, judge: Judge, d: Decision) -> bool:
+        start, end = judge.span(d.end_sample)
+        # a row's next command: the judge hears it after the word before it (zeros), not that word
+        quiet = min(max(start, self._reported_end), end)
+        audio = np.concatenate([np.zeros(quiet - start, np.int16), self._audio(quiet, end)])
+        verdict = judge.judge(audio, d.keyword, d.score)
+        if self.judge_observer is not None:
+            self.judge_observer(self._detection(d), verdict)
+        if not verdict.accepted and self.rejection_observer is not None:
+            hop = end // self.features.params.frame_step
+            self.rejection_observer(self._detection(d), Reject(
+                RuleId.JUDGE, Burst(hop, hop, hop), "speech embedding score {measured:.2f} < {limit:.2f}",
+                verdict.score, verdict.threshold))
+        return verdict.accepted
+
+    def _audio(self, start: int, end: int) -> np.ndarray:
+        """Stream samples [start, end), zeros before the stream's start and after its end."""
+        kept = self.features.audio(max(start, 0), end)
+        got = np.zeros(0, np.int16) if kept is None else kept
+        before = min(end, 0) - start if start < 0 else 0
+        return np.concatenate([np.zeros(before, np.int16), got, np.zeros(end - start - before - len(got), np.int16)])
 
     def finish(self) -> list[Detection]:
         """End of stream (see `Spotter.finish`).
@@ -271,7 +278,7 @@ class Pipeline:
         window = self.features.params.window_samples
         pushed = self.features.samples_pushed
         padded = self.feed(np.zeros(window - pushed, dtype=np.int16)) if 0 < pushed < window else []
-        decisions = self._judged(self.spotter.finish(), self.features.samples_pushed)
+        decisions = self._judged(self.spotter.finish(), end=True)
         self._report_rejections()
         words = self.words.finish(self.features.samples_pushed) if self.words is not None else []
         if self.words is not None and self.words.scores:
