@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.judge_compare import CACHE, KEEP_POS, Data, out_of_fold
+from benchmarks.judge_compare import CACHE, KEEP_POS, Data, out_of_fold, report, table
 from benchmarks.judge_features import judged_span
 from benchmarks.judge_models import SeqConv
 from kws_stream.judge import AFTER_WINDOW_S, WEIGHTS, Judge, embedding_models
@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
              wc=np.stack([m.wc for m in models]).astype(np.float32), bc=np.stack([m.bc for m in models]).astype(np.float32),
              v=np.stack([m.v for m in models]).astype(np.float32), wa=np.stack([m.wa for m in models]).astype(np.float32),
              c=np.array([m.c[0] for m in models], dtype=np.float32))
+    np.savez(args.out.with_suffix(".scores.npz"), oof=oof, score=scorer(np.arange(len(data.y))))  # other thresholds
+    row = report(f"shipped @keep {args.keep:g}", data, scorer(np.arange(len(data.y))), oof, args.keep)
+    for split in ("dev", "val"):
+        print(table([{c: v for c, v in row.items() if c == "verifier" or c.startswith(split)}], False))
     print(f"threshold {threshold:.3f} (keeps {args.keep:g} of dev's real keywords out of fold) -> {args.out} "
           f"({args.out.stat().st_size} bytes)")
     folder = embedding_models()

@@ -59,7 +59,7 @@ def embedding_models() -> Path | None:
 
 class Judge:
     """`judge(audio, keyword, score)`: the verdict on a candidate the rules accepted, from its
-    `span` of audio (int16, `samples` long).
+    `span` of audio (int16, the last `samples`; zeros before if shorter).
     It knows MicroNet's ten `keywords` only (a user's own model's words are not judged)."""
 
     keywords = KEYWORDS
@@ -99,9 +99,10 @@ class Judge:
         return float(np.mean(logits))
 
     def judge(self, audio: np.ndarray, keyword: str, score: float) -> JudgeVerdict:
-        audio = np.asarray(audio, dtype=np.int16)
-        if len(audio) != self.samples:
-            raise ValueError(f"the judge hears {self.samples} samples, not {len(audio)}")
+        n = self.samples
+        audio = np.asarray(audio, dtype=np.int16)[-n:]
+        if len(audio) < n:
+            audio = np.concatenate([np.zeros(n - len(audio), dtype=np.int16), audio])
         embeddings = self._embed.embed(audio)
         logit = self.score(embeddings, keyword, score)
         return JudgeVerdict(logit >= self.threshold, logit, self.threshold)
