@@ -30,7 +30,7 @@ class Timed:
     def __init__(self, judge: Judge) -> None:
         self._judge = judge
         self.cpu: list[float] = []
-        self.samples, self.keywords, self.end = judge.samples, judge.keywords, judge.end
+        self.samples, self.keywords, self.span = judge.samples, judge.keywords, judge.span
 
     def judge(self, audio: np.ndarray, keyword: str, score: float) -> JudgeVerdict:
         t0 = time.process_time()

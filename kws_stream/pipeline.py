@@ -237,10 +237,10 @@ class Pipeline:
         stream ended, zeros after it). Decisions wait, in order, for the end of their span."""
         judge = self.judge
         self._waiting.extend(decisions)
-        if judge is None or not self.params.command.enabled:  # (a reload may have just turned it off)
-            kept, self._waiting = self._waiting, []
-            return kept
         kept: list[Decision] = []
+        if judge is None or not self.params.command.enabled:  # (a reload may have just turned it off)
+            kept, self._waiting = self._waiting, kept
+            return kept
         while self._waiting and (end or judge.span(self._waiting[0].end_sample)[1] <= self.features.samples_pushed):
             d = self._waiting.pop(0)
             if d.keyword not in judge.keywords or self._verdict(judge, d):  # a user's own model's word: not judged
