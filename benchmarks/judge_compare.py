@@ -4,7 +4,7 @@ Reads `benchmarks.judge_data`'s candidates and `benchmarks.judge_features`' feat
 verifier is trained on all dev candidates (command mode's accepts and plain mode's
 detections: there are too few of the former to learn from), its threshold set from
 out-of-fold scores on dev (5 folds, grouped by stream; running speech by the minute) to keep
-KEEP of dev's real keyword recordings that command mode accepted, then applied to
+KEEP of dev's real keywords that command mode accepted (recordings alone and in rows), then applied to
 validation, which nothing here is tuned on.
 
     python -m benchmarks.judge_compare [--keep 0.98] [--markdown out.md]
@@ -43,7 +43,7 @@ def prop_ci(k: int, n: int) -> tuple[float, float]:
 
 class Data:
     def __init__(self, seconds: float, after: float, candidates: Path = CACHE / "candidates.npz",
-                 mask: bool = False) -> None:
+                 mask: bool = True) -> None:
         from benchmarks.judge_features import features_name
 
         d = np.load(candidates)
@@ -168,11 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=1.5, help="the features of `judge_features --seconds S --after A`")
     ap.add_argument("--after", type=float, default=AFTER_WINDOW_S)
     ap.add_argument("--data", type=Path, default=CACHE / "candidates.npz")
+    ap.add_argument("--mask", action=argparse.BooleanOptionalAction, default=True,
+                    help="the features of `judge_features --mask` (a row's word after the one before: zeros)")
     ap.add_argument("--keep", type=float, nargs="+", default=[0.98])
     ap.add_argument("--only", help="verifiers whose name contains this")
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args(argv)
-    data = Data(args.seconds, args.after, args.data)
+    data = Data(args.seconds, args.after, args.data, args.mask)
     train = data.d["split"] == "dev"
     rows = []
     for name, fit in verifiers(data).items():

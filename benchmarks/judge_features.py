@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=Path("/work/judge-cache/candidates.npz"))
     ap.add_argument("--seconds", type=float, default=1.5)
     ap.add_argument("--after", type=float, default=AFTER_WINDOW_S, help="the span ends this long after the window")
-    ap.add_argument("--mask", action="store_true", help="zeros before the previous decision's window end (a row)")
+    ap.add_argument("--mask", action=argparse.BooleanOptionalAction, default=True,
+                    help="zeros before the previous decision's window end (a row)")
     args = ap.parse_args(argv)
     d = np.load(args.data)
     rate = MICRONET.sample_rate

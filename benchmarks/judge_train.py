@@ -2,12 +2,15 @@
 
 The verifier `benchmarks.judge_compare` calls "oww conv, decision score, N seeds": a 1-D
 convolution over openWakeWord's embedding sequence with the keyword and MicroNet's smoothed
-score beside it, N seeds averaged. The threshold is set from out-of-fold scores on dev to
-keep KEEP of dev's real keyword recordings that command mode accepted. Then checks that
+score beside it, N seeds averaged, on the span of `judge_features` (1.5 s ending `--after` past
+the window; a row's word without the one before it, `--mask`). The threshold is set from
+out-of-fold scores on dev to keep KEEP of dev's real keywords that command mode accepted, alone
+and in rows (`judge_compare.KEEP_POS`); the scores go beside the weights (`.scores.npz`) to
+read other thresholds from. Then checks that
 `kws_stream.judge.Judge` (the run-time code, from the audio) gives the scores the training
 code gives (from the cached features).
 
-    python -m benchmarks.judge_train [--keep 0.99] [--seeds 3]
+    python -m benchmarks.judge_train [--keep 1.0] [--seeds 3] [--hidden 8] [--l2 0.1]
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=1.5)
     ap.add_argument("--after", type=float, default=AFTER_WINDOW_S, help="the span ends this long after the window")
     ap.add_argument("--data", type=Path, default=CACHE / "candidates.npz")
-    ap.add_argument("--mask", action="store_true", help="trained on `judge_features --mask` (a row's word alone)")
+    ap.add_argument("--mask", action=argparse.BooleanOptionalAction, default=True,
+                    help="trained on `judge_features --mask` (a row's word alone)")
     ap.add_argument("--keep", type=float, default=0.99)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--hidden", type=int, default=16)
