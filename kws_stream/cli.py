@@ -128,6 +128,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .detect import FileError, detect_files
     from .enrolled import WordLoader
     from .explain import explain_line
+    from .judge import JudgeVerdict
 
     if args.stdout_closed:
         _need_stdout("detect")
@@ -139,17 +140,21 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.explain:  # every candidate plain spotting would see, not only those near a command-like burst
         params = dataclasses.replace(params, eager_inference=True)
 
+    judged: dict[tuple[str, str, float], JudgeVerdict] = {}  # the second judge's verdicts, for the lines
+
     def explain(detection: Detection, verdict: str, rule: Reject | None = None, enrolled: bool = False) -> None:
-        print(explain_line(detection, params, verdict, rule, enrolled=enrolled), file=sys.stderr, flush=True)
+        judge = judged.pop((detection.source, detection.keyword, detection.end), None)
+        print(explain_line(detection, params, verdict, rule, enrolled=enrolled, judge=judge), file=sys.stderr, flush=True)
 
     rejected = (lambda d, rule: explain(d, "rejected", rule)) if args.explain else None
     scored = (lambda d, reported: explain(d, "reported" if reported else "rejected", enrolled=True)) \
         if args.explain else None
+    on_judge = (lambda d, v: judged.__setitem__((d.source, d.keyword, d.end), v)) if args.explain else None
     bus = EventBus([StdoutSink(config.output.format)]).start()
     status = 0
     try:
         for found in detect_files(args.files, model, model_name, params, config.audio.channel_index(), rejected,
-                                  scored):
+                                  scored, on_judge):
             if isinstance(found, FileError):
                 print(f"kws-stream: {found.error}", file=sys.stderr)
                 status = found.error.exit_code

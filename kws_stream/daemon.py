@@ -30,6 +30,7 @@ from .capture import CaptureSession, DeviceError, open_capture, portaudio
 from .errors import KwsError
 from .events import EventBus, Sink
 from .features import SAMPLE_RATE
+from .judge import load_judge
 from .metrics import DaemonStats, Metrics
 from .pipeline import Pipeline, PipelineParams
 from .record import Recorder
@@ -282,8 +283,9 @@ def run_service(load_config: Callable[[], Loaded], setup_logging: Callable[[str]
                  "keywords=%s words=%s device=%r", __version__, model_name, model.runtime,
                  "command" if config.command.enabled else "plain", d.stride, d.smoothing, d.threshold,
                  ",".join(d.keywords) or "all", ",".join(params.words.names) or "none", config.audio.device or "default")
+        judge = load_judge() if params.command.enabled else None
         pipeline = Pipeline(model, model_name, f"mic:{config.audio.device or 'default'}",
-                            params)  # the worker stamps `time`
+                            params, judge=judge)  # the worker stamps `time`
         signals.starting = False  # from here a stop request only sets `signals.stop`
     except StopRequested as exc:
         log.info("event=stopped_while_starting signal=%s", exc)

@@ -13,6 +13,7 @@ from pathlib import Path
 from .backend import KeywordModel
 from .errors import InputError
 from .events import Detection
+from .judge import JudgeVerdict, load_judge
 from .pipeline import Pipeline, PipelineParams
 from .sources import WavFileSource
 from .verdicts import Reject
@@ -28,17 +29,21 @@ class FileError:
 
 RejectionObserver = Callable[[Detection, Reject], None]
 WordObserver = Callable[[Detection, bool], None]
+JudgeObserver = Callable[[Detection, JudgeVerdict], None]
 
 
 def detect_files(paths: Iterable[str | Path], model: KeywordModel, model_name: str,
                  params: PipelineParams | None = None, channel: int | None = None,
                  on_rejection: RejectionObserver | None = None,
-                 on_word: WordObserver | None = None) -> Iterator[Detection | FileError]:
+                 on_word: WordObserver | None = None,
+                 on_judge: JudgeObserver | None = None) -> Iterator[Detection | FileError]:
     """Detections of each file in order, and a `FileError` for each file that cannot be read
     (a truncated pipe is reported after the detections before the truncation).
-    `on_rejection(candidate, rejection)` sees each candidate command mode rejects, and
-    `on_word(score, reported)` each enrolled word's score on each burst. Stop iterating to
-    stop early."""
+    `on_rejection(candidate, rejection)` sees each candidate command mode rejects,
+    `on_word(score, reported)` each enrolled word's score on each burst, and `on_judge` each
+    verdict of the second judge. Stop iterating to stop early."""
+    params = params or PipelineParams()
+    judge = load_judge() if params.command.enabled else None
     for path in paths:
         name = str(path)
         try:
@@ -46,9 +51,10 @@ def detect_files(paths: Iterable[str | Path], model: KeywordModel, model_name: s
         except InputError as exc:
             yield FileError(name, exc)
             continue
-        pipeline = Pipeline(model, model_name, name, params or PipelineParams())
+        pipeline = Pipeline(model, model_name, name, params, judge=judge)
         pipeline.rejection_observer = on_rejection
         pipeline.word_observer = on_word
+        pipeline.judge_observer = on_judge
         try:
             for block in source.blocks():
                 yield from pipeline.feed(block)

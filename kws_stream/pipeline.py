@@ -22,11 +22,12 @@ from .decision import Decision, DecisionParams, KeywordDecider
 from .enrolled import WordJudge, WordScore, WordSet, any_allowed, model_decision
 from .events import Detection
 from .features import FeatureParams, FeatureWindow, MfccExtractor
+from .judge import Judge, JudgeVerdict
 from .params import FLAG, Checked, Rule, integer, setting
 from .rules import AddedRule
 from .schedule import EagerScheduler, EventScheduler, PlainScheduler, Scheduler, Windows
 from .silence import SilenceGate, SilenceParams
-from .verdicts import Reject
+from .verdicts import Burst, Reject, RuleId
 
 
 def _instance(cls: type) -> Rule:
@@ -146,8 +147,11 @@ class Pipeline:
 
     def __init__(self, model: KeywordModel, model_name: str, source: str,
                  params: PipelineParams = PipelineParams(),
-                 clock: Callable[[], str | None] = lambda: None) -> None:
+                 clock: Callable[[], str | None] = lambda: None, judge: Judge | None = None) -> None:
         self.model = model
+        self.judge = judge
+        """Command mode's second judge (`judge.load_judge`), consulted for every candidate the
+        rules accept; None: the rules alone decide."""
         self.model_name = model_name
         self.source = source
         self._clock = clock
@@ -156,12 +160,16 @@ class Pipeline:
         self._params = params
         self.spotter = Spotter(model.labels, _for_model(params), _scorer(model, self.features), self.features.params,
                                self.features.oldest_window)
-        self.words = self._new_judge(params) if any_allowed(params.words, params.decision) else None
+        self.words = self._new_word_judge(params) if any_allowed(params.words, params.decision) else None
         """Judges the enrolled words; None when none are enrolled or allowed (no work at all for them)."""
         self.rejection_observer: Callable[[Detection, Reject], None] | None = None
         """Called with each candidate command mode rejects and the rule that did (`--explain`)."""
         self.word_observer: Callable[[Detection, bool], None] | None = None
         """Called with each enrolled word's score on each burst, and whether it was reported (`--explain`)."""
+        self._reported_end = -(1 << 62)  # the end of the window of the last keyword reported
+        self._waiting: list[Decision] = []  # accepted by the rules, waiting for the end of the judge's span
+        self.judge_observer: Callable[[Detection, JudgeVerdict], None] | None = None
+        """Called with each candidate the second judge judged and its verdict (`--explain`)."""
 
     @property
     def params(self) -> PipelineParams:
@@ -191,11 +199,11 @@ class Pipeline:
         if not any_allowed(params.words, params.decision):
             self.words = None
         elif self.words is None or params.command != old.command:
-            self.words = self._new_judge(params)
+            self.words = self._new_word_judge(params)
         elif (params.words, params.decision) != (old.words, old.decision):
             self.words.retune(params.words, params.decision)
 
-    def _new_judge(self, params: PipelineParams) -> WordJudge:
+    def _new_word_judge(self, params: PipelineParams) -> WordJudge:
         return WordJudge(params.words, params.decision, params.command, self.features.audio, self.features.params,
                          first_hop=self.features.frames_total)  # a reload mid-stream starts now
 
@@ -215,7 +223,7 @@ class Pipeline:
         decisions: list[Decision] = []
         words: list[WordScore] = []
         for hop in self.features.push(samples):
-            decisions.extend(self.spotter.hop(hop.number, hop.level_db))
+            decisions.extend(self._judged(self.spotter.hop(hop.number, hop.level_db)))
             if self.spotter.rejections:
                 self._report_rejections()
             if self.words is not None:
@@ -223,6 +231,44 @@ class Pipeline:
                 if self.words.scores:
                     self._report_scores()
         return self._detections(decisions, words)
+
+    def _judged(self, decisions: list[Decision], end: bool = False) -> list[Decision]:
+        """The decisions the second judge agrees with, once the audio it hears is in (`end`: the
+        stream ended, zeros after it). Decisions wait, in order, for the end of their span."""
+        judge = self.judge
+        self._waiting.extend(decisions)
+        kept: list[Decision] = []
+        if judge is None or not self.params.command.enabled:  # (a reload may have just turned it off)
+            kept, self._waiting = self._waiting, kept
+            return kept
+        while self._waiting and (end or judge.span(self._waiting[0].end_sample)[1] <= self.features.samples_pushed):
+            d = self._waiting.pop(0)
+            if d.keyword not in judge.keywords or self._verdict(judge, d):  # a user's own model's word: not judged
+                kept.append(d)
+                self._reported_end = d.end_sample
+        return kept
+
+    def _verdict(self, judge: Judge, d: Decision) -> bool:
+        start, end = judge.span(d.end_sample)
+        # a row's next command: the judge hears it after the word before it (zeros), not that word
+        quiet = min(max(start, self._reported_end), end)
+        audio = np.concatenate([np.zeros(quiet - start, np.int16), self._audio(quiet, end)])
+        verdict = judge.judge(audio, d.keyword, d.score)
+        if self.judge_observer is not None:
+            self.judge_observer(self._detection(d), verdict)
+        if not verdict.accepted and self.rejection_observer is not None:
+            hop = end // self.features.params.frame_step
+            self.rejection_observer(self._detection(d), Reject(
+                RuleId.JUDGE, Burst(hop, hop, hop), "speech embedding score {measured:.2f} < {limit:.2f}",
+                verdict.score, verdict.threshold))
+        return verdict.accepted
+
+    def _audio(self, start: int, end: int) -> np.ndarray:
+        """Stream samples [start, end), zeros before the stream's start and after its end."""
+        kept = self.features.audio(max(start, 0), end)
+        got = np.zeros(0, np.int16) if kept is None else kept
+        before = min(end, 0) - start if start < 0 else 0
+        return np.concatenate([np.zeros(before, np.int16), got, np.zeros(end - start - before - len(got), np.int16)])
 
     def finish(self) -> list[Detection]:
         """End of stream (see `Spotter.finish`).
@@ -232,7 +278,7 @@ class Pipeline:
         window = self.features.params.window_samples
         pushed = self.features.samples_pushed
         padded = self.feed(np.zeros(window - pushed, dtype=np.int16)) if 0 < pushed < window else []
-        decisions = self.spotter.finish()
+        decisions = self._judged(self.spotter.finish(), end=True)
         self._report_rejections()
         words = self.words.finish(self.features.samples_pushed) if self.words is not None else []
         if self.words is not None and self.words.scores:

@@ -21,6 +21,7 @@ class RuleId(StrEnum):
     WORD_SCORE = "word_score_ratio"  # the whole word does not score as a keyword
     SAME_WORD = "same_word"  # this word was judged or reported already
     HISTORY = "history"  # its window's levels are no longer kept
+    JUDGE = "judge"  # the second judge (`judge`) disagreed
     EXTRA = "extra"  # a rule added by composition (`CommandGate(rules=...)`: an experiment's)
 
 

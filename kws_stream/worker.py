@@ -199,7 +199,7 @@ class Worker:
             return  # nothing heard since the last new stream
         self._offset_s += pushed / SAMPLE_RATE + gap_s
         self._samples_before += pushed
-        new = Pipeline(old.model, old.model_name, old.source, old.params)
+        new = Pipeline(old.model, old.model_name, old.source, old.params, judge=old.judge)
         new.inference_observer = old.inference_observer
         self.pipeline = new
 

@@ -71,6 +71,7 @@ from . import __version__
 from .decision import NON_KEYWORDS
 from .errors import KwsError
 from .events import Detection as KwsDetection
+from .judge import load_judge
 from .pipeline import Pipeline, PipelineParams
 from .sources import StreamConverter
 
@@ -202,6 +203,7 @@ class WakeService:
         self.model = model
         self.model_name = model_name
         self.params = params
+        self.judge = load_judge() if params.command.enabled else None  # shared, locked
         self.idle_timeout = idle_timeout
         self.first_event_timeout = min(first_event_timeout, idle_timeout)
         self.clients = Clients(max_clients)
@@ -347,7 +349,7 @@ class WakeHandler(AsyncEventHandler):
     def _start(self, fmt: AudioFormat, timestamp: Any) -> None:
         base = timestamp if isinstance(timestamp, int) and not isinstance(timestamp, bool) else None
         pipeline = Pipeline(self.service.model, self.service.model_name, f"wyoming:{self.client}",
-                            self.service.params)
+                            self.service.params, judge=self.service.judge)
         self.stream = _Stream(fmt, StreamConverter(fmt.rate, fmt.channels), pipeline, base)
         log.debug("event=audio_start client=%s rate=%d width=%d channels=%d",
                   self.client, fmt.rate, fmt.width, fmt.channels)
