@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.command_mode import RATE, Stream, real_dev_split, replay, split_sets, traces_for
+from benchmarks.command_mode import LABELS, RATE, Stream, real_dev_split, split_sets, traces_for
 from benchmarks.judge_data import custom_words, real_keywords, real_keywords_split
 from kws_stream.command import CommandParams
 from kws_stream.decision import DecisionParams
@@ -74,8 +74,9 @@ def spot(trace, mode: str, command: CommandParams) -> tuple[list[tuple[str, floa
     for k in range(len(trace.levels) - 1):
         found += [(d.keyword, d.end_sample / RATE) for d in spotter.hop(k, float(trace.levels[k + 1]))]
     found += [(d.keyword, d.end_sample / RATE) for d in spotter.finish()]
-    rejected = [f"{d.keyword}@{d.end_sample / RATE:.2f}s {r} [burst {r.burst.start * hop_s:.2f}-"
-                f"{(r.burst.end + 1) * hop_s:.2f} s]" for d, r in spotter.rejections]
+    # the spotter's hop k is samples 320 (k + 1) .. 320 (k + 2) of the stream (`command_mode.replay`)
+    rejected = [f"{d.keyword}@{d.end_sample / RATE:.2f}s {r} [burst {(r.burst.start + 1) * hop_s:.2f}-"
+                f"{(r.burst.end + 2) * hop_s:.2f} s]" for d, r in spotter.rejections]
     return found, rejected
 
 
@@ -106,15 +107,14 @@ def measure(streams: dict[str, list[Stream]], command: CommandParams, show: bool
     return counts
 
 
-LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", choices=("dev", "val"), default="dev")
     ap.add_argument("--corpus", type=Path, default=Path("/tmp/kws-corpus"))
     ap.add_argument("--list", action="store_true", help="list every loss (with the rules' verdicts) and FA")
     ap.add_argument("--only", nargs="*", help="measure only these kinds")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="[command] settings to measure instead of the defaults (min_snr_db=15)")
     args = ap.parse_args(argv)
     split = args.split
     trim_dir = Path(tempfile.gettempdir()) / "kws-trimmed"
@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     for items in streams.values():
         for s in items:
             s.audio = as_fed(s.audio)
-    counts = measure(streams, CommandParams(), args.list)
+    command = CommandParams(**{k: float(v) for k, v in (kv.split("=", 1) for kv in args.set)})
+    counts = measure(streams, command, args.list)
+    print(f"{split}, {command}")
     print(f"{split}: {'set':30} {'n':>5} " + " ".join(f"{m:>10}" for m in MODES) + "  event != every hop")
     for kind, row in counts.items():
         n = len(streams[kind])

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from .contour import CORE_DROP_DB, Contour
+from .contour import CORE_DROP_DB, SMOOTHING_TAIL_HOPS, Contour
 from .verdicts import Accept, Burst, Reject, RuleId, Verdict, Wait
 
 if TYPE_CHECKING:
@@ -61,18 +61,21 @@ class MaxWord:
         self._limit = params.max_word
         self._hops = contour.hops
 
+    def _seconds(self, hops: int) -> float:
+        """The sound's length of a burst `hops` long in smoothed levels (without their tail)."""
+        return (hops - SMOOTHING_TAIL_HOPS) * self._hops.seconds
+
     def growing(self, peak: int, end: int) -> Reject | None:
         """From its peak alone the burst is too long already: no need to wait for its end."""
         if end - peak < self._hops.longest:
             return None
-        return Reject(RuleId.MAX_WORD, Burst(peak, peak, end), self.TEXT, (end - peak + 1) * self._hops.seconds,
-                      self._limit)
+        return Reject(RuleId.MAX_WORD, Burst(peak, peak, end), self.TEXT, self._seconds(end - peak + 1), self._limit)
 
     def check(self, burst: Burst) -> Reject | None:
         length = burst.end - burst.start + 1
         if length <= self._hops.longest:
             return None
-        return Reject(RuleId.MAX_WORD, burst, self.TEXT, length * self._hops.seconds, self._limit)
+        return Reject(RuleId.MAX_WORD, burst, self.TEXT, self._seconds(length), self._limit)
 
 
 class PauseBefore:

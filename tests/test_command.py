@@ -325,12 +325,24 @@ def test_no_speech_rejects_a_window_of_noise_once_a_window_has_passed():
 
 
 def test_max_word_measures_the_burst():
+    """Bursts as the smoothed levels give them: 1.4 s of sound from hop 50 is speech in them
+    up to hop 121 (the 60 ms mean outlasts it by two hops); the length is the sound's."""
     rule = MaxWord(CommandParams(), heard(contour((1.0, -60), (1.4, -20), (1.0, -60))))
-    verdict = rule.check(Burst(peak=60, start=50, end=119))
+    verdict = rule.check(Burst(peak=60, start=50, end=121))
     assert isinstance(verdict, Reject) and verdict.rule is RuleId.MAX_WORD
     assert verdict.measured == pytest.approx(1.4) and str(verdict) == "max_word: speech lasts 1.40 s > 1 s"
-    assert rule.check(Burst(peak=60, start=50, end=99)) is None  # 1.0 s: just a command
-    assert rule.growing(peak=60, end=110) is not None and rule.growing(peak=60, end=109) is None
+    assert rule.check(Burst(peak=60, start=50, end=101)) is None  # 1.0 s of sound: just a command
+    assert rule.check(Burst(peak=60, start=50, end=102)) is not None
+    assert rule.growing(peak=60, end=112) is not None and rule.growing(peak=60, end=111) is None
+
+
+def test_a_one_second_word_is_no_longer_than_max_word():
+    """1.00 s of sound between quiet is a command of max_word 1 s (its smoothed levels
+    last 1.04 s); 1.06 s is not."""
+    for seconds, accepted in ((1.0, True), (1.06, False)):
+        levels = contour((1.0, -60), (seconds, -20), (1.0, -60))
+        verdict = ShapeRules(CommandParams(), heard(levels)).verdict(hop=90, final=True)
+        assert verdict.accepted is accepted, (seconds, verdict)
 
 
 def test_pause_before_measures_the_pause_and_admits_a_row():
