@@ -57,3 +57,19 @@ def test_a_longer_burst_is_still_no_command(model):
     audio = np.concatenate([room_tone(0.5), x[:1600], x, room_tone(0.5)])
     assert spot(model, audio, PLAIN) == ["stop"]
     assert spot(model, audio) == []
+
+
+@pytest.mark.parametrize("name", ["computer_006.wav", "computer_090.wav"])
+def test_a_window_holding_only_the_words_end_is_no_candidate(model, name):
+    """"computer" in room tone: with the model at every hop (`detect --explain`) a window
+    ending 0.2-0.5 s after the last that holds the whole word heard "-ter" as `stop`, which
+    the event-driven path never ran; now neither reports it, and --explain says why."""
+    audio = np.concatenate([room_tone(0.5), read_wav(f"custom-words/{name}"), room_tone(0.5)])
+    assert "stop" in spot(model, audio, PLAIN)
+    pipeline = Pipeline(model, "micronet-l", "test", PipelineParams(eager_inference=True))
+    rejected: list[str] = []
+    pipeline.rejection_observer = lambda d, r: rejected.append(f"{d.keyword} {r.rule.value}")
+    found = [d.keyword for i in range(0, len(audio), 1600) for d in pipeline.feed(audio[i:i + 1600])]
+    found += [d.keyword for d in pipeline.finish()]
+    assert found == [] == spot(model, audio)
+    assert "stop late_window" in rejected
