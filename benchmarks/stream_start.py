@@ -92,6 +92,8 @@ def measure(streams: dict[str, list[Stream]], command: CommandParams, show: bool
                 found, rejected = spot(traces[s.name], mode, command)
                 hit = any(kw == w for kw, _ in found for w, _ in s.words)
                 row[mode] += len(found) if negative else hit
+                if not negative:  # reports naming another keyword than the clip's
+                    row[f"{mode} wrong"] += sum(all(kw != w for w, _ in s.words) for kw, _ in found)
                 got[mode] = (hit, found, rejected)
             if show and not negative and got["plain"][0] and not got["event"][0]:
                 print(f"  LOST {s.name}: plain {got['plain'][1]}")
@@ -136,12 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     command = CommandParams(**{k: float(v) for k, v in (kv.split("=", 1) for kv in args.set)})
     counts = measure(streams, command, args.list)
     print(f"{split}, {command}")
-    print(f"{split}: {'set':30} {'n':>5} " + " ".join(f"{m:>10}" for m in MODES) + "  event != every hop")
+    print(f"{split}: {'set':30} {'n':>5} " + " ".join(f"{m:>14}" for m in MODES) + "  event != every hop")
     for kind, row in counts.items():
         n = len(streams[kind])
-        print(f"{split}: {kind:30} {n:>5} " + " ".join(f"{row.get(m, 0):>10}" for m in MODES)
+        cells = [f"{row.get(m, 0)}" + ("" if not streams[kind][0].words else f" (+{row.get(m + ' wrong', 0)})")
+                 for m in MODES]
+        print(f"{split}: {kind:30} {n:>5} " + " ".join(f"{c:>14}" for c in cells)
               + f"  {row.get('event != every hop', 0):>5}")
-    print("(keywords: clips found; others: false accepts)")
+    print("(keywords: clips found (+ reports of another keyword); others: false accepts)")
     return 0
 
 
