@@ -336,6 +336,24 @@ def test_max_word_measures_the_burst():
     assert rule.growing(peak=60, end=112) is not None and rule.growing(peak=60, end=111) is None
 
 
+def test_loudness_needs_the_room_heard_at_a_streams_start():
+    """A stream that starts with the word and turns to digital silence while the word still
+    decays (a clip padded to a window, a gated source) never let the room be heard: the floor
+    is the word's own tail and min_snr_db cannot judge it. Where the quiet after the word
+    levels off, that is the room, and the rule judges as before."""
+    word = [(0.3, -20), (0.02, -24), (0.02, -27), (0.02, -30), (0.02, -34)]
+    for after, accepted in (((0.3, -100),), True), (((0.3, -34),), False):
+        levels = contour(*word, *after)
+        verdict = ShapeRules(CommandParams(), heard(levels)).verdict(hop=len(levels) - 1, final=False)
+        assert verdict.accepted is accepted, (after, verdict)
+        if not accepted:
+            assert isinstance(verdict, Reject) and verdict.rule is RuleId.MIN_SNR
+    # room heard before the word: the rule judges, whatever follows it
+    levels = contour((0.1, -34), *word, (0.3, -100))
+    verdict = ShapeRules(CommandParams(), heard(levels)).verdict(hop=len(levels) - 1, final=False)
+    assert isinstance(verdict, Reject) and verdict.rule is RuleId.MIN_SNR
+
+
 def test_a_one_second_word_is_no_longer_than_max_word():
     """1.00 s of sound between quiet is a command of max_word 1 s (its smoothed levels
     last 1.04 s); 1.06 s is not."""
