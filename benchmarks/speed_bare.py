@@ -56,7 +56,7 @@ def make_command_gate(params: PipelineParams, labels: tuple[str, ...]) -> Comman
     command = command_params(params)
     if command is None:
         return None
-    return CommandGate(command, labels, params.decision)
+    return CommandGate(command, labels, params.decision, stride=params.stride)
 
 
 def bare_run(audio: np.ndarray, model: BareModel, extractor: MfccExtractor, params: PipelineParams,

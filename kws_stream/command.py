@@ -139,7 +139,7 @@ class CommandGate:
 
     def __init__(self, params: CommandParams = CommandParams(), labels: Sequence[str] | None = None,
                  decision: DecisionParams = DecisionParams(), geometry: StreamGeometry = MICRONET,
-                 first_hop: int = 0, rules: Sequence[AddedRule] = ()) -> None:
+                 first_hop: int = 0, rules: Sequence[AddedRule] = (), stride: int = 1) -> None:
         self.params = params
         self.hops = GateHops.of(params, geometry)
         self._sample_rate = geometry.sample_rate
@@ -147,6 +147,7 @@ class CommandGate:
         self.shapes = ShapeRules(params, self.contour, rules)
         self.score = WholeWordScore(params, self.contour, labels, decision)
         self.words = SameWord(self.contour, int(decision.refractory * geometry.sample_rate))
+        self._lag = (decision.smoothing - 1) * stride
         self.scanner = BurstScanner(self.contour, self.shapes)
         self._pending: list[_Pending] = []
         self.rejected = 0
@@ -158,11 +159,26 @@ class CommandGate:
     def first_hop(self) -> int:
         return self.contour.first
 
-    def retune(self, decision: DecisionParams) -> None:
-        """New thresholds, keywords or refractory from a reload, keeping the loudness history,
-        the noise floor and the candidates being judged."""
+    def retune(self, decision: DecisionParams, stride: int = 1) -> None:
+        """New thresholds, keywords, refractory or stride from a reload, keeping the loudness
+        history, the noise floor and the candidates being judged."""
         self.score.retune(decision)
         self.words.refractory = int(decision.refractory * self._sample_rate)
+        self._lag = (decision.smoothing - 1) * stride
+
+    @property
+    def smoothing_lag(self) -> int:
+        """Hops by which the decider's smoothed score lags the windows it averages."""
+        return self._lag
+
+    def last_window(self, start: int, end: int) -> int:
+        """The last window (by the hop it ends with) a candidate for the burst `start`..`end`
+        may fire on: the last that holds all of it, or the one at which the burst is judged
+        (after_silence after it) plus the smoothing lag, whichever is later. A later window
+        holds only the end of the word and the quiet after it ("-ter" of "computer" as
+        `stop`, the tail of "no" as `go`). The event-driven scheduler runs the model up to
+        here, so with the model at every hop (`detect --explain`) the same candidates count."""
+        return max(end + self.hops.after + self._lag, start + self.hops.window - 1)
 
     def push(self, hop: np.ndarray, end_sample: int, candidates: Sequence[Decision] = (),
              probabilities: np.ndarray | None = None) -> list[Decision]:
@@ -265,6 +281,10 @@ class CommandGate:
                 self._reject(fired, rejection)
                 continue
             rejection = verdict if isinstance(verdict, Reject) else None
+            late = item.hop - self.last_window(b.start, b.end)
+            if rejection is None and late > 0:
+                rejection = Reject(RuleId.LATE, b, "its window ended {measured:.2f} s after the last that holds the "
+                                   "word or ends when it is judged", late * self.hops.seconds)
             decision = fired
             if rejection is None and b.row_after >= 0 \
                     and not pause.follows_command(b, [*words.recent, *(w for w, _ in accepted)]):

@@ -28,6 +28,9 @@ NOISE_FLOOR_BLOCK_S = 0.5  # minimum statistics: the floor is the quietest smoot
 NOISE_FLOOR_BLOCKS = 3  # ... 3-4 blocks of 0.5 s, so it follows the room up within about 1.5-2 s
 LEVEL_SMOOTHING_HOPS = 3  # levels are the mean power of the last 60 ms: real room noise swings
 #                           +-5 dB from hop to hop, its 60 ms mean much less
+SMOOTHING_TAIL_HOPS = LEVEL_SMOOTHING_HOPS - 1  # ... so a burst's smoothed levels outlast its sound
+#                     by 2 hops (the last loud hop is 1.8 and 4.8 dB down in them): a 1.00 s word
+#                     measures 1.04 s, and max_word counts those hops on top (GateHops.longest)
 LATEST_WORD_DB = 20.0  # the word that fired is the *latest* speech in the window: the last hop
 #                       within 20 dB of the window's maximum (a louder word at the start of the
 #                       window is its predecessor; speech still going on is the word) ...
@@ -87,7 +90,7 @@ class GateHops:
     same_word: int  # SAME_WORD_S
     gap: int  # post_silence: quiet that ends a burst
     pre: int  # pre_silence
-    longest: int  # max_word
+    longest: int  # max_word, as the smoothed levels measure it (+ the smoothing's tail)
     after: int  # after_silence (at least post_silence)
     early: int  # quiet after which a burst may be ending (half of post_silence)
 
@@ -97,7 +100,8 @@ class GateHops:
         gap = max(1, int(round(params.post_silence / hop_s)))
         return cls(hop_s, geometry.window_hops, int(round(HISTORY_S / hop_s)), int(round(PEAK_SEARCH_S / hop_s)),
                    int(round(SAME_WORD_S / hop_s)), gap, int(round(params.pre_silence / hop_s)),
-                   int(round(params.max_word / hop_s)), max(gap, int(round(params.after_silence / hop_s))),
+                   int(round(params.max_word / hop_s)) + SMOOTHING_TAIL_HOPS,
+                   max(gap, int(round(params.after_silence / hop_s))),
                    max(1, gap // 2))
 
 

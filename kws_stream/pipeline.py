@@ -98,7 +98,7 @@ class Spotter:
 
     def _new_gate(self, params: PipelineParams) -> CommandGate:
         gate = CommandGate(params.command, self.labels, params.decision, self.windows.geometry,
-                           first_hop=self.windows.heard, rules=self._rules)  # a reload mid-stream starts now
+                           first_hop=self.windows.heard, rules=self._rules, stride=params.stride)  # a reload mid-stream starts now
         rejections = self.rejections
         gate.on_reject = lambda decision, rule: rejections.append((decision, rule))
         return gate
@@ -122,8 +122,8 @@ class Spotter:
         elif isinstance(scheduler, (EagerScheduler, EventScheduler)):
             if params.command != old.command:
                 scheduler.gate = self._new_gate(params)  # the scheduler keeps the windows it wants
-            elif params.decision != old.decision:
-                scheduler.gate.retune(params.decision)  # a word being judged stays judged (soak: SIGHUP mid-word)
+            elif (params.decision, params.stride) != (old.decision, old.stride):
+                scheduler.gate.retune(params.decision, params.stride)  # a word being judged stays judged (soak: SIGHUP mid-word)
 
     def hop(self, index: int, level_db: float) -> list[Decision]:
         self.windows.heard = index + 1

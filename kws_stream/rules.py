@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from .contour import CORE_DROP_DB, Contour
+from .contour import CORE_DROP_DB, DIGITAL_SILENCE_DBFS, SMOOTHING_TAIL_HOPS, Contour
 from .verdicts import Accept, Burst, Reject, RuleId, Verdict, Wait
 
 if TYPE_CHECKING:
@@ -61,18 +61,21 @@ class MaxWord:
         self._limit = params.max_word
         self._hops = contour.hops
 
+    def _seconds(self, hops: int) -> float:
+        """The sound's length of a burst `hops` long in smoothed levels (without their tail)."""
+        return (hops - SMOOTHING_TAIL_HOPS) * self._hops.seconds
+
     def growing(self, peak: int, end: int) -> Reject | None:
         """From its peak alone the burst is too long already: no need to wait for its end."""
         if end - peak < self._hops.longest:
             return None
-        return Reject(RuleId.MAX_WORD, Burst(peak, peak, end), self.TEXT, (end - peak + 1) * self._hops.seconds,
-                      self._limit)
+        return Reject(RuleId.MAX_WORD, Burst(peak, peak, end), self.TEXT, self._seconds(end - peak + 1), self._limit)
 
     def check(self, burst: Burst) -> Reject | None:
         length = burst.end - burst.start + 1
         if length <= self._hops.longest:
             return None
-        return Reject(RuleId.MAX_WORD, burst, self.TEXT, length * self._hops.seconds, self._limit)
+        return Reject(RuleId.MAX_WORD, burst, self.TEXT, self._seconds(length), self._limit)
 
 
 class PauseBefore:
@@ -128,18 +131,42 @@ class PauseBefore:
 
 class Loudness:
     """The peak min_snr_db above the noise floor: a command is spoken to the device, while a
-    TV or talk further away peaks barely above the room's noise."""
+    TV or talk further away peaks barely above the room's noise.
+
+    The floor is the room's only if the room was heard: in quiet before the word or after its
+    decay. A stream that starts with the word and stops (ends, or turns to digital silence: a
+    gated source, a short clip padded to a window) while the word is still decaying never let
+    the room be heard, and the floor it learned is the word's own tail; then the rule has
+    nothing to judge by and lets the word pass, as the stream's start counts as the pause
+    before it and its end as the quiet after."""
 
     def __init__(self, params: CommandParams, contour: Contour) -> None:
         self._limit = params.min_snr_db
         self._contour = contour
 
-    def check(self, burst: Burst) -> Reject | None:
+    def check(self, burst: Burst, final: bool = False) -> Reject | None:
         peak, floor = self._contour.level(burst.peak), self._contour.floor.floor_db
-        if peak >= floor + self._limit:
+        if peak >= floor + self._limit or self.room_unheard(burst, final):
             return None
         return Reject(RuleId.MIN_SNR, burst, "peak {measured:.1f} dB above the noise floor < {limit:g} dB",
                       peak - floor, self._limit)
+
+    def room_unheard(self, burst: Burst, final: bool) -> bool:
+        """Nothing but digital silence before the burst since the stream's start, and after
+        it only levels that keep falling until digital silence or the stream's end."""
+        c = self._contour
+        if burst.start - c.first >= c.hops.gap or any(c.level(k) > DIGITAL_SILENCE_DBFS
+                                                      for k in range(max(c.first, c.oldest), burst.start)):
+            return False
+        previous = c.level(burst.end)
+        for k in range(burst.end + 1, c.now + 1):
+            level = c.level(k)
+            if level <= DIGITAL_SILENCE_DBFS:
+                return True
+            if level >= previous:  # it levels off: the room is heard
+                return False
+            previous = level
+        return final
 
 
 class QuietAfter:
@@ -240,7 +267,7 @@ class ShapeRules:
         # what is known already rejects at once (running speech is rejected here, without
         # waiting for what follows)
         rejected = (self.max_word.check(burst) or self.pause_before.check(burst, pause)
-                    or self.loudness.check(burst))
+                    or self.loudness.check(burst, final))
         if rejected is not None:
             return rejected
         if gap != h.gap:

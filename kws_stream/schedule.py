@@ -178,20 +178,18 @@ class EventScheduler:
 
     def _run_wanted(self, now: int, final: bool = False) -> None:
         w, gate = self._windows, self.gate
-        window = w.geometry.window_hops
-        warmup = (w.params.decision.smoothing - 1) * w.params.stride
+        warmup = gate.smoothing_lag
         if self._early is not None and (gate.last_burst_hop > self._early[1] or now > self._early[2]):
             self._early = None  # more speech: not ending after all (or judged by now)
         if not final and (early := gate.ending_burst()) is not None:
             stretch, start, end = early
             if self._keyword_in(start, end, now, EARLY_SCORE, count=2):
                 self._extend(stretch - warmup, -1)
-                judged_at = end + gate.verdict_delay_hops
-                self._early = (max(start + window - 1, judged_at + warmup), end, judged_at)
+                self._early = (gate.last_window(start, end), end, end + gate.verdict_delay_hops)
         judged = False
         for stretch, start, end in gate.bursts(final):
             if self._keyword_in(start, end, now):
-                self._extend(stretch - warmup, max(end + gate.verdict_delay_hops + warmup, start + window - 1))
+                self._extend(stretch - warmup, gate.last_window(start, end))
                 judged = True
         backlog = min(now, self._last_wanted()) - self._next + 1
         if backlog <= 0:

@@ -21,6 +21,7 @@ class RuleId(StrEnum):
     WORD_SCORE = "word_score_ratio"  # the whole word does not score as a keyword
     SAME_WORD = "same_word"  # this word was judged or reported already
     HISTORY = "history"  # its window's levels are no longer kept
+    LATE = "late_window"  # its window holds only the word's end (`CommandGate.last_window`)
     JUDGE = "judge"  # the second judge (`judge`) disagreed
     EXTRA = "extra"  # a rule added by composition (`CommandGate(rules=...)`: an experiment's)
 

@@ -325,12 +325,42 @@ def test_no_speech_rejects_a_window_of_noise_once_a_window_has_passed():
 
 
 def test_max_word_measures_the_burst():
+    """Bursts as the smoothed levels give them: 1.4 s of sound from hop 50 is speech in them
+    up to hop 121 (the 60 ms mean outlasts it by two hops); the length is the sound's."""
     rule = MaxWord(CommandParams(), heard(contour((1.0, -60), (1.4, -20), (1.0, -60))))
-    verdict = rule.check(Burst(peak=60, start=50, end=119))
+    verdict = rule.check(Burst(peak=60, start=50, end=121))
     assert isinstance(verdict, Reject) and verdict.rule is RuleId.MAX_WORD
     assert verdict.measured == pytest.approx(1.4) and str(verdict) == "max_word: speech lasts 1.40 s > 1 s"
-    assert rule.check(Burst(peak=60, start=50, end=99)) is None  # 1.0 s: just a command
-    assert rule.growing(peak=60, end=110) is not None and rule.growing(peak=60, end=109) is None
+    assert rule.check(Burst(peak=60, start=50, end=101)) is None  # 1.0 s of sound: just a command
+    assert rule.check(Burst(peak=60, start=50, end=102)) is not None
+    assert rule.growing(peak=60, end=112) is not None and rule.growing(peak=60, end=111) is None
+
+
+def test_loudness_needs_the_room_heard_at_a_streams_start():
+    """A stream that starts with the word and turns to digital silence while the word still
+    decays (a clip padded to a window, a gated source) never let the room be heard: the floor
+    is the word's own tail and min_snr_db cannot judge it. Where the quiet after the word
+    levels off, that is the room, and the rule judges as before."""
+    word = [(0.3, -20), (0.02, -24), (0.02, -27), (0.02, -30), (0.02, -34)]
+    for after, accepted in (((0.3, -100),), True), (((0.3, -34),), False):
+        levels = contour(*word, *after)
+        verdict = ShapeRules(CommandParams(), heard(levels)).verdict(hop=len(levels) - 1, final=False)
+        assert verdict.accepted is accepted, (after, verdict)
+        if not accepted:
+            assert isinstance(verdict, Reject) and verdict.rule is RuleId.MIN_SNR
+    # room heard before the word: the rule judges, whatever follows it
+    levels = contour((0.1, -34), *word, (0.3, -100))
+    verdict = ShapeRules(CommandParams(), heard(levels)).verdict(hop=len(levels) - 1, final=False)
+    assert isinstance(verdict, Reject) and verdict.rule is RuleId.MIN_SNR
+
+
+def test_a_one_second_word_is_no_longer_than_max_word():
+    """1.00 s of sound between quiet is a command of max_word 1 s (its smoothed levels
+    last 1.04 s); 1.06 s is not."""
+    for seconds, accepted in ((1.0, True), (1.06, False)):
+        levels = contour((1.0, -60), (seconds, -20), (1.0, -60))
+        verdict = ShapeRules(CommandParams(), heard(levels)).verdict(hop=90, final=True)
+        assert verdict.accepted is accepted, (seconds, verdict)
 
 
 def test_pause_before_measures_the_pause_and_admits_a_row():

@@ -26,8 +26,9 @@ needs_embedding = pytest.mark.skipif(MODELS is None, reason="pyopen-wakeword (th
 KEYWORD_CLIPS = {"down.wav": ["down"], "yes.wav": ["yes"], "right_left_up.wav": ["right", "left", "up"],
                  "yes_no_go_stop.wav": ["yes", "no", "go", "stop"]}
 # custom-words recordings (validation half: odd index) on which command mode's rules alone report a
-# keyword, which the judge rejects (benchmarks.judge_data / judge_compare)
-NOT_KEYWORDS = ("custom-words/computer_143", "custom-words/smart_mirror_021")
+# keyword, which the judge rejects (benchmarks.judge_data / judge_compare); smart_mirror_021's "no"
+# fired on a window holding only the end of the word, which the rules reject now (late_window)
+NOT_KEYWORDS = ("custom-words/computer_143", "custom-words/jarvis_035")
 
 
 @pytest.fixture(scope="module")
