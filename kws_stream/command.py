@@ -174,11 +174,13 @@ class CommandGate:
     def last_window(self, start: int, end: int) -> int:
         """The last window (by the hop it ends with) a candidate for the burst `start`..`end`
         may fire on: the last that holds all of it, or the one at which the burst is judged
-        (after_silence after it) plus the smoothing lag, whichever is later. A later window
-        holds only the end of the word and the quiet after it ("-ter" of "computer" as
-        `stop`, the tail of "no" as `go`). The event-driven scheduler runs the model up to
-        here, so with the model at every hop (`detect --explain`) the same candidates count."""
-        return max(end + self.hops.after + self._lag, start + self.hops.window - 1)
+        (after_silence after it), whichever is later, plus the smoothing lag (the decider's
+        average reaches the threshold up to that many windows after the window that held the
+        word: in a quick row, "no" right before "go"). A later window holds only the end of
+        the word and the quiet after it ("-ter" of "computer" as `stop`, the tail of "no" as
+        `go`). The event-driven scheduler runs the model up to here, so with the model at
+        every hop (`detect --explain`) the same candidates count."""
+        return max(end + self.hops.after, start + self.hops.window - 1) + self._lag
 
     def push(self, hop: np.ndarray, end_sample: int, candidates: Sequence[Decision] = (),
              probabilities: np.ndarray | None = None) -> list[Decision]:
