@@ -1,4 +1,5 @@
-"""CPU per second of audio, in-process, kws-stream against pymicro-wakeword and pyopen-wakeword.
+"""CPU per second of audio, in-process, kws-stream against pymicro-wakeword and pyopen-wakeword
+(kws-stream's command mode with its second judge, as detect, run and serve wyoming load it).
 
     python -m benchmarks.cpu_compare [--rounds 5] [--speech-s 120] [--quiet-s 60] [--json out.json]
 
@@ -156,6 +157,7 @@ def kws(variant: str) -> Contender:
     """kws-stream's real Pipeline at the daemon's defaults (MicroNet-L, stride 1)."""
     from kws_stream import config as cfg
     from kws_stream.backend import KeywordModel
+    from kws_stream.judge import load_judge
     from kws_stream.models import default_model_dir, load_manifest, resolve
     from kws_stream.pipeline import Pipeline
 
@@ -169,9 +171,11 @@ def kws(variant: str) -> Contender:
     else:
         params = dataclasses.replace(params, eager_inference=(variant == "every-hop"))
         note += f", eager_inference={variant == 'every-hop'}"
+    judge = load_judge() if params.command.enabled else None  # as detect, run and serve wyoming load it
+    note += ", second judge" if judge is not None else ""
 
     def run(audio: np.ndarray) -> list[str]:
-        pipeline = Pipeline(model, "micronet-l", "bench", params)
+        pipeline = Pipeline(model, "micronet-l", "bench", params, judge=judge)
         found = [d.keyword for b in blocks(audio) for d in pipeline.feed(b)]
         return found + [d.keyword for d in pipeline.finish()]
 
