@@ -858,6 +858,21 @@ def evidence_rows(sets, traces: dict[str, Trace], second: dict[str, Trace]) -> l
     return rows
 
 
+def command_settings(pairs: Sequence[str]) -> CommandParams:
+    """The defaults with `KEY=VALUE` [command] settings in place (a benchmark's `--set`);
+    a ValueError naming what is wrong."""
+    values: dict[str, float] = {}
+    for kv in pairs:
+        key, eq, value = kv.partition("=")
+        if not eq or key not in {f.name for f in dataclasses.fields(CommandParams)}:
+            raise ValueError(f"--set {kv!r}: expected KEY=VALUE with KEY a [command] setting")
+        try:
+            values[key] = float(value)
+        except ValueError:
+            raise ValueError(f"--set {kv!r}: the value is not a number") from None
+    return CommandParams(**values)
+
+
 def run_targets(args: argparse.Namespace, user: dict[str, list[Stream]]) -> int:
     """Item 4's table on dev and on validation data (and the user's folders), one command."""
     for corpus in (args.corpus, args.validation_corpus):
@@ -869,13 +884,14 @@ def run_targets(args: argparse.Namespace, user: dict[str, list[Stream]]) -> int:
     t0 = time.perf_counter()
     traces = traces_for(sets, model, args.cache)
     print(f"{model} model pass: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    decision, command = DecisionParams(), CommandParams()
+    decision, command = DecisionParams(), args.command
     out, md = [], []
     titles = {"dev": f"dev (tuned on): {args.corpus} + real-dev speakers 1, 3, 5, ... (sorted)",
               "val": f"validation (never tuned on): {args.validation_corpus} + real-dev speakers 2, 4, 6, ...",
               "user": f"your folders: {args.negatives or '-'} (negatives), {args.positives or '-'} (positives)"}
+    print(f"[command] {command}")
     for split in (*SPLITS, "user"):
-        if not _names(sets, split):
+        if not _names(sets, split) or split not in args.splits:
             continue
         rows = target_rows(sets, traces, decision, command, split)
         out += [f"== {model}, {titles[split]}", table(rows, False), ""]
@@ -924,8 +940,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="with --targets: MicroNet-M agreement and _unknown_ on the accepts (runs the other model)")
     ap.add_argument("--vad", action="store_true",
                     help="with --targets: WebRTC VAD rules in the gate (needs pip install webrtcvad-wheels)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="with --targets: [command] settings to measure instead of the defaults (min_snr_db=15)")
+    ap.add_argument("--only-split", choices=SPLITS, help="with --targets: print only this side (and your folders)")
     add_folder_options(ap)
     args = ap.parse_args(argv)
+    try:
+        args.command = command_settings(args.set)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.splits = (args.only_split, "user") if args.only_split else (*SPLITS, "user")
     if error := folder_error(args.negatives, args.positives):
         print(error, file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 from `kws_stream/judge_weights.npz`) on the validation half of `benchmarks.judge_data`'s sets,
 with and without the judge; the judge's CPU time per candidate.
 
-    python -m benchmarks.judge_e2e [--split val] [--list-rejected]
+    python -m benchmarks.judge_e2e [--split val] [--list-rejected] [--set min_snr_db=15 ...]
 
 Plain mode runs too over the real keyword recordings, and the last lines print issue 22's
 targets against what was measured, with counts and 95 % intervals.
@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.command_mode import LABELS, SHARED, Stream
+from benchmarks.command_mode import LABELS, SHARED, Stream, command_settings
 from benchmarks.judge_compare import poisson_ci, prop_ci
 from benchmarks.judge_data import NEGATIVE, sets_for
 from kws_stream.backend import KeywordModel
+from kws_stream.command import CommandParams
 from kws_stream.judge import Judge, JudgeVerdict, load_judge
 from kws_stream.pipeline import Pipeline, PipelineParams
 
@@ -47,9 +48,11 @@ RECORDINGS = ("real_keywords", "real_keywords_raw", "shared_padded")  # real key
 PLAIN = dataclasses.replace(PipelineParams(), command=dataclasses.replace(PipelineParams().command, enabled=False))
 
 
-def run(model: KeywordModel, s: Stream, judge,
-        params: PipelineParams = PipelineParams()) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    """(reported, rejected by the judge) as (keyword, window end s)."""
+def run(model: KeywordModel, s: Stream, judge, command: CommandParams | None = None,
+        params: PipelineParams | None = None) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """(reported, rejected by the judge) as (keyword, window end s); `params` wins over `command`."""
+    if params is None:
+        params = PipelineParams() if command is None else PipelineParams(command=command)
     p = Pipeline(model, "micronet-l", s.name, params, judge=judge)
     rejected: list[tuple[str, float]] = []
     p.rejection_observer = lambda d, r: rejected.append((d.keyword, d.end)) if r.rule.value == "judge" else None
@@ -65,7 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="val")
     ap.add_argument("--corpus", type=Path, default=Path("/tmp/kws-corpus-val"))
     ap.add_argument("--list-rejected", action="store_true")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="[command] settings to measure instead of the defaults (min_snr_db=15)")
     args = ap.parse_args(argv)
+    try:
+        command = command_settings(args.set)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.split}, {command}")
     loaded = load_judge()
     if loaded is None:
         print("error: the judge cannot load here (see the line above)", file=sys.stderr)
@@ -82,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = np.zeros((2, 2), dtype=int)  # [without, with] x [true, false]
         for s in streams:
             for k, j in enumerate((None, timed)):
-                found, rejected = run(model, s, j)
+                found, rejected = run(model, s, j, command)
                 for kw, _end in found:
                     true = kind not in NEGATIVE and any(kw == w for w, _ in s.words)
                     counts[k, 0 if true else 1] += 1
@@ -94,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
               "   (true keywords / false accepts)", flush=True)
         totals[kind] = [int(x) for x in counts.ravel()]
         if kind in RECORDINGS:
-            plain += sum(any(kw == w for w, _ in s.words) for s in streams for kw, _ in run(model, s, None, PLAIN)[0])
+            plain += sum(any(kw == w for w, _ in s.words) for s in streams for kw, _ in run(model, s, None, params=PLAIN)[0])
     hours = sum(s.hours for k in ("real_speech", "tv_alone") for s in sets[k])
     fa = totals["real_speech"][3] + totals["tv_alone"][3]
     lo, hi = poisson_ci(fa)

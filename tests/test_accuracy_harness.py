@@ -18,6 +18,7 @@ from benchmarks.accuracy_analysis import Analyzer, FileAnalysis, load_model
 from benchmarks.accuracy_clips import Clip, expected_from_name, folder_clips, shared_keyword_clips, shared_negative_clips
 from benchmarks.accuracy_replay import Candidate, Setting, default_setting, grid, inference_windows, replay
 from benchmarks.accuracy_score import align
+from kws_stream.command import CommandParams
 from kws_stream.decision import Decision
 from kws_stream.features import MICRONET
 from kws_stream.pipeline import Pipeline, PipelineParams
@@ -263,3 +264,16 @@ def test_command_benchmark_refuses_a_missing_folder_in_one_line(tmp_path, capsys
     assert cm.main(["--targets", "--negatives", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and "nope" in err
+
+
+def test_command_benchmarks_take_command_settings_and_refuse_bad_ones_in_one_line(capsys):
+    from benchmarks import command_mode as cm
+    from benchmarks import judge_e2e
+
+    assert cm.command_settings(["min_snr_db=15", "max_word=1.2"]) == CommandParams(min_snr_db=15.0, max_word=1.2)
+    assert cm.command_settings([]) == CommandParams()
+    for bad, named in (["snr=15"], "snr"), (["min_snr_db=loud"], "loud"), (["min_snr_db=99"], "min_snr_db"):
+        for benchmark in (lambda a: cm.main(["--targets", "--set", *a]), lambda a: judge_e2e.main(["--set", *a])):
+            assert benchmark(bad) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.startswith("error: ") and len(err.splitlines()) == 1 and named in err
