@@ -283,7 +283,7 @@ def run_service(load_config: Callable[[], Loaded], setup_logging: Callable[[str]
                  "keywords=%s words=%s device=%r", __version__, model_name, model.runtime,
                  "command" if config.command.enabled else "plain", d.stride, d.smoothing, d.threshold,
                  ",".join(d.keywords) or "all", ",".join(params.words.names) or "none", config.audio.device or "default")
-        judge = load_judge() if params.command.enabled else None
+        judge = load_judge()  # in plain mode too: a reload may turn command mode on (the Pipeline skips it in plain mode)
         pipeline = Pipeline(model, model_name, f"mic:{config.audio.device or 'default'}",
                             params, judge=judge)  # the worker stamps `time`
         signals.starting = False  # from here a stop request only sets `signals.stop`

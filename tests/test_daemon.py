@@ -204,6 +204,28 @@ def test_sighup_reloads_a_changed_threshold(mic16, cli_env, tmp_path):
         assert daemon.stop() == 0
 
 
+def test_a_reload_into_command_mode_brings_the_second_judge(mic16, cli_env, tmp_path):
+    """Started in plain mode, then SIGHUP into command mode: the judge must judge from then on.
+    custom-words/computer_143 is a word the rules alone report as `stop` and the judge rejects
+    (test_judge); yes.wav after it marks the end. Skips where the judge cannot load."""
+    from kws_stream.judge import load_judge
+
+    if load_judge() is None:
+        pytest.skip("the second judge cannot load here (pyopen-wakeword)")
+    conf = write_config(tmp_path / "k.toml", "[command]\nenabled = false\n")
+    daemon = start(mic16, cli_env, "--config", str(conf))
+    try:
+        mark = daemon.log_mark()
+        write_config(conf, "[command]\nenabled = true\n")
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("event=reloaded", start=mark)
+        play_clip(mic16, "custom-words/computer_143.wav")
+        play_clip(mic16, "keywords/yes.wav")
+        assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
+    finally:
+        assert daemon.stop() == 0
+
+
 def test_sighup_with_a_broken_file_keeps_the_old_config(mic16, cli_env, tmp_path):
     conf = write_config(tmp_path / "k.toml", '[detection]\nkeywords = ["yes"]\n')
     daemon = start(mic16, cli_env, "--config", str(conf))
