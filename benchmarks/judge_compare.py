@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import beta, chi2
 
+from benchmarks.enrol_stats import exact_proportion_interval, poisson_interval
 from benchmarks.judge_models import Logistic, SeqConv
 from kws_stream.judge import AFTER_WINDOW_S
 
@@ -28,17 +28,6 @@ REAL_POS = ("real_keywords", "real_keywords_raw", "shared_padded")
 KEEP_POS = REAL_POS + ("rows",)  # the threshold keeps KEEP of dev's real keywords, alone and in rows
 SPEECH = ("real_speech", "tv_alone")
 CUSTOM = ("custom_words", "custom_raw")
-
-
-def poisson_ci(k: int) -> tuple[float, float]:
-    lo = 0.0 if k == 0 else chi2.ppf(0.025, 2 * k) / 2
-    return lo, chi2.ppf(0.975, 2 * k + 2) / 2
-
-
-def prop_ci(k: int, n: int) -> tuple[float, float]:
-    lo = 0.0 if k == 0 else beta.ppf(0.025, k, n - k + 1)
-    hi = 1.0 if k == n else beta.ppf(0.975, k + 1, n - k)
-    return lo, hi
 
 
 class Data:
@@ -141,8 +130,8 @@ def report(name: str, data: Data, score: np.ndarray, oof: np.ndarray, keep: floa
         hours = sum(data.hours[(split, k)][1] for k in SPEECH)
         clips = sum(data.hours[(split, k)][0] for k in CUSTOM)
         k_sp, k_cu = int((sc & sp).sum()), int((sc & cu).sum())
-        lo, hi = poisson_ci(k_sp)
-        clo, chi = prop_ci(k_cu, clips)
+        lo, hi = poisson_interval(k_sp)
+        clo, chi = exact_proportion_interval(k_cu, clips)
         pn = data.mask(split, "plain") & (data.y == 0)
         row[f"{split} real kw kept"] = f"{int((sc & pos).sum())}/{int(pos.sum())}"
         row[f"{split} rows kept"] = f"{int((sc & rows).sum())}/{int(rows.sum())}"

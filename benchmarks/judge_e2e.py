@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.command_mode import LABELS, SHARED, Stream, command_settings
-from benchmarks.judge_compare import poisson_ci, prop_ci
+from benchmarks.enrol_stats import exact_proportion_interval, poisson_interval
+from benchmarks.judge_compare import REAL_POS
 from benchmarks.judge_data import NEGATIVE, sets_for
 from kws_stream.backend import KeywordModel
 from kws_stream.command import CommandParams
@@ -44,7 +45,6 @@ class Timed:
         return v
 
 
-RECORDINGS = ("real_keywords", "real_keywords_raw", "shared_padded")  # real keyword recordings (recall)
 PLAIN = dataclasses.replace(PipelineParams(), command=dataclasses.replace(PipelineParams().command, enabled=False))
 
 
@@ -104,21 +104,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind:18} {size:>10}  {counts[0, 0]:>7} / {counts[0, 1]:<7}  {counts[1, 0]:>7} / {counts[1, 1]:<7}"
               "   (true keywords / false accepts)", flush=True)
         totals[kind] = [int(x) for x in counts.ravel()]
-        if kind in RECORDINGS:
+        if kind in REAL_POS:
             plain += sum(any(kw == w for w, _ in s.words) for s in streams for kw, _ in run(model, s, None, params=PLAIN)[0])
     hours = sum(s.hours for k in ("real_speech", "tv_alone") for s in sets[k])
     fa = totals["real_speech"][3] + totals["tv_alone"][3]
-    lo, hi = poisson_ci(fa)
+    lo, hi = poisson_interval(fa)
     n = len(sets["custom_words"]) + len(sets["custom_raw"])
     cu = totals["custom_words"][3] + totals["custom_raw"][3]
-    clo, chi = prop_ci(cu, n)
+    clo, chi = exact_proportion_interval(cu, n)
     print(f"with the judge: real speech {fa} FA in {hours * 60:.1f} min = {fa / hours:.1f}/h [{lo / hours:.1f}-{hi / hours:.1f}]; "
           f"custom-words {cu}/{n} = {100 * cu / n:.2f} per 100 [{100 * clo:.2f}-{100 * chi:.2f}]")
     cpu = np.array(timed.cpu) * 1e3
     print(f"judge CPU per candidate ({len(cpu)}): median {np.median(cpu):.1f} ms, p95 {np.percentile(cpu, 95):.1f} ms, "
           f"max {cpu.max():.1f} ms (process time, loaded 2-core VM)")
-    alone, judged = (sum(totals[k][i] for k in RECORDINGS) for i in (0, 2))
-    rlo, rhi = prop_ci(judged, plain)
+    alone, judged = (sum(totals[k][i] for k in REAL_POS) for i in (0, 2))
+    rlo, rhi = exact_proportion_interval(judged, plain)
 
     def met(ok: bool) -> str:
         return "met" if ok else "NOT MET"
