@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = np.array(timed.cpu) * 1e3
     print(f"judge CPU per candidate ({len(cpu)}): median {np.median(cpu):.1f} ms, p95 {np.percentile(cpu, 95):.1f} ms, "
           f"max {cpu.max():.1f} ms (process time, loaded 2-core VM)")
-    alone, judged = (sum(totals[k][i] for k in REAL_POS) for i in (0, 2))
+    alone, judged = (sum(totals[k][i] for k in REAL_POS if k in totals) for i in (0, 2))  # shared_padded: val only
     rlo, rhi = exact_proportion_interval(judged, plain)
 
     def met(ok: bool) -> str:
