@@ -1,10 +1,11 @@
-"""Live latency with the second judge: the daemon of this tree (the judge on) against another
-source tree without it (default /work/main), paired, through the virtual microphone.
+"""Live latency with the second judge: the daemon of this tree against other source trees (a
+tree without `kws_stream/judge_weights.npz` runs without the judge), paired, through the
+virtual microphone.
 
 40 synthetic commands of the validation corpus (`speed_latency.measure_latency`: end of word to
 JSON line read), ROUNDS rounds of both daemons in turn.
 
-    python -m benchmarks.judge_latency [--other /work/main] [--rounds 2]
+    python -m benchmarks.judge_latency [--other TREE ...] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from benchmarks.speed_live import _test_helpers, start_daemon
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--other", type=Path, default=Path("/work/main"), help="a source tree without the judge")
+    ap.add_argument("--other", type=Path, nargs="+", default=[Path("/work/main")], help="source trees to compare with")
     ap.add_argument("--corpus", type=Path, default=Path("/tmp/kws-corpus-val"))
     ap.add_argument("--words", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=2)
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     words = latency_words(args.words, args.corpus, work, False)
     with VirtualMic(work / "vmic", rate=16000, channels=1) as mic:
         for rnd in range(args.rounds):
-            for label, env in (("this tree (judge)", {}), (f"{args.other} (no judge)", {"PYTHONPATH": str(args.other)})):
+            for label, env in [("this tree", {})] + [(str(o), {"PYTHONPATH": str(o)}) for o in args.other]:
                 daemon = start_daemon(mic, 1, env=env)
                 try:
                     r = measure_latency(mic, daemon, words)

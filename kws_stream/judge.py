@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 WEIGHTS = Path(__file__).with_name("judge_weights.npz")
 KEYWORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
-AFTER_WINDOW_S = 0.2  # the audio judged ends this long after the window that fired (weights without `after`)
+AFTER_WINDOW_S = 0.25  # the audio judged ends this long after the window that fired (weights without `after`)
 
 
 @dataclass(frozen=True)
