@@ -26,6 +26,7 @@ from conftest import kws_command
 
 from kws_stream import __version__
 from kws_stream import config as cfg
+from testsupport.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ADDON = ROOT / "addon"
@@ -159,12 +160,6 @@ def test_build_yaml_and_translations_match_config_yaml() -> None:
     assert set(en["network"]) <= set(config["ports"])
     dockerfile = (ADDON / "Dockerfile").read_text()
     assert "FROM ${BUILD_FROM}" in dockerfile and 'io.hass.type="addon"' in dockerfile
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def options_to_config(tmp_path: Path, options: dict[str, Any]) -> Path:
