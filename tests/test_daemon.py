@@ -194,10 +194,8 @@ def test_sighup_reloads_a_changed_threshold(mic16, cli_env, tmp_path):
     try:
         play_clip(mic16, "keywords/right_left_up.wav")
         assert daemon.no_detection_within(1.0) == []
-        mark = daemon.log_mark()
         write_config(conf, "[detection]\nthreshold = 0.7\n")
-        daemon.signal(signal.SIGHUP)
-        daemon.wait_log("event=reloaded threshold=0.7", start=mark)
+        daemon.reload("event=reloaded threshold=0.7")
         start_t, _ = play_clip(mic16, "keywords/right_left_up.wav")
         assert_words_on_time(daemon.detections(3, timeout=10), start_t, RLU)
     finally:
@@ -215,10 +213,8 @@ def test_a_reload_into_command_mode_brings_the_second_judge(mic16, cli_env, tmp_
     conf = write_config(tmp_path / "k.toml", "[command]\nenabled = false\n")
     daemon = start(mic16, cli_env, "--config", str(conf))
     try:
-        mark = daemon.log_mark()
         write_config(conf, "[command]\nenabled = true\n")
-        daemon.signal(signal.SIGHUP)
-        daemon.wait_log("event=reloaded", start=mark)
+        daemon.reload()
         play_clip(mic16, "custom-words/computer_143.wav")
         play_clip(mic16, "keywords/yes.wav")
         assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
@@ -230,11 +226,8 @@ def test_sighup_with_a_broken_file_keeps_the_old_config(mic16, cli_env, tmp_path
     conf = write_config(tmp_path / "k.toml", '[detection]\nkeywords = ["yes"]\n')
     daemon = start(mic16, cli_env, "--config", str(conf))
     try:
-        mark = daemon.log_mark()
         write_config(conf, "[detection]\nthreshold = 7\n")
-        daemon.signal(signal.SIGHUP)
-        line = daemon.wait_log("event=reload_rejected", start=mark)
-        assert "detection.threshold" in line
+        assert "detection.threshold" in daemon.reload("event=reload_rejected")
         play_clip(mic16, "keywords/right_left_up.wav")  # not in the old allow-list
         play_clip(mic16, "keywords/yes.wav")
         assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]
@@ -417,10 +410,8 @@ def test_any_failing_reload_is_one_line_and_the_old_config_stays(mic16, cli_env,
     conf = write_config(tmp_path / "k.toml", '[detection]\nkeywords = ["yes"]\n')
     daemon = start(mic16, cli_env, "--config", str(conf))
     try:
-        mark = daemon.log_mark()
         conf.write_bytes(content)
-        daemon.signal(signal.SIGHUP)
-        daemon.wait_log("event=reload_rejected", start=mark)
+        daemon.reload("event=reload_rejected")
         play_clip(mic16, "keywords/right_left_up.wav")  # not in the old allow-list
         play_clip(mic16, "keywords/yes.wav")
         assert [d["keyword"] for _, d in daemon.detections(1, timeout=10)] == ["yes"]

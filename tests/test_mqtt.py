@@ -463,9 +463,7 @@ def test_a_sighup_that_changes_only_a_threshold_keeps_the_mqtt_connection(broker
             subscriber.wait_for(2)
             connections = broker.log.read_text().count("New client connected")
             write_config(conf, f"[detection]\nthreshold = 0.6\n{mqtt}")
-            mark = daemon.log_mark()
-            daemon.signal(signal.SIGHUP)
-            daemon.wait_log("event=reloaded threshold=0.6 .*sinks=kept", start=mark)
+            daemon.reload("event=reloaded threshold=0.6 .*sinks=kept")
             # a reload keeps what the decider heard (a word is reported once), so the second
             # "yes" gets a second of silence before it, as a new word would
             assert mic.play(np.zeros(MICRONET.sample_rate, dtype=np.int16)).wait(30) is not None

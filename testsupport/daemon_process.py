@@ -84,6 +84,13 @@ class DaemonProcess:
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
+    def reload(self, pattern: str = "event=reloaded", timeout: float = 15.0) -> str:
+        """SIGHUP, and the first stderr line matching `pattern` logged after it (the reload's
+        outcome: `event=reloaded ...` or `event=reload_rejected ...`)."""
+        mark = self.log_mark()
+        self.signal(signal.SIGHUP)
+        return self.wait_log(pattern, timeout, start=mark)
+
     def stop(self, timeout: float = 5.0) -> int:
         try:
             return terminate(self.proc, timeout)
